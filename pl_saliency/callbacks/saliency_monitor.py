@@ -1,0 +1,429 @@
+"""Saliency monitor
+================
+
+Scores explainers × metrics on a fixed probe set of validation samples while a model trains.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import Callback
+from torch import Tensor
+from torchmetrics import Metric
+
+from pl_saliency.explainers import Explainer, named_explainers
+from pl_saliency.loggers.wandb import curve_chart, find_wandb_logger, log_to_wandb, overlay_images, saliency_table
+from pl_saliency.perturbation.engine import CurveCache
+from pl_saliency.utils import check_choice, check_positive_int, eval_mode, model_logits
+
+TARGETS: tuple[str, ...] = ("label", "prediction")
+ON_ERROR: tuple[str, ...] = ("warn", "raise")
+_INPUT_KEYS = ("image", "images", "input", "inputs", "x", "pixel_values")
+_LABEL_KEYS = ("label", "labels", "target", "targets", "y")
+
+
+def metric_name(metric: Any) -> str:
+    """``DeletionAUC`` → ``deletion_auc``."""
+    name = type(metric).__name__
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
+
+
+def _named_metrics(metrics: Any) -> dict[str, Metric]:
+    if isinstance(metrics, Metric):
+        metrics = [metrics]
+    if isinstance(metrics, Mapping):
+        items = list(metrics.items())
+    elif isinstance(metrics, (list, tuple)):
+        items = [(metric_name(m), m) for m in metrics]
+    else:
+        raise TypeError(f"Argument `metrics` must be a Metric, a list of Metrics or a dict name -> Metric, but got {type(metrics).__name__}.")
+    if not items:
+        raise ValueError(f"Argument `metrics` must hold at least one metric, but got an empty {type(metrics).__name__}.")
+    out: dict[str, Metric] = {}
+    for key, m in items:
+        if not isinstance(m, Metric):
+            raise TypeError(f"Argument `metrics`: {key!r} must be a torchmetrics Metric, but got {type(m).__name__}.")
+        if not isinstance(key, str) or not key or "/" in key:
+            raise ValueError(f"Argument `metrics`: names must be non-empty strings without '/', but got {key!r}.")
+        if key in out:
+            raise ValueError(f"Argument `metrics`: two metrics are named {key!r}; pass a dict to tell them apart.")
+        out[key] = m
+    return out
+
+
+def default_batch_transform(batch: Any) -> tuple[Tensor, Tensor]:
+    """``(inputs, target)`` from a ``(x, y, ...)`` tuple/list or a dict with usual key names."""
+    if isinstance(batch, (tuple, list)) and len(batch) >= 2:
+        return batch[0], batch[1]
+    if isinstance(batch, Mapping):
+        x = next((batch[k] for k in _INPUT_KEYS if k in batch), None)
+        y = next((batch[k] for k in _LABEL_KEYS if k in batch), None)
+        if x is not None and y is not None:
+            return x, y
+        raise ValueError(
+            f"Argument `batch_transform` is needed: the validation batch is a dict with keys {sorted(batch)}, "
+            f"expected an input key in {_INPUT_KEYS} and a label key in {_LABEL_KEYS}."
+        )
+    raise ValueError(
+        "Argument `batch_transform` is needed: expected validation batches as (inputs, target, ...) or a dict, "
+        f"but got {type(batch).__name__}."
+    )
+
+
+class SaliencyMonitor(Callback):
+    """Monitor how trustworthy a model's saliency maps are, epoch by epoch.
+
+    On the first validation pass (not the sanity check) the monitor keeps the first ``num_samples``
+    validation samples as its probe set (in DDP, ``ceil(num_samples / world_size)`` per process),
+    and at the end of every ``every_n_epochs``-th validation epoch (and of every ``trainer.validate``)
+    it explains the probe with every explainer, scores every map with every metric, and logs
+    ``{log_prefix}/{explainer}/{metric}`` through ``LightningModule.log`` — so the values reach every
+    attached logger, ``trainer.callback_metrics`` (monitorable by ``ModelCheckpoint`` and
+    ``EarlyStopping``) and ``trainer.validate``'s results. With a ``WandbLogger`` attached it also logs,
+    on the trainer's step axis: a heatmap table ``{log_prefix}/table`` (one row per probe sample:
+    stable sample id, epoch, image, target, prediction, overlay per explainer, per-sample scores),
+    overlay panels ``{log_prefix}/overlays/{explainer}``, and one line chart per curve metric
+    ``{log_prefix}/curves/{metric}`` (mean curve per explainer).
+
+    Training is left untouched: maps are computed under ``torch.inference_mode(False)`` +
+    ``torch.enable_grad()`` on cloned inputs with ``torch.autograd.grad`` only, the model is in eval
+    mode while scored and restored afterwards, and no global random stream is consumed.
+
+    Args:
+        explainers: an explainer, a list of explainers (named by ``.name``) or a dict name ->
+            callable ``(model, inputs, target) -> (N, 1, H, W)``.
+        metrics: a Metric, a list (named ``DeletionAUC`` → ``deletion_auc``) or a dict name -> Metric.
+            Each is a template: the monitor keeps its own copy per explainer.
+        num_samples: size of the probe set.
+        every_n_epochs: score every n-th training epoch's validation.
+        batch_size: most probe samples explained at once (default: all).
+        target: explain the ``"label"`` (default) or the model's ``"prediction"``.
+        log_prefix: key prefix, default ``"val/saliency"``.
+        log_images: log the heatmap table and curve charts to W&B (when a ``WandbLogger`` is attached).
+        verbose: print a table of scores after each scored epoch (rank 0).
+        on_error: ``"warn"`` (default: a failing explainer or metric warns and its score is absent that
+            epoch; training goes on) or ``"raise"``.
+        output_transform: picks the logits out of a model output that is a tuple or dict.
+        batch_transform: maps a validation batch to ``(inputs, target)``.
+        class_names: labels shown in the W&B table.
+        max_images: most overlays per explainer in the W&B image panels (the table holds all).
+
+    Example::
+
+        from pytorch_lightning import Trainer
+        from pl_saliency import SaliencyMonitor, DeletionAUC, InsertionAUC, Gradient, GradCAM
+
+        monitor = SaliencyMonitor(
+            explainers=[Gradient(), GradCAM(layer="features.3")],
+            metrics=[DeletionAUC(), InsertionAUC()],
+        )
+        trainer = Trainer(callbacks=[monitor], logger=WandbLogger(project="saliency"))
+    """
+
+    def __init__(
+        self,
+        explainers: Any,
+        metrics: Any,
+        *,
+        num_samples: int = 16,
+        every_n_epochs: int = 1,
+        batch_size: int | None = None,
+        target: str = "label",
+        log_prefix: str = "val/saliency",
+        log_images: bool = True,
+        verbose: bool = False,
+        on_error: str = "warn",
+        output_transform: Callable[[Any], Tensor] | None = None,
+        batch_transform: Callable[[Any], tuple[Tensor, Tensor]] | None = None,
+        class_names: Sequence[str] | None = None,
+        max_images: int = 8,
+    ) -> None:
+        self.explainers = named_explainers(explainers)
+        self.metric_templates = _named_metrics(metrics)
+        self.num_samples = check_positive_int("num_samples", num_samples)
+        self.every_n_epochs = check_positive_int("every_n_epochs", every_n_epochs)
+        self.batch_size = None if batch_size is None else check_positive_int("batch_size", batch_size)
+        check_choice("target", target, TARGETS)
+        check_choice("on_error", on_error, ON_ERROR)
+        if not isinstance(log_prefix, str) or not log_prefix:
+            raise ValueError(f"Argument `log_prefix` must be a non-empty string, but got {log_prefix!r}.")
+        for name, fn in (("output_transform", output_transform), ("batch_transform", batch_transform)):
+            if fn is not None and not callable(fn):
+                raise TypeError(f"Argument `{name}` must be callable, but got {type(fn).__name__}.")
+        self.target, self.on_error, self.log_prefix = target, on_error, log_prefix.rstrip("/")
+        self.log_images, self.verbose = log_images, verbose
+        self.output_transform = output_transform
+        self.batch_transform = batch_transform or default_batch_transform
+        self.class_names = list(class_names) if class_names is not None else None
+        self.max_images = check_positive_int("max_images", max_images)
+
+        self.history: list[dict[str, Any]] = []
+        self.last_scores: dict[str, float | None] = {}
+        self.last_curves: dict[str, dict[str, Tensor]] = {}
+        self._probe_x: list[Tensor] = []
+        self._probe_y: list[Tensor] = []
+        self._probe_complete = False
+        self._metrics: dict[str, dict[str, Metric]] = {}
+        self._warned: set[str] = set()
+
+    # ------------------------------------------------------------------ Lightning plumbing
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(log_prefix=self.log_prefix)
+
+    def state_dict(self) -> dict[str, Any]:
+        probe_x, probe_y = self.probe
+        return {
+            "history": copy.deepcopy(self.history),
+            "probe_inputs": probe_x,
+            "probe_targets": probe_y,
+            "probe_complete": self._probe_complete,
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history = list(state_dict.get("history", []))
+        x, y = state_dict.get("probe_inputs"), state_dict.get("probe_targets")
+        self._probe_x = [x] if x is not None and len(x) else []
+        self._probe_y = [y] if y is not None and len(y) else []
+        self._probe_complete = bool(state_dict.get("probe_complete", False))
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._metrics = {}
+        for e in self.explainers:
+            self._metrics[e] = {}
+            for m, template in self.metric_templates.items():
+                clone = copy.deepcopy(template)
+                clone.reset()
+                if hasattr(clone, "keep_per_sample"):
+                    clone.keep_per_sample = True
+                if self.output_transform is not None and getattr(clone, "output_transform", False) is None:
+                    clone.output_transform = self.output_transform
+                self._metrics[e][m] = clone.to(pl_module.device)
+
+    # ------------------------------------------------------------------ probe set
+    @property
+    def probe(self) -> tuple[Tensor | None, Tensor | None]:
+        """This process's probe set ``(inputs, target)`` on the CPU (None before it is collected)."""
+        if not self._probe_x:
+            return None, None
+        return torch.cat(self._probe_x), torch.cat(self._probe_y)
+
+    def _quota(self, trainer: pl.Trainer) -> int:
+        return math.ceil(self.num_samples / max(1, trainer.world_size))
+
+    def on_validation_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if self._probe_complete or trainer.sanity_checking or dataloader_idx != 0:
+            return
+        have = sum(len(x) for x in self._probe_x)
+        need = self._quota(trainer) - have
+        if need <= 0:
+            return
+        try:
+            x, y = self.batch_transform(batch)
+            if not isinstance(x, Tensor) or not isinstance(y, Tensor) or x.ndim != 4 or y.shape[:1] != x.shape[:1]:
+                raise ValueError(
+                    "Argument `batch_transform` must give (inputs (N, C, H, W), target (N,)) tensors, but gave "
+                    f"{_describe(x)} and {_describe(y)}."
+                )
+        except Exception as err:  # noqa: BLE001 - reported per policy
+            self._fail("probe", err)
+            return
+        with torch.inference_mode(False):
+            self._probe_x.append(x[:need].detach().to("cpu", copy=True))
+            self._probe_y.append(y[:need].detach().to("cpu", copy=True).long())
+
+    # ------------------------------------------------------------------ scoring
+    def _should_score(self, trainer: pl.Trainer) -> bool:
+        if trainer.sanity_checking:
+            return False
+        if trainer.state.fn == "fit":
+            return (trainer.current_epoch + 1) % self.every_n_epochs == 0
+        return trainer.state.fn == "validate"
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        if self._probe_x:
+            self._probe_complete = True
+        if not self._should_score(trainer):
+            return
+        inputs, labels = self.probe
+        if inputs is None:
+            self._warn_once("empty", "SaliencyMonitor: no validation sample was collected for the probe set; nothing scored.")
+            return
+        with torch.inference_mode(False), eval_mode(pl_module):
+            self._score(trainer, pl_module, inputs, labels)
+
+    def _score(self, trainer: pl.Trainer, pl_module: pl.LightningModule, inputs: Tensor, labels: Tensor) -> None:
+        device = pl_module.device
+        n = len(inputs)
+        bs = self.batch_size or n
+        ok = {(e, m): True for e in self._metrics for m in self._metrics[e]}
+        maps: dict[str, list[Tensor]] = {e: [] for e in self.explainers}
+        preds: list[Tensor] = []
+        for m_dict in self._metrics.values():
+            for metric in m_dict.values():
+                metric.reset()
+        for start in range(0, n, bs):
+            x = inputs[start : start + bs].to(device)
+            y = labels[start : start + bs].to(device)
+            try:
+                with torch.no_grad():
+                    pred = model_logits(pl_module, x, self.output_transform).argmax(dim=1)
+            except Exception as err:  # noqa: BLE001
+                self._fail("model", err)
+                ok = dict.fromkeys(ok, False)
+                break
+            preds.append(pred.cpu())
+            target = y if self.target == "label" else pred
+            context = CurveCache()
+            for e, explainer in self.explainers.items():
+                if not any(ok[(e, m)] for m in self._metrics[e]):
+                    continue
+                try:
+                    if isinstance(explainer, Explainer) and self.output_transform is not None and explainer.output_transform is None:
+                        explainer = copy.copy(explainer)
+                        explainer.output_transform = self.output_transform
+                    sal = explainer(pl_module, x, target)
+                except Exception as err:  # noqa: BLE001
+                    self._fail(f"explainer {e!r}", err)
+                    for m in self._metrics[e]:
+                        ok[(e, m)] = False
+                    continue
+                maps[e].append(sal.detach().cpu())
+                for m, metric in self._metrics[e].items():
+                    if not ok[(e, m)]:
+                        continue
+                    try:
+                        metric.update(pl_module, x, sal, target, context=context)
+                    except Exception as err:  # noqa: BLE001
+                        self._fail(f"metric {m!r} on explainer {e!r}", err)
+                        ok[(e, m)] = False
+
+        # every process must agree on which (explainer, metric) pairs are synced and logged
+        scores: dict[str, float | None] = {}
+        curves: dict[str, dict[str, Tensor]] = {}
+        per_sample: dict[str, dict[str, Tensor]] = {}
+        for (e, m), good in ok.items():
+            if trainer.world_size > 1:
+                good = trainer.strategy.reduce_boolean_decision(good, all=True)
+            key = f"{e}/{m}"
+            metric = self._metrics[e][m]
+            if not good:
+                scores[key] = None
+                continue
+            value = float(metric.compute())
+            scores[key] = value
+            pl_module.log(f"{self.log_prefix}/{key}", value, on_step=False, on_epoch=True, sync_dist=trainer.world_size > 1)
+            if hasattr(metric, "curve"):
+                curves.setdefault(m, {})[e] = metric.curve().cpu()
+            if hasattr(metric, "per_sample"):
+                per_sample.setdefault(e, {})[m] = metric.per_sample().cpu()
+            metric.reset()
+
+        epoch = int(trainer.current_epoch)
+        self.last_scores = scores
+        self.last_curves = curves
+        self.history.append({"epoch": epoch, "global_step": int(trainer.global_step), "scores": dict(scores)})
+        if trainer.is_global_zero:
+            if self.verbose:
+                print(self.format_table(scores, epoch))
+            if self.log_images:
+                self._log_wandb(trainer, inputs, labels, maps, preds, per_sample, curves, epoch)
+
+    def _log_wandb(
+        self,
+        trainer: pl.Trainer,
+        inputs: Tensor,
+        labels: Tensor,
+        maps: dict[str, list[Tensor]],
+        preds: list[Tensor],
+        per_sample: dict[str, dict[str, Tensor]],
+        curves: dict[str, dict[str, Tensor]],
+        epoch: int,
+    ) -> None:
+        logger = find_wandb_logger(trainer.loggers)
+        if logger is None:
+            return
+        try:
+            full = {e: torch.cat(v) for e, v in maps.items() if v and sum(len(t) for t in v) == len(inputs)}
+            n = len(inputs) if preds and sum(len(p) for p in preds) == len(inputs) else 0
+            data: dict[str, Any] = {}
+            if n:
+                targets = labels if self.target == "label" else torch.cat(preds)
+                sample_ids = [trainer.global_rank * self._quota(trainer) + i for i in range(n)]
+                predictions = torch.cat(preds)
+                data[f"{self.log_prefix}/table"] = saliency_table(
+                    sample_ids, inputs, full, targets, predictions, per_sample, epoch, self.class_names
+                )
+                captions = [f"id {sid}: target {int(t)}, pred {int(p)}" for sid, t, p in zip(sample_ids, targets, predictions)]
+                for e, maps_e in full.items():
+                    data[f"{self.log_prefix}/overlays/{e}"] = overlay_images(inputs, maps_e, captions, self.max_images)
+            for m, by_expl in curves.items():
+                x = getattr(self._metrics[next(iter(by_expl))][m], "curve_x", None)
+                xs = x() if x is not None else torch.linspace(0, 1, len(next(iter(by_expl.values()))))
+                mode = getattr(self._metrics[next(iter(by_expl))][m], "mode", "")
+                data[f"{self.log_prefix}/curves/{m}"] = curve_chart(
+                    xs, by_expl, title=f"{m} (epoch {epoch})", xname=f"fraction {'inserted' if mode == 'insertion' else 'removed'}"
+                )
+            if data:
+                data["epoch"] = epoch
+                log_to_wandb(logger, data, step=int(trainer.global_step))
+        except Exception as err:  # noqa: BLE001
+            self._fail("W&B logging", err)
+
+    # ------------------------------------------------------------------ reporting
+    def format_table(self, scores: Mapping[str, float | None] | None = None, epoch: int | None = None) -> str:
+        """A plain-text table: explainers as rows, metrics as columns (arrows give the better direction)."""
+        scores = self.last_scores if scores is None else scores
+        metrics = list(self.metric_templates)
+        arrows = {
+            m: {True: " ↑", False: " ↓"}.get(getattr(t, "higher_is_better", None), "") for m, t in self.metric_templates.items()
+        }
+        heads = [f"{m}{arrows[m]}" for m in metrics]
+        width = max([len("explainer")] + [len(e) for e in self.explainers])
+        cols = [max(len(h), 8) for h in heads]
+        title = "saliency scores" + (f" — epoch {epoch}" if epoch is not None else "")
+        lines = [title, "  ".join(["explainer".ljust(width)] + [h.rjust(c) for h, c in zip(heads, cols)])]
+        for e in self.explainers:
+            cells = []
+            for m, c in zip(metrics, cols):
+                v = scores.get(f"{e}/{m}")
+                cells.append(("—" if v is None else f"{v:.4f}").rjust(c))
+            lines.append("  ".join([e.ljust(width)] + cells))
+        return "\n".join(lines)
+
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            warnings.warn(message, UserWarning, stacklevel=3)
+
+    def _fail(self, what: str, err: Exception) -> None:
+        if self.on_error == "raise":
+            raise err
+        warnings.warn(
+            f"SaliencyMonitor: {what} failed ({type(err).__name__}: {err}); its scores are absent this epoch and "
+            "training continues (set on_error='raise' to stop instead).",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+def _describe(x: Any) -> str:
+    return f"tensor{tuple(x.shape)}" if isinstance(x, Tensor) else type(x).__name__

@@ -1,0 +1,59 @@
+"""Explainers: ``explainer(model, inputs, target) -> saliency (N, 1, H, W)``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pl_saliency.explainers.base import Explainer, FunctionExplainer
+from pl_saliency.explainers.captum import (
+    CaptumExplainer,
+    Gradient,
+    GradCAM,
+    GradientXInput,
+    IntegratedGradients,
+    SmoothGrad,
+    resolve_layer,
+)
+
+
+def named_explainers(explainers: Any, name: str = "explainers") -> dict[str, Callable[..., Any]]:
+    """Normalize an explainer spec to ``{name: explainer}``.
+
+    Accepts one explainer, a list of explainers (named by their ``name`` attribute), or a mapping
+    from name to any callable ``(model, inputs, target) -> (N, 1, H, W)``.
+    """
+    if isinstance(explainers, Mapping):
+        items = list(explainers.items())
+    elif callable(explainers):
+        items = [(getattr(explainers, "name", None), explainers)]
+    elif isinstance(explainers, (list, tuple)):
+        items = [(getattr(e, "name", None), e) for e in explainers]
+    else:
+        raise TypeError(f"Argument `{name}` must be an explainer, a list of explainers or a dict name -> explainer, but got {type(explainers).__name__}.")
+    if not items:
+        raise ValueError(f"Argument `{name}` must hold at least one explainer, but got an empty {type(explainers).__name__}.")
+    out: dict[str, Callable[..., Any]] = {}
+    for key, fn in items:
+        if not isinstance(key, str) or not key or "/" in key:
+            raise ValueError(f"Argument `{name}`: every explainer needs a name (a non-empty string without '/'), but got {key!r} for {fn!r}; pass a dict to name them.")
+        if not callable(fn):
+            raise TypeError(f"Argument `{name}`: explainer {key!r} must be callable (model, inputs, target), but got {type(fn).__name__}.")
+        if key in out:
+            raise ValueError(f"Argument `{name}`: two explainers are named {key!r}; pass a dict or set `name=` to tell them apart.")
+        out[key] = fn
+    return out
+
+
+__all__ = [
+    "CaptumExplainer",
+    "Explainer",
+    "FunctionExplainer",
+    "GradCAM",
+    "Gradient",
+    "GradientXInput",
+    "IntegratedGradients",
+    "SmoothGrad",
+    "named_explainers",
+    "resolve_layer",
+]

@@ -1,0 +1,18 @@
+"""Logging helpers: displayable overlays (pure torch) and W&B tables/charts (lazy wandb import)."""
+
+from pl_saliency.loggers.images import colormap, display_uint8, heatmap, normalize_map, overlay, to_display
+from pl_saliency.loggers.wandb import curve_chart, find_wandb_logger, log_to_wandb, overlay_images, saliency_table
+
+__all__ = [
+    "colormap",
+    "curve_chart",
+    "display_uint8",
+    "find_wandb_logger",
+    "heatmap",
+    "log_to_wandb",
+    "normalize_map",
+    "overlay",
+    "overlay_images",
+    "saliency_table",
+    "to_display",
+]

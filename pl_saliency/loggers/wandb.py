@@ -1,0 +1,92 @@
+"""Weights & Biases helpers: heatmap tables and curve charts. ``wandb`` is imported lazily, inside
+the functions, so the package works without it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from torch import Tensor
+
+from pl_saliency.loggers.images import display_uint8, overlay
+
+
+def import_wandb() -> Any:
+    """Import wandb or raise a ``ModuleNotFoundError`` with the install command."""
+    try:
+        import wandb
+    except ImportError as err:
+        raise ModuleNotFoundError("W&B logging needs wandb: `pip install wandb`.") from err
+    return wandb
+
+
+def find_wandb_logger(loggers: Sequence[Any]) -> Any | None:
+    """The first W&B logger among a trainer's loggers (either Lightning namespace), else None."""
+    for lg in loggers:
+        if any(cls.__name__ == "WandbLogger" for cls in type(lg).__mro__):
+            return lg
+    return None
+
+
+def saliency_table(
+    sample_ids: Sequence[int],
+    images: Tensor,
+    maps: Mapping[str, Tensor],
+    targets: Tensor,
+    predictions: Tensor,
+    scores: Mapping[str, Mapping[str, Tensor]],
+    epoch: int,
+    class_names: Sequence[str] | None = None,
+) -> Any:
+    """A ``wandb.Table``: one row per probe sample.
+
+    Columns: ``sample_id`` (stable across epochs), ``epoch``, ``image``, ``target``, ``prediction``,
+    ``overlay/<explainer>`` per explainer, and ``<explainer>/<metric>`` per-sample scores.
+    ``scores[explainer][metric]`` holds one value per sample (or is empty when unavailable).
+    """
+    wandb = import_wandb()
+    names = list(maps)
+    score_cols = [(e, m) for e in scores for m in scores[e]]
+    columns = ["sample_id", "epoch", "image", "target", "prediction"]
+    columns += [f"overlay/{e}" for e in names] + [f"{e}/{m}" for e, m in score_cols]
+    table = wandb.Table(columns=columns)
+
+    def label(c: int) -> Any:
+        return class_names[c] if class_names is not None else c
+
+    for row, sid in enumerate(sample_ids):
+        cells: list[Any] = [int(sid), int(epoch), wandb.Image(display_uint8(images[row]).numpy())]
+        cells += [label(int(targets[row])), label(int(predictions[row]))]
+        cells += [wandb.Image(overlay(images[row], maps[e][row]).numpy()) for e in names]
+        for e, m in score_cols:
+            vals = scores[e][m]
+            cells.append(float(vals[row]) if row < len(vals) else None)
+        table.add_data(*cells)
+    return table
+
+
+def overlay_images(
+    images: Tensor, maps: Tensor, captions: Sequence[str], max_images: int | None = None
+) -> list[Any]:
+    """A list of ``wandb.Image`` overlays (for an image panel with a step slider)."""
+    wandb = import_wandb()
+    k = len(images) if max_images is None else min(max_images, len(images))
+    return [wandb.Image(overlay(images[i], maps[i]).numpy(), caption=captions[i]) for i in range(k)]
+
+
+def curve_chart(x: Tensor, curves: Mapping[str, Tensor], title: str, xname: str) -> Any:
+    """A W&B line chart with one line per explainer (``curves[name]`` has shape (K+1,))."""
+    wandb = import_wandb()
+    names = list(curves)
+    return wandb.plot.line_series(
+        xs=[float(v) for v in x],
+        ys=[[float(v) for v in curves[n]] for n in names],
+        keys=names,
+        title=title,
+        xname=xname,
+    )
+
+
+def log_to_wandb(logger: Any, data: Mapping[str, Any], step: int) -> None:
+    """Log media and charts through a Lightning ``WandbLogger``, on its step axis."""
+    logger.experiment.log(dict(data, **{"trainer/global_step": step}))

@@ -1,0 +1,188 @@
+"""Deletion and insertion AUC as torchmetrics ``Metric`` classes (state and sync only; the math is in
+:mod:`pl_saliency.functional.deletion`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+from torchmetrics import Metric
+from torchmetrics.utilities.data import dim_zero_cat
+
+from pl_saliency.functional.deletion import _curve_auc_compute, _curve_auc_update
+from pl_saliency.perturbation.engine import CurveCache, curve_fractions
+from pl_saliency.perturbation.fillers import get_filler
+from pl_saliency.perturbation.orders import ORDERS, TIE_BREAKS
+from pl_saliency.utils import SCORES, check_choice, check_positive_int
+
+
+class CurveAUCMetric(Metric):
+    """Base of the curve metrics: mean area under a perturbation curve, plus the mean curve.
+
+    States (all synced across processes): ``score_sum`` and ``total`` (sum), ``curve_sum`` (sum,
+    shape (steps + 1,)), and ``scores`` (cat; per-sample areas, filled only when
+    ``keep_per_sample=True``, which the monitor sets for its heatmap table).
+
+    As input to ``update`` the metric accepts:
+
+    - ``model``: callable (N, C, H, W) -> logits (N, K); not registered as a sub-module
+    - ``inputs``: (N, C, H, W) float images
+    - ``saliency``: (N, 1, H, W) or (N, C, H, W) maps
+    - ``target``: (N,) int64 class indices
+    - ``context``: optional :class:`~pl_saliency.perturbation.CurveCache` shared within a batch
+
+    As output of ``compute`` the metric returns the mean area, a scalar tensor; ``curve()`` returns
+    the mean curve (steps + 1,) and ``curve_x()`` its x positions in [0, 1].
+    """
+
+    is_differentiable: bool = False
+    full_state_update: bool = False
+    plot_lower_bound: float = 0.0
+    plot_upper_bound: float = 1.0
+    mode: str = "deletion"
+    default_filler: str = "zeros"
+
+    score_sum: Tensor
+    total: Tensor
+    curve_sum: Tensor
+    scores: list[Tensor]
+
+    def __init__(
+        self,
+        filler: Any = None,
+        order: str = "morf",
+        steps: int = 50,
+        patch_size: int = 1,
+        score: str = "probability",
+        chunk_size: int = 64,
+        tie_break: str = "random",
+        tie_seed: int = 0,
+        generator: torch.Generator | None = None,
+        output_transform: Callable[[Any], Tensor] | None = None,
+        keep_per_sample: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.filler = get_filler(self.default_filler if filler is None else filler)
+        check_choice("order", order, ORDERS)
+        check_choice("score", score, SCORES)
+        check_choice("tie_break", tie_break, TIE_BREAKS)
+        self.steps = check_positive_int("steps", steps)
+        self.patch_size = check_positive_int("patch_size", patch_size)
+        self.chunk_size = check_positive_int("chunk_size", chunk_size)
+        self.order, self.score, self.tie_break, self.tie_seed = order, score, tie_break, tie_seed
+        self.generator = generator
+        self.output_transform = output_transform
+        self.keep_per_sample = keep_per_sample
+        if score == "logit":  # logits are unbounded: no fixed plot range
+            self.plot_lower_bound = None  # type: ignore[assignment]
+            self.plot_upper_bound = None  # type: ignore[assignment]
+        self.add_state("score_sum", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("total", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("curve_sum", torch.zeros(steps + 1, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("scores", [], dist_reduce_fx="cat")
+        self._last_curve: Tensor | None = None
+        self._image_size: tuple[int, int] | None = None
+
+    @property
+    def definition(self) -> dict[str, Any]:
+        """The settings that define the number, for run configs and reports."""
+        return {
+            "metric": type(self).__name__,
+            "mode": self.mode,
+            "filler": self.filler.key,
+            "order": self.order,
+            "steps": self.steps,
+            "patch_size": self.patch_size,
+            "score": self.score,
+            "tie_break": self.tie_break,
+            "higher_is_better": self.higher_is_better,
+        }
+
+    def update(
+        self,
+        model: Callable[[Tensor], Any],
+        inputs: Tensor,
+        saliency: Tensor,
+        target: Tensor,
+        context: CurveCache | None = None,
+    ) -> None:
+        areas, curves = _curve_auc_update(
+            model, inputs, saliency, target, mode=self.mode, filler=self.filler, order=self.order,
+            steps=self.steps, patch_size=self.patch_size, score=self.score, chunk_size=self.chunk_size,
+            tie_break=self.tie_break, tie_seed=self.tie_seed, generator=self.generator,
+            output_transform=self.output_transform, context=context,
+        )  # fmt: skip
+        self._image_size = (int(inputs.shape[-2]), int(inputs.shape[-1]))
+        self.score_sum += areas.sum().to(self.score_sum)
+        self.total += areas.numel()
+        self.curve_sum += curves.sum(0).to(self.curve_sum)
+        if self.keep_per_sample:
+            self.scores.append(areas.detach().to(self.score_sum.device, torch.float32))
+
+    def compute(self) -> Tensor:
+        self._last_curve = (self.curve_sum / self.total).float() if self.total > 0 else None
+        return _curve_auc_compute(self.score_sum, self.total).float()
+
+    def curve(self) -> Tensor:
+        """Mean curve (steps + 1,) over every sample seen (synced across processes)."""
+        self.compute()
+        if self._last_curve is None:
+            raise RuntimeError(f"`{type(self).__name__}.curve()` was called before any `update`.")
+        return self._last_curve
+
+    def curve_x(self) -> Tensor:
+        """Fraction of features removed (deletion) or inserted (insertion) at each curve point."""
+        if self._image_size is None:
+            return torch.arange(self.steps + 1, dtype=torch.float32) / self.steps
+        return curve_fractions(*self._image_size, self.patch_size, self.steps).float()
+
+    def per_sample(self) -> Tensor:
+        """This process's per-sample areas, in update order (needs ``keep_per_sample=True``)."""
+        if not self.keep_per_sample:
+            raise RuntimeError(f"`{type(self).__name__}.per_sample()` needs `keep_per_sample=True`.")
+        return dim_zero_cat(self.scores) if self.scores else torch.empty(0)
+
+    def plot(self, val: Tensor | list[Tensor] | None = None, ax: Any = None) -> Any:
+        """Plot a single or multiple values of the metric (torchmetrics style)."""
+        return self._plot(val, ax)
+
+
+class DeletionAUC(CurveAUCMetric):
+    r"""Deletion AUC (Petsiuk et al., BMVC 2018, "RISE"); **lower is better**.
+
+    Features (positions, or ``patch_size`` squares) are replaced by the ``filler`` (default
+    ``"zeros"``, as RISE) in the map's order, most relevant first; the metric is the trapezoid area
+    under the target class's softmax probability (or logit) over the fraction removed, x in [0, 1].
+    See :mod:`pl_saliency.functional.deletion` for the definition and where we differ from RISE's
+    code.
+
+    Example:
+        >>> import torch
+        >>> from pl_saliency.metrics import DeletionAUC
+        >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+        >>> metric = DeletionAUC(steps=4)
+        >>> x, y = torch.rand(2, 1, 4, 4), torch.tensor([0, 2])
+        >>> metric.update(model, x, torch.rand(2, 1, 4, 4), y)
+        >>> metric.compute().shape
+        torch.Size([])
+    """
+
+    higher_is_better: bool = False
+    mode = "deletion"
+    default_filler = "zeros"
+
+
+class InsertionAUC(CurveAUCMetric):
+    r"""Insertion AUC (Petsiuk et al., BMVC 2018, "RISE"); **higher is better**.
+
+    Starts from the ``filler``'s image (default ``"blur"``: Gaussian, sigma 5, kernel 11, as RISE)
+    and restores features from the input in the map's order, most relevant first; the metric is the
+    trapezoid area under the target class's score over the fraction inserted.
+    """
+
+    higher_is_better: bool = True
+    mode = "insertion"
+    default_filler = "blur"

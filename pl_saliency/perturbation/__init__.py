@@ -1,0 +1,51 @@
+"""Perturbation engine: fillers (how a removed pixel is replaced), orders, and batched curves."""
+
+from pl_saliency.perturbation.engine import MODES, CurveCache, perturbation_curves
+from pl_saliency.perturbation.fillers import (
+    FILLER_NAMES,
+    Blur,
+    Constant,
+    Filler,
+    FunctionFiller,
+    Mean,
+    Zeros,
+    get_filler,
+)
+from pl_saliency.perturbation.orders import (
+    ORDERS,
+    TIE_BREAKS,
+    feature_grid,
+    feature_scores,
+    removal_order,
+    removal_rank,
+)
+
+# lower-case factories, the vocabulary of DESIGN.md: ``filler=blur(sigma=2)``
+zeros = Zeros
+constant = Constant
+mean = Mean
+blur = Blur
+
+__all__ = [
+    "FILLER_NAMES",
+    "MODES",
+    "ORDERS",
+    "TIE_BREAKS",
+    "Blur",
+    "Constant",
+    "CurveCache",
+    "Filler",
+    "FunctionFiller",
+    "Mean",
+    "Zeros",
+    "blur",
+    "constant",
+    "feature_grid",
+    "feature_scores",
+    "get_filler",
+    "mean",
+    "perturbation_curves",
+    "removal_order",
+    "removal_rank",
+    "zeros",
+]

@@ -1,0 +1,174 @@
+"""The batched perturbation engine: removal curves scored in chunks, shared within a batch.
+
+For ``N`` images and ``steps`` curve points the engine scores ``N × (steps + 1)`` perturbed images.
+It never materializes them all: masks are built by index arithmetic from a per-pixel removal rank,
+perturbed images are created chunk by chunk on the inputs' device, and at most ``chunk_size``
+images go through the model in one call, so peak memory does not grow with ``steps``.
+
+Curve point ``k`` (k = 0 … steps) has ``n_k = floor(k · F / steps)`` features removed (deletion)
+or inserted (insertion), where F is the number of features; x = n_k / F runs over [0, 1].
+
+* Deletion: ``x_k`` = the image with its first ``n_k`` features in ``order`` replaced by the filler.
+* Insertion: ``x_k`` = the filler's image with the first ``n_k`` features restored from the input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from pl_saliency.perturbation.fillers import get_filler
+from pl_saliency.perturbation.orders import feature_grid, feature_scores, removal_order, removal_rank
+from pl_saliency.utils import (
+    SCORES,
+    check_choice,
+    check_inputs,
+    check_model,
+    check_positive_int,
+    check_saliency,
+    check_target,
+    class_scores,
+    eval_mode,
+    model_logits,
+)
+
+MODES: tuple[str, ...] = ("deletion", "insertion")
+
+
+@dataclass
+class CurveCache:
+    """Curves computed for one batch, shared by every metric that asks for the same curve.
+
+    The monitor creates one cache per batch and hands it to every metric; a user may do the same.
+    Entries are keyed by the identity of the model, inputs and saliency tensors and by every setting
+    that changes the curve; the cache keeps references to those tensors, so identities stay valid
+    while it lives. ``model_calls`` counts the model calls made through the cache.
+    """
+
+    entries: dict[tuple[Any, ...], tuple[tuple[Any, ...], Tensor]] = field(default_factory=dict)
+    model_calls: int = 0
+    hits: int = 0
+
+    def get(self, key: tuple[Any, ...], refs: tuple[Any, ...]) -> Tensor | None:
+        hit = self.entries.get(key)
+        if hit is not None and all(a is b for a, b in zip(hit[0], refs)):
+            self.hits += 1
+            return hit[1]
+        return None
+
+    def put(self, key: tuple[Any, ...], refs: tuple[Any, ...], curves: Tensor) -> None:
+        self.entries[key] = (refs, curves)
+
+    def clear(self) -> None:
+        self.entries.clear()
+
+
+def curve_fractions(height: int, width: int, patch_size: int, steps: int) -> Tensor:
+    """x positions (steps + 1,) of the curve points: the fraction of features removed or inserted."""
+    _, num_features = feature_grid(height, width, patch_size)
+    removed = (torch.arange(steps + 1) * num_features) // steps
+    return removed.double() / num_features
+
+
+def perturbation_curves(
+    model: Callable[[Tensor], Any],
+    inputs: Tensor,
+    saliency: Tensor,
+    target: Tensor,
+    *,
+    mode: str = "deletion",
+    filler: Any = "zeros",
+    order: str = "morf",
+    steps: int = 50,
+    patch_size: int = 1,
+    score: str = "probability",
+    chunk_size: int = 64,
+    tie_break: str = "random",
+    tie_seed: int = 0,
+    generator: torch.Generator | None = None,
+    output_transform: Callable[[Any], Tensor] | None = None,
+    context: CurveCache | None = None,
+) -> Tensor:
+    """Score the target class along a removal (deletion) or restoration (insertion) path.
+
+    Args:
+        model: callable (N, C, H, W) -> logits (N, K); an ``nn.Module`` is put in eval mode for the
+            call and restored to its previous mode afterwards.
+        inputs: (N, C, H, W) float images in the model's input space.
+        saliency: (N, 1, H, W) or (N, C, H, W) maps (channels summed, sign kept); other resolutions
+            are upsampled bilinearly.
+        target: (N,) int64 class indices.
+        mode: ``"deletion"`` or ``"insertion"``.
+        filler: removal strategy, see :func:`pl_saliency.perturbation.get_filler`.
+        order: ``"morf"`` (most relevant first), ``"lerf"`` or ``"random"``.
+        steps: number of curve points after the unperturbed one (1 <= steps <= number of features).
+        patch_size: side of the square features (1: single positions).
+        score: ``"probability"`` (softmax of the target class) or ``"logit"``.
+        chunk_size: most images per model call.
+        tie_break: ``"random"`` (fixed permutation seeded by ``tie_seed``) or ``"position"``.
+        generator: CPU ``torch.Generator`` for ``order="random"`` and stochastic fillers.
+        output_transform: picks the logits out of a model's tuple/dict output.
+        context: a :class:`CurveCache` shared within a batch.
+
+    Returns:
+        (N, steps + 1) float tensor; column 0 is the unperturbed (deletion) or fully removed
+        (insertion) image.
+    """
+    check_model(model)
+    refs = (model, inputs, saliency)  # the caller's objects: cache entries are keyed by their identity
+    check_choice("mode", mode, MODES)
+    check_choice("score", score, SCORES)
+    check_positive_int("steps", steps)
+    check_positive_int("patch_size", patch_size)
+    check_positive_int("chunk_size", chunk_size)
+    inputs = check_inputs(inputs)
+    saliency = check_saliency(saliency, inputs)
+    target = check_target(target, inputs.shape[0]).to(inputs.device)
+    fill = get_filler(filler)
+
+    n, _, h, w = inputs.shape
+    if patch_size > min(h, w):
+        raise ValueError(f"Argument `patch_size` must be at most the image side {min(h, w)}, but got {patch_size}.")
+    feature_id, num_features = feature_grid(h, w, patch_size, device=inputs.device)
+    if steps > num_features:
+        raise ValueError(
+            f"Argument `steps` must be at most the number of features ({num_features} for {h}x{w} images with "
+            f"patch_size={patch_size}), but got {steps}."
+        )
+
+    key = (mode, fill.key, order, steps, patch_size, score, tie_break, tie_seed, id(output_transform), *map(id, refs))
+    if context is not None:
+        cached = context.get(key, refs)
+        if cached is not None:
+            return cached
+
+    ranks = removal_rank(removal_order(feature_scores(saliency, feature_id, num_features), order, tie_break, tie_seed, generator))
+    pixel_rank = ranks[:, feature_id].unsqueeze(1)  # (N, 1, H, W): step at which each pixel goes
+    removed_count = (torch.arange(steps + 1, device=inputs.device) * num_features) // steps  # (steps+1,)
+    substrate = None if fill.mask_dependent else fill.substrate(inputs, generator)
+
+    total = n * (steps + 1)
+    curves = torch.empty(total, dtype=torch.float32, device=inputs.device)
+    calls = 0
+    with torch.no_grad(), eval_mode(model):
+        for start in range(0, total, chunk_size):
+            idx = torch.arange(start, min(start + chunk_size, total), device=inputs.device)
+            i, k = idx // (steps + 1), idx % (steps + 1)
+            threshold = removed_count[k].view(-1, 1, 1, 1)
+            removed = pixel_rank[i] < threshold if mode == "deletion" else pixel_rank[i] >= threshold
+            x = inputs[i]
+            if substrate is None:
+                x = fill(x, removed, generator)
+            else:
+                x = torch.where(removed, substrate[i], x)
+            curves[idx] = class_scores(model_logits(model, x, output_transform), target[i], score)
+            calls += 1
+    curves = curves.view(n, steps + 1)
+    if context is not None:
+        context.model_calls += calls
+        context.put(key, refs, curves)
+    return curves

@@ -1,0 +1,80 @@
+"""Orders: which features are removed first.
+
+A *feature* is a spatial position with all its channels (``patch_size=1``) or a square of
+``patch_size × patch_size`` positions (the last row/column of patches may be smaller when the image
+size is not a multiple). A patch's relevance is the sum of the saliency inside it.
+
+Ties (large flat areas in upsampled Grad-CAM, occlusion or LIME maps) are broken by a fixed
+pseudo-random permutation of the feature positions (``tie_break="random"``, seeded by
+``tie_seed``), the same for every sample, so results do not depend on batch composition or
+process count and carry no top-left bias; ``tie_break="position"`` uses row-major position order.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from pl_saliency.utils import check_choice, check_positive_int
+
+ORDERS: tuple[str, ...] = ("morf", "lerf", "random")
+TIE_BREAKS: tuple[str, ...] = ("random", "position")
+
+
+def feature_grid(height: int, width: int, patch_size: int, device: torch.device | None = None) -> tuple[Tensor, int]:
+    """Map each pixel to its feature index: returns ``(feature_id (H, W) long, num_features)``."""
+    check_positive_int("patch_size", patch_size)
+    gh, gw = math.ceil(height / patch_size), math.ceil(width / patch_size)
+    rows = torch.arange(height, device=device) // patch_size
+    cols = torch.arange(width, device=device) // patch_size
+    return rows[:, None] * gw + cols[None, :], gh * gw
+
+
+def feature_scores(saliency: Tensor, feature_id: Tensor, num_features: int) -> Tensor:
+    """Sum a (N, 1, H, W) map over each feature: (N, F)."""
+    n = saliency.shape[0]
+    flat = saliency.reshape(n, -1).to(torch.float64)
+    out = torch.zeros(n, num_features, dtype=torch.float64, device=saliency.device)
+    return out.index_add_(1, feature_id.reshape(-1).to(saliency.device), flat)
+
+
+def _tie_permutation(num_features: int, tie_break: str, tie_seed: int, device: torch.device) -> Tensor:
+    if tie_break == "position":
+        return torch.arange(num_features, device=device)
+    g = torch.Generator().manual_seed(tie_seed)
+    return torch.randperm(num_features, generator=g).to(device)
+
+
+def removal_order(
+    scores: Tensor,
+    order: str = "morf",
+    tie_break: str = "random",
+    tie_seed: int = 0,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Feature indices (N, F) in the order they are removed.
+
+    ``"morf"``: most relevant first (descending score); ``"lerf"``: least relevant first;
+    ``"random"``: an independent uniform permutation per sample drawn from ``generator``
+    (CPU generator; the draw is the same on every device).
+    """
+    check_choice("order", order, ORDERS)
+    check_choice("tie_break", tie_break, TIE_BREAKS)
+    n, f = scores.shape
+    if order == "random":
+        keys = torch.rand(n, f, generator=generator).to(scores.device)
+        return keys.argsort(dim=1)
+    perm = _tie_permutation(f, tie_break, tie_seed, scores.device)
+    permuted = scores[:, perm]
+    idx = torch.sort(permuted, dim=1, descending=(order == "morf"), stable=True).indices
+    return perm[idx]
+
+
+def removal_rank(order_idx: Tensor) -> Tensor:
+    """Inverse of :func:`removal_order`: ``rank[i, f]`` is the 0-based step at which feature f goes."""
+    n, f = order_idx.shape
+    ranks = torch.empty_like(order_idx)
+    ranks.scatter_(1, order_idx, torch.arange(f, device=order_idx.device).expand(n, f).contiguous())
+    return ranks
