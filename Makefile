@@ -13,7 +13,6 @@ TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH_PINS)
 	$(PY) -m pip install --quiet -e '.[test,examples]' $(TORCH_PINS)
 	touch $(STAMP)
