@@ -177,6 +177,11 @@ def model_logits(model: Callable[[Tensor], Any], inputs: Tensor, output_transfor
 
 def class_scores(logits: Tensor, target: Tensor, score: str = "probability") -> Tensor:
     """The target class's softmax probability (``score="probability"``) or logit, shape (N,)."""
+    if target.numel() and int(target.max()) >= logits.shape[1]:
+        raise ValueError(
+            f"Argument `target` must hold class indices below the model's {logits.shape[1]} outputs, "
+            f"but got {int(target.max())}."
+        )
     if score == "probability":
         logits = logits.float().softmax(dim=-1)
     return logits.gather(1, target.view(-1, 1)).squeeze(1).float()

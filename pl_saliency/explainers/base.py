@@ -34,6 +34,14 @@ from pl_saliency.utils import (
 )
 
 
+def _require_tensor_output(module: torch.nn.Module, args: Any, output: Any) -> None:
+    if not isinstance(output, Tensor):
+        raise TypeError(
+            f"Argument `model` must return a logits tensor (N, K), but returned {type(output).__name__}; "
+            "pass `output_transform` to pick the logits out of it."
+        )
+
+
 class Explainer:
     """Base class: subclasses implement ``_attribute(forward, inputs, target)`` returning a raw
     attribution (N, C', h, w) computed with gradients enabled."""
@@ -70,10 +78,18 @@ class Explainer:
         check_model(model)
         check_inputs(inputs)
         target = check_target(target, inputs.shape[0]).to(inputs.device)
-        with eval_mode(model), torch.inference_mode(False), torch.enable_grad():
-            x = inputs.detach().clone().requires_grad_(True)
-            t = target.clone()
-            raw = self._attribute(model, self._forward(model), x, t)
+        # The module itself is handed to Captum (hook-based methods need it): check its output with a hook.
+        hook = None
+        if self.output_transform is None and isinstance(model, torch.nn.Module) and not isinstance(model, torch.jit.ScriptModule):
+            hook = model.register_forward_hook(_require_tensor_output)
+        try:
+            with eval_mode(model), torch.inference_mode(False), torch.enable_grad():
+                x = inputs.detach().clone().requires_grad_(True)
+                t = target.clone()
+                raw = self._attribute(model, self._forward(model), x, t)
+        finally:
+            if hook is not None:
+                hook.remove()
         return self.postprocess(raw.detach(), inputs.shape[-2:])
 
     def postprocess(self, raw: Tensor, size: tuple[int, int] | torch.Size) -> Tensor:

@@ -76,9 +76,9 @@ class CurveAUCMetric(Metric):
         self.generator = generator
         self.output_transform = output_transform
         self.keep_per_sample = keep_per_sample
-        if score == "logit":  # logits are unbounded: no fixed plot range
-            self.plot_lower_bound = None  # type: ignore[assignment]
-            self.plot_upper_bound = None  # type: ignore[assignment]
+        if score == "logit":  # logits are unbounded: no fixed plot range (torchmetrics guards these names)
+            object.__setattr__(self, "plot_lower_bound", None)
+            object.__setattr__(self, "plot_upper_bound", None)
         self.add_state("score_sum", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("total", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
         self.add_state("curve_sum", torch.zeros(steps + 1, dtype=torch.float64), dist_reduce_fx="sum")
