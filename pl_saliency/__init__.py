@@ -17,7 +17,7 @@ from pl_saliency.explainers import (
 )
 from pl_saliency.functional import deletion_auc, insertion_auc
 from pl_saliency.metrics import DeletionAUC, InsertionAUC
-from pl_saliency.perturbation import Blur, Constant, CurveCache, Mean, Zeros, perturbation_curves
+from pl_saliency.perturbation import Blur, Constant, BatchContext, Mean, Zeros, perturbation_curves
 
 __version__ = "0.1.0"
 
@@ -25,7 +25,7 @@ __all__ = [
     "Blur",
     "CaptumExplainer",
     "Constant",
-    "CurveCache",
+    "BatchContext",
     "DeletionAUC",
     "Explainer",
     "FunctionExplainer",

@@ -11,7 +11,7 @@ from torch import nn
 
 from pl_saliency.functional import deletion_auc, insertion_auc
 from pl_saliency.metrics import DeletionAUC, InsertionAUC
-from pl_saliency.perturbation import Blur, Constant, CurveCache, Mean, get_filler, perturbation_curves
+from pl_saliency.perturbation import Blur, Constant, BatchContext, Mean, get_filler, perturbation_curves
 from pl_saliency.perturbation.orders import feature_grid, removal_order
 
 
@@ -227,7 +227,7 @@ def test_curve_cache_shares_model_calls(rgb_batch):
 
     model = Counting()
     sal = torch.rand(4, 1, 12, 12)
-    ctx = CurveCache()
+    ctx = BatchContext()
     a, b = DeletionAUC(steps=6, chunk_size=8), DeletionAUC(steps=6, chunk_size=8)
     a.update(model, x, sal, y, context=ctx)
     n_single = len(calls)

@@ -21,7 +21,7 @@ from torchmetrics import Metric
 
 from pl_saliency.explainers import Explainer, named_explainers
 from pl_saliency.loggers.wandb import curve_chart, find_wandb_logger, log_to_wandb, overlay_images, saliency_table
-from pl_saliency.perturbation.engine import CurveCache
+from pl_saliency.perturbation.engine import BatchContext
 from pl_saliency.utils import check_choice, check_positive_int, eval_mode, model_logits
 
 TARGETS: tuple[str, ...] = ("label", "prediction")
@@ -112,7 +112,9 @@ class SaliencyMonitor(Callback):
         on_error: ``"warn"`` (default: a failing explainer or metric warns and its score is absent that
             epoch; training goes on) or ``"raise"``.
         output_transform: picks the logits out of a model output that is a tuple or dict.
-        batch_transform: maps a validation batch to ``(inputs, target)``.
+        batch_transform: maps a validation batch to ``(inputs, target)`` or ``(inputs, target, extras)``
+            where ``extras`` is a dict of per-sample tensors (e.g. ``{"masks": ...}``) kept with the probe
+            and handed to metrics as ``context.extras``.
         class_names: labels shown in the W&B table.
         max_images: most overlays per explainer in the W&B image panels (the table holds all).
 
@@ -170,6 +172,7 @@ class SaliencyMonitor(Callback):
         self.last_curves: dict[str, dict[str, Tensor]] = {}
         self._probe_x: list[Tensor] = []
         self._probe_y: list[Tensor] = []
+        self._probe_extras: dict[str, list[Tensor]] = {}
         self._probe_complete = False
         self._metrics: dict[str, dict[str, Metric]] = {}
         self._warned: set[str] = set()
@@ -185,6 +188,7 @@ class SaliencyMonitor(Callback):
             "history": copy.deepcopy(self.history),
             "probe_inputs": probe_x,
             "probe_targets": probe_y,
+            "probe_extras": self.probe_extras,
             "probe_complete": self._probe_complete,
         }
 
@@ -193,6 +197,7 @@ class SaliencyMonitor(Callback):
         x, y = state_dict.get("probe_inputs"), state_dict.get("probe_targets")
         self._probe_x = [x] if x is not None and len(x) else []
         self._probe_y = [y] if y is not None and len(y) else []
+        self._probe_extras = {k: [v] for k, v in state_dict.get("probe_extras", {}).items()}
         self._probe_complete = bool(state_dict.get("probe_complete", False))
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -216,6 +221,11 @@ class SaliencyMonitor(Callback):
             return None, None
         return torch.cat(self._probe_x), torch.cat(self._probe_y)
 
+    @property
+    def probe_extras(self) -> dict[str, Tensor]:
+        """Extra per-sample probe data returned by ``batch_transform`` (e.g. ground-truth masks)."""
+        return {k: torch.cat(v) for k, v in self._probe_extras.items() if v}
+
     def _quota(self, trainer: pl.Trainer) -> int:
         return math.ceil(self.num_samples / max(1, trainer.world_size))
 
@@ -235,7 +245,14 @@ class SaliencyMonitor(Callback):
         if need <= 0:
             return
         try:
-            x, y = self.batch_transform(batch)
+            out = self.batch_transform(batch)
+            if not isinstance(out, (tuple, list)) or len(out) not in (2, 3):
+                raise ValueError(
+                    "Argument `batch_transform` must return (inputs, target) or (inputs, target, extras: dict), "
+                    f"but returned {type(out).__name__}."
+                )
+            x, y = out[0], out[1]
+            extras = dict(out[2]) if len(out) == 3 else {}
             if not isinstance(x, Tensor) or not isinstance(y, Tensor) or x.ndim != 4 or y.shape[:1] != x.shape[:1]:
                 raise ValueError(
                     "Argument `batch_transform` must give (inputs (N, C, H, W), target (N,)) tensors, but gave "
@@ -247,6 +264,9 @@ class SaliencyMonitor(Callback):
         with torch.inference_mode(False):
             self._probe_x.append(x[:need].detach().to("cpu", copy=True))
             self._probe_y.append(y[:need].detach().to("cpu", copy=True).long())
+            for k, v in extras.items():
+                if isinstance(v, Tensor) and v.shape[:1] == x.shape[:1]:
+                    self._probe_extras.setdefault(k, []).append(v[:need].detach().to("cpu", copy=True))
 
     # ------------------------------------------------------------------ scoring
     def _should_score(self, trainer: pl.Trainer) -> bool:
@@ -292,7 +312,7 @@ class SaliencyMonitor(Callback):
                 break
             preds.append(pred.cpu())
             target = y if self.target == "label" else pred
-            context = CurveCache()
+            context = BatchContext(extras={k: v[start : start + bs].to(device) for k, v in self.probe_extras.items()})
             for e, explainer in self.explainers.items():
                 if not any(ok[(e, m)] for m in self._metrics[e]):
                     continue
@@ -307,6 +327,7 @@ class SaliencyMonitor(Callback):
                         ok[(e, m)] = False
                     continue
                 maps[e].append(sal.detach().cpu())
+                context.explainer = explainer
                 for m, metric in self._metrics[e].items():
                     if not ok[(e, m)]:
                         continue

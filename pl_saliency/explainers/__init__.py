@@ -35,10 +35,10 @@ def named_explainers(explainers: Any, name: str = "explainers") -> dict[str, Cal
         raise ValueError(f"Argument `{name}` must hold at least one explainer, but got an empty {type(explainers).__name__}.")
     out: dict[str, Callable[..., Any]] = {}
     for key, fn in items:
-        if not isinstance(key, str) or not key or "/" in key:
-            raise ValueError(f"Argument `{name}`: every explainer needs a name (a non-empty string without '/'), but got {key!r} for {fn!r}; pass a dict to name them.")
         if not callable(fn):
             raise TypeError(f"Argument `{name}`: explainer {key!r} must be callable (model, inputs, target), but got {type(fn).__name__}.")
+        if not isinstance(key, str) or not key or "/" in key:
+            raise ValueError(f"Argument `{name}`: every explainer needs a name (a non-empty string without '/'), but got {key!r} for {fn!r}; pass a dict to name them.")
         if key in out:
             raise ValueError(f"Argument `{name}`: two explainers are named {key!r}; pass a dict or set `name=` to tell them apart.")
         out[key] = fn

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from pl_saliency.perturbation.engine import CurveCache, curve_fractions, perturbation_curves
+from pl_saliency.perturbation.engine import BatchContext, curve_fractions, perturbation_curves
 from pl_saliency.utils import auc, check_choice
 
 REDUCTIONS: tuple[str, ...] = ("mean", "sum", "none")
@@ -49,7 +49,7 @@ def _curve_auc_update(
     tie_seed: int = 0,
     generator: torch.Generator | None = None,
     output_transform: Callable[[Any], Tensor] | None = None,
-    context: CurveCache | None = None,
+    context: BatchContext | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Per-sample areas (N,) and curves (N, steps + 1) of a deletion or insertion path."""
     curves = perturbation_curves(
@@ -106,7 +106,7 @@ def deletion_auc(
     output_transform: Callable[[Any], Tensor] | None = None,
     reduction: str = "mean",
     return_curves: bool = False,
-    context: CurveCache | None = None,
+    context: BatchContext | None = None,
 ) -> Tensor | tuple[Tensor, Tensor]:
     """Deletion AUC (RISE): area under the target score as features are removed; lower is better.
 
@@ -152,7 +152,7 @@ def insertion_auc(
     output_transform: Callable[[Any], Tensor] | None = None,
     reduction: str = "mean",
     return_curves: bool = False,
-    context: CurveCache | None = None,
+    context: BatchContext | None = None,
 ) -> Tensor | tuple[Tensor, Tensor]:
     """Insertion AUC (RISE): area under the target score as features are restored into the filler's
     image (default: Gaussian blur); higher is better. Arguments as :func:`deletion_auc`."""

@@ -8,22 +8,19 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torchmetrics import Metric
-from torchmetrics.utilities.data import dim_zero_cat
-
 from pl_saliency.functional.deletion import _curve_auc_compute, _curve_auc_update
-from pl_saliency.perturbation.engine import CurveCache, curve_fractions
+from pl_saliency.metrics.base import SampleScoreMetric
+from pl_saliency.perturbation.engine import BatchContext, curve_fractions
 from pl_saliency.perturbation.fillers import get_filler
 from pl_saliency.perturbation.orders import ORDERS, TIE_BREAKS
 from pl_saliency.utils import SCORES, check_choice, check_positive_int
 
 
-class CurveAUCMetric(Metric):
+class CurveAUCMetric(SampleScoreMetric):
     """Base of the curve metrics: mean area under a perturbation curve, plus the mean curve.
 
-    States (all synced across processes): ``score_sum`` and ``total`` (sum), ``curve_sum`` (sum,
-    shape (steps + 1,)), and ``scores`` (cat; per-sample areas, filled only when
-    ``keep_per_sample=True``, which the monitor sets for its heatmap table).
+    States: those of :class:`~pl_saliency.metrics.base.SampleScoreMetric` (per-sample areas) and
+    ``curve_sum`` (sum, shape (steps + 1,)).
 
     As input to ``update`` the metric accepts:
 
@@ -31,23 +28,18 @@ class CurveAUCMetric(Metric):
     - ``inputs``: (N, C, H, W) float images
     - ``saliency``: (N, 1, H, W) or (N, C, H, W) maps
     - ``target``: (N,) int64 class indices
-    - ``context``: optional :class:`~pl_saliency.perturbation.CurveCache` shared within a batch
+    - ``context``: optional :class:`~pl_saliency.perturbation.BatchContext` shared within a batch
 
     As output of ``compute`` the metric returns the mean area, a scalar tensor; ``curve()`` returns
     the mean curve (steps + 1,) and ``curve_x()`` its x positions in [0, 1].
     """
 
-    is_differentiable: bool = False
-    full_state_update: bool = False
     plot_lower_bound: float = 0.0
     plot_upper_bound: float = 1.0
     mode: str = "deletion"
     default_filler: str = "zeros"
 
-    score_sum: Tensor
-    total: Tensor
     curve_sum: Tensor
-    scores: list[Tensor]
 
     def __init__(
         self,
@@ -64,7 +56,7 @@ class CurveAUCMetric(Metric):
         keep_per_sample: bool = False,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(keep_per_sample=keep_per_sample, **kwargs)
         self.filler = get_filler(self.default_filler if filler is None else filler)
         check_choice("order", order, ORDERS)
         check_choice("score", score, SCORES)
@@ -75,22 +67,15 @@ class CurveAUCMetric(Metric):
         self.order, self.score, self.tie_break, self.tie_seed = order, score, tie_break, tie_seed
         self.generator = generator
         self.output_transform = output_transform
-        self.keep_per_sample = keep_per_sample
         if score == "logit":  # logits are unbounded: no fixed plot range (torchmetrics guards these names)
             object.__setattr__(self, "plot_lower_bound", None)
             object.__setattr__(self, "plot_upper_bound", None)
-        self.add_state("score_sum", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("total", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
         self.add_state("curve_sum", torch.zeros(steps + 1, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("scores", [], dist_reduce_fx="cat")
         self._last_curve: Tensor | None = None
         self._image_size: tuple[int, int] | None = None
 
-    @property
-    def definition(self) -> dict[str, Any]:
-        """The settings that define the number, for run configs and reports."""
+    def _definition_items(self) -> dict[str, Any]:
         return {
-            "metric": type(self).__name__,
             "mode": self.mode,
             "filler": self.filler.key,
             "order": self.order,
@@ -98,8 +83,15 @@ class CurveAUCMetric(Metric):
             "patch_size": self.patch_size,
             "score": self.score,
             "tie_break": self.tie_break,
-            "higher_is_better": self.higher_is_better,
         }
+
+    def _curve_kwargs(self) -> dict[str, Any]:
+        """Everything that selects the curve, as keyword arguments of the engine."""
+        return dict(
+            mode=self.mode, filler=self.filler, order=self.order, steps=self.steps, patch_size=self.patch_size,
+            score=self.score, chunk_size=self.chunk_size, tie_break=self.tie_break, tie_seed=self.tie_seed,
+            generator=self.generator, output_transform=self.output_transform,
+        )  # fmt: skip
 
     def update(
         self,
@@ -107,20 +99,12 @@ class CurveAUCMetric(Metric):
         inputs: Tensor,
         saliency: Tensor,
         target: Tensor,
-        context: CurveCache | None = None,
+        context: BatchContext | None = None,
     ) -> None:
-        areas, curves = _curve_auc_update(
-            model, inputs, saliency, target, mode=self.mode, filler=self.filler, order=self.order,
-            steps=self.steps, patch_size=self.patch_size, score=self.score, chunk_size=self.chunk_size,
-            tie_break=self.tie_break, tie_seed=self.tie_seed, generator=self.generator,
-            output_transform=self.output_transform, context=context,
-        )  # fmt: skip
+        areas, curves = _curve_auc_update(model, inputs, saliency, target, context=context, **self._curve_kwargs())
         self._image_size = (int(inputs.shape[-2]), int(inputs.shape[-1]))
-        self.score_sum += areas.sum().to(self.score_sum)
-        self.total += areas.numel()
+        self._accumulate(areas)
         self.curve_sum += curves.sum(0).to(self.curve_sum)
-        if self.keep_per_sample:
-            self.scores.append(areas.detach().to(self.score_sum.device, torch.float32))
 
     def compute(self) -> Tensor:
         self._last_curve = (self.curve_sum / self.total).float() if self.total > 0 else None
@@ -138,16 +122,6 @@ class CurveAUCMetric(Metric):
         if self._image_size is None:
             return torch.arange(self.steps + 1, dtype=torch.float32) / self.steps
         return curve_fractions(*self._image_size, self.patch_size, self.steps).float()
-
-    def per_sample(self) -> Tensor:
-        """This process's per-sample areas, in update order (needs ``keep_per_sample=True``)."""
-        if not self.keep_per_sample:
-            raise RuntimeError(f"`{type(self).__name__}.per_sample()` needs `keep_per_sample=True`.")
-        return dim_zero_cat(self.scores) if self.scores else torch.empty(0)
-
-    def plot(self, val: Tensor | list[Tensor] | None = None, ax: Any = None) -> Any:
-        """Plot a single or multiple values of the metric (torchmetrics style)."""
-        return self._plot(val, ax)
 
 
 class DeletionAUC(CurveAUCMetric):

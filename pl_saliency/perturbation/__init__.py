@@ -1,6 +1,6 @@
 """Perturbation engine: fillers (how a removed pixel is replaced), orders, and batched curves."""
 
-from pl_saliency.perturbation.engine import MODES, CurveCache, perturbation_curves
+from pl_saliency.perturbation.engine import MODES, BatchContext, perturbation_curves
 from pl_saliency.perturbation.fillers import (
     FILLER_NAMES,
     Blur,
@@ -33,7 +33,7 @@ __all__ = [
     "TIE_BREAKS",
     "Blur",
     "Constant",
-    "CurveCache",
+    "BatchContext",
     "Filler",
     "FunctionFiller",
     "Mean",

@@ -40,18 +40,26 @@ MODES: tuple[str, ...] = ("deletion", "insertion")
 
 
 @dataclass
-class CurveCache:
-    """Curves computed for one batch, shared by every metric that asks for the same curve.
+class BatchContext:
+    """What the metrics of one batch share: computed curves, the explainer, and extra batch data.
 
-    The monitor creates one cache per batch and hands it to every metric; a user may do the same.
-    Entries are keyed by the identity of the model, inputs and saliency tensors and by every setting
-    that changes the curve; the cache keeps references to those tensors, so identities stay valid
-    while it lives. ``model_calls`` counts the model calls made through the cache.
+    The monitor creates one context per batch and hands it to every metric; a user may do the same.
+
+    * Curves: entries are keyed by the identity of the model, inputs and saliency tensors and by
+      every setting that changes the curve; the context keeps references to those tensors, so
+      identities stay valid while it lives. ``model_calls`` counts the model calls made through it,
+      ``hits`` the curves served from it.
+    * ``explainer``: the explainer that produced the saliency being scored (set by the monitor before
+      each explainer's metrics), for metrics that re-explain perturbed inputs.
+    * ``extras``: further per-batch data, e.g. ground truth ``"masks"`` (N, 1, H, W) or ``"boxes"``
+      (N, 4) for localization metrics.
     """
 
     entries: dict[tuple[Any, ...], tuple[tuple[Any, ...], Tensor]] = field(default_factory=dict)
     model_calls: int = 0
     hits: int = 0
+    explainer: Callable[..., Tensor] | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
 
     def get(self, key: tuple[Any, ...], refs: tuple[Any, ...]) -> Tensor | None:
         hit = self.entries.get(key)
@@ -65,6 +73,7 @@ class CurveCache:
 
     def clear(self) -> None:
         self.entries.clear()
+
 
 
 def curve_fractions(height: int, width: int, patch_size: int, steps: int) -> Tensor:
@@ -91,7 +100,7 @@ def perturbation_curves(
     tie_seed: int = 0,
     generator: torch.Generator | None = None,
     output_transform: Callable[[Any], Tensor] | None = None,
-    context: CurveCache | None = None,
+    context: BatchContext | None = None,
 ) -> Tensor:
     """Score the target class along a removal (deletion) or restoration (insertion) path.
 
@@ -112,7 +121,7 @@ def perturbation_curves(
         tie_break: ``"random"`` (fixed permutation seeded by ``tie_seed``) or ``"position"``.
         generator: CPU ``torch.Generator`` for ``order="random"`` and stochastic fillers.
         output_transform: picks the logits out of a model's tuple/dict output.
-        context: a :class:`CurveCache` shared within a batch.
+        context: a :class:`BatchContext` shared within a batch (curves are memoized in it).
 
     Returns:
         (N, steps + 1) float tensor; column 0 is the unperturbed (deletion) or fully removed
