@@ -13,16 +13,52 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import pytorch_lightning as pl
+from typing import TYPE_CHECKING
+
 import torch
-from pytorch_lightning.callbacks import Callback
 from torch import Tensor
 from torchmetrics import Metric
 
 from pl_saliency.explainers import Explainer, named_explainers
-from pl_saliency.loggers.wandb import curve_chart, find_wandb_logger, log_to_wandb, overlay_images, saliency_table
+from pl_saliency.loggers.tensorboard import find_tensorboard_logger, log_overlays_to_tensorboard
+from pl_saliency.loggers.wandb import (
+    curve_chart,
+    find_wandb_logger,
+    log_to_wandb,
+    overlay_images,
+    saliency_table,
+    series_chart,
+)
 from pl_saliency.perturbation.engine import BatchContext
 from pl_saliency.utils import check_choice, check_positive_int, eval_mode, model_logits
+
+if TYPE_CHECKING:
+    import pytorch_lightning as pl
+
+
+def _callback_bases() -> tuple[type, ...]:
+    """The ``Callback`` classes of every installed Lightning namespace.
+
+    A trainer accepts only callbacks of its own namespace (``pytorch_lightning`` or
+    ``lightning.pytorch``); the monitor subclasses both when both are installed, so the same object
+    works with either trainer.
+    """
+    bases: list[type] = []
+    try:
+        from pytorch_lightning.callbacks import Callback as _PLCallback
+
+        bases.append(_PLCallback)
+    except ImportError:
+        pass
+    try:
+        from lightning.pytorch.callbacks import Callback as _LCallback
+
+        bases.append(_LCallback)
+    except ImportError:
+        pass
+    if not bases:  # pragma: no cover - pytorch-lightning is a dependency
+        raise ModuleNotFoundError("SaliencyMonitor needs PyTorch Lightning: `pip install pytorch-lightning`.")
+    return tuple(bases)
 
 TARGETS: tuple[str, ...] = ("label", "prediction")
 ON_ERROR: tuple[str, ...] = ("warn", "raise")
@@ -78,7 +114,7 @@ def default_batch_transform(batch: Any) -> tuple[Tensor, Tensor]:
     )
 
 
-class SaliencyMonitor(Callback):
+class SaliencyMonitor(*_callback_bases()):  # type: ignore[misc]
     """Monitor how trustworthy a model's saliency maps are, epoch by epoch.
 
     On the first validation pass (not the sanity check) the monitor keeps the first ``num_samples``
@@ -176,6 +212,7 @@ class SaliencyMonitor(Callback):
         self._probe_complete = False
         self._metrics: dict[str, dict[str, Metric]] = {}
         self._warned: set[str] = set()
+        self._media_ready = False
 
     # ------------------------------------------------------------------ Lightning plumbing
     @property
@@ -212,6 +249,27 @@ class SaliencyMonitor(Callback):
                 if self.output_transform is not None and getattr(clone, "output_transform", False) is None:
                     clone.output_transform = self.output_transform
                 self._metrics[e][m] = clone.to(pl_module.device)
+        self._media_ready = False
+        if trainer.is_global_zero:
+            for logger in trainer.loggers:
+                try:
+                    logger.log_hyperparams({"saliency_monitor": self.config})
+                except Exception as err:  # noqa: BLE001 - a logger refusing config must not stop training
+                    self._warn_once(f"hparams-{type(logger).__name__}", f"SaliencyMonitor: could not record its config in {type(logger).__name__} ({err}).")
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """Every setting that defines the logged numbers: explainers and each metric's definition."""
+        return {
+            "num_samples": self.num_samples,
+            "every_n_epochs": self.every_n_epochs,
+            "target": self.target,
+            "explainers": {e: repr(fn) for e, fn in self.explainers.items()},
+            "metrics": {
+                m: getattr(t, "definition", {"metric": type(t).__name__, "higher_is_better": getattr(t, "higher_is_better", None)})
+                for m, t in self.metric_templates.items()
+            },
+        }
 
     # ------------------------------------------------------------------ probe set
     @property
@@ -366,9 +424,9 @@ class SaliencyMonitor(Callback):
             if self.verbose:
                 print(self.format_table(scores, epoch))
             if self.log_images:
-                self._log_wandb(trainer, inputs, labels, maps, preds, per_sample, curves, epoch)
+                self._log_media(trainer, inputs, labels, maps, preds, per_sample, curves, epoch)
 
-    def _log_wandb(
+    def _log_media(
         self,
         trainer: pl.Trainer,
         inputs: Tensor,
@@ -379,17 +437,37 @@ class SaliencyMonitor(Callback):
         curves: dict[str, dict[str, Tensor]],
         epoch: int,
     ) -> None:
-        logger = find_wandb_logger(trainer.loggers)
-        if logger is None:
+        """Rank 0 only: W&B table, overlay panels, curve and history charts; TensorBoard overlay grid."""
+        full = {e: torch.cat(v) for e, v in maps.items() if v and sum(len(t) for t in v) == len(inputs)}
+        complete = bool(preds) and sum(len(p) for p in preds) == len(inputs)
+        step = int(trainer.global_step)
+        tb = find_tensorboard_logger(trainer.loggers)
+        if tb is not None and full:
+            try:
+                log_overlays_to_tensorboard(tb, f"{self.log_prefix}/overlays", inputs, full, step, self.max_images)
+            except Exception as err:  # noqa: BLE001
+                self._warn_once("tensorboard", f"SaliencyMonitor: TensorBoard image logging failed ({type(err).__name__}: {err}); scalars still go to every logger.")
+        wb = find_wandb_logger(trainer.loggers)
+        if wb is None:
             return
         try:
-            full = {e: torch.cat(v) for e, v in maps.items() if v and sum(len(t) for t in v) == len(inputs)}
-            n = len(inputs) if preds and sum(len(p) for p in preds) == len(inputs) else 0
+            if not self._media_ready:
+                from pl_saliency.loggers.wandb import define_saliency_metrics
+
+                define_saliency_metrics(
+                    wb.experiment,
+                    {
+                        f"{self.log_prefix}/{e}/{m}": getattr(t, "higher_is_better", None)
+                        for e in self.explainers
+                        for m, t in self.metric_templates.items()
+                    },
+                )
+                self._media_ready = True
             data: dict[str, Any] = {}
-            if n:
-                targets = labels if self.target == "label" else torch.cat(preds)
-                sample_ids = [trainer.global_rank * self._quota(trainer) + i for i in range(n)]
+            if complete:
                 predictions = torch.cat(preds)
+                targets = labels if self.target == "label" else predictions
+                sample_ids = [trainer.global_rank * self._quota(trainer) + i for i in range(len(inputs))]
                 data[f"{self.log_prefix}/table"] = saliency_table(
                     sample_ids, inputs, full, targets, predictions, per_sample, epoch, self.class_names
                 )
@@ -397,15 +475,19 @@ class SaliencyMonitor(Callback):
                 for e, maps_e in full.items():
                     data[f"{self.log_prefix}/overlays/{e}"] = overlay_images(inputs, maps_e, captions, self.max_images)
             for m, by_expl in curves.items():
-                x = getattr(self._metrics[next(iter(by_expl))][m], "curve_x", None)
-                xs = x() if x is not None else torch.linspace(0, 1, len(next(iter(by_expl.values()))))
-                mode = getattr(self._metrics[next(iter(by_expl))][m], "mode", "")
+                metric = self._metrics[next(iter(by_expl))][m]
+                fraction = "inserted" if getattr(metric, "mode", "") == "insertion" else "removed"
+                first = next(iter(by_expl.values()))
+                xs = metric.curve_x() if hasattr(metric, "curve_x") else torch.linspace(0, 1, len(first))
                 data[f"{self.log_prefix}/curves/{m}"] = curve_chart(
-                    xs, by_expl, title=f"{m} (epoch {epoch})", xname=f"fraction {'inserted' if mode == 'insertion' else 'removed'}"
+                    xs, by_expl, title=f"{m} (epoch {epoch})", xname=f"fraction {fraction}"
                 )
-            if data:
-                data["epoch"] = epoch
-                log_to_wandb(logger, data, step=int(trainer.global_step))
+            epochs = [h["epoch"] for h in self.history]
+            for m in self.metric_templates:
+                series = {e: [h["scores"].get(f"{e}/{m}") for h in self.history] for e in self.explainers}
+                data[f"{self.log_prefix}/history/{m}"] = series_chart(epochs, series, title=f"{m} over epochs")
+            data["epoch"] = epoch
+            log_to_wandb(wb, data, step=step)
         except Exception as err:  # noqa: BLE001
             self._fail("W&B logging", err)
 

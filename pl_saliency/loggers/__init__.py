@@ -1,11 +1,25 @@
 """Logging helpers: displayable overlays (pure torch) and W&B tables/charts (lazy wandb import)."""
 
 from pl_saliency.loggers.images import colormap, display_uint8, heatmap, normalize_map, overlay, to_display
-from pl_saliency.loggers.wandb import curve_chart, find_wandb_logger, log_to_wandb, overlay_images, saliency_table
+from pl_saliency.loggers.tensorboard import find_tensorboard_logger, log_overlays_to_tensorboard, overlay_grid
+from pl_saliency.loggers.wandb import (
+    curve_chart,
+    define_saliency_metrics,
+    find_wandb_logger,
+    log_to_wandb,
+    overlay_images,
+    saliency_table,
+    series_chart,
+)
 
 __all__ = [
     "colormap",
     "curve_chart",
+    "define_saliency_metrics",
+    "find_tensorboard_logger",
+    "log_overlays_to_tensorboard",
+    "overlay_grid",
+    "series_chart",
     "display_uint8",
     "find_wandb_logger",
     "heatmap",

@@ -87,6 +87,30 @@ def curve_chart(x: Tensor, curves: Mapping[str, Tensor], title: str, xname: str)
     )
 
 
+def series_chart(epochs: Sequence[int], values: Mapping[str, Sequence[float | None]], title: str) -> Any:
+    """A W&B line chart of one score over epochs, one line per explainer (absent values as NaN)."""
+    wandb = import_wandb()
+    names = list(values)
+    return wandb.plot.line_series(
+        xs=[int(e) for e in epochs],
+        ys=[[float("nan") if v is None else float(v) for v in values[n]] for n in names],
+        keys=names,
+        title=title,
+        xname="epoch",
+    )
+
+
+def define_saliency_metrics(run: Any, keys_and_directions: Mapping[str, bool | None]) -> None:
+    """Plot every score against ``epoch`` and keep its best value as the run summary.
+
+    ``keys_and_directions[key]`` is the metric's ``higher_is_better`` (None: keep the last value).
+    """
+    run.define_metric("epoch")
+    for key, higher in keys_and_directions.items():
+        summary = "last" if higher is None else ("max" if higher else "min")
+        run.define_metric(key, step_metric="epoch", summary=summary)
+
+
 def log_to_wandb(logger: Any, data: Mapping[str, Any], step: int) -> None:
     """Log media and charts through a Lightning ``WandbLogger``, on its step axis."""
     logger.experiment.log(dict(data, **{"trainer/global_step": step}))

@@ -1,0 +1,171 @@
+"""What reaches each logger: W&B (define_metric, summary, config, charts), TensorBoard, both Lightning namespaces."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger, WandbLogger
+from torch.utils.data import DataLoader
+
+from pl_saliency import DeletionAUC, GradCAM, Gradient, InsertionAUC, SaliencyMonitor
+from pl_saliency.demo import DigitsCNN, digits_datasets
+from pl_saliency.loggers import overlay, overlay_grid
+from wandb_files import config, history, records, run_dirs, summary
+
+
+@pytest.fixture(scope="module")
+def loaders():
+    train, val = digits_datasets(size=16)
+    return DataLoader(train, batch_size=32), DataLoader(val, batch_size=8)
+
+
+def monitor(**kw):
+    opts = dict(explainers=[Gradient(), GradCAM("features.conv3")], metrics=[DeletionAUC(steps=8), InsertionAUC(steps=8)], num_samples=4)
+    opts.update(kw)
+    return SaliencyMonitor(**opts)
+
+
+def fit(trainer_cls, loaders, callbacks, logger, epochs=3):
+    trainer = trainer_cls(
+        max_epochs=epochs, limit_train_batches=3, limit_val_batches=1, logger=logger, callbacks=callbacks,
+        enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False, accelerator="cpu",
+    )  # fmt: skip
+    trainer.fit(DigitsCNN(), *loaders)
+    return trainer
+
+
+def test_wandb_define_metric_summary_config_and_history_chart(tmp_path, loaders):
+    mon = monitor()
+    wb = WandbLogger(project="t", save_dir=str(tmp_path), offline=True)
+    fit(pl.Trainer, loaders, [mon], wb)
+    wb.experiment.finish()
+    (run,) = run_dirs(tmp_path)
+
+    defined = {r.name: r for r in records(run, "metric") if r.name}
+    dele, ins = defined["val/saliency/gradient/deletion_auc"], defined["val/saliency/gradcam/insertion_auc"]
+    assert dele.step_metric == "epoch" and dele.summary.min and not dele.summary.max
+    assert ins.step_metric == "epoch" and ins.summary.max and not ins.summary.min
+
+    # the summary keeps the best value in the metric's direction
+    s = summary(run)
+    series = [h["scores"]["gradient/deletion_auc"] for h in mon.history]
+    assert s["val/saliency/gradient/deletion_auc"]["min"] == pytest.approx(min(series))
+    series = [h["scores"]["gradcam/insertion_auc"] for h in mon.history]
+    assert s["val/saliency/gradcam/insertion_auc"]["max"] == pytest.approx(max(series))
+
+    # the run config records every metric's definition
+    cfg = config(run)["saliency_monitor"]
+    assert cfg["metrics"]["deletion_auc"]["filler"] == "zeros"
+    assert cfg["metrics"]["insertion_auc"]["filler"] == "blur(5,11)"
+    assert cfg["metrics"]["deletion_auc"]["higher_is_better"] is False
+    assert set(cfg["explainers"]) == {"gradient", "gradcam"}
+
+    # a chart of each score over epochs per explainer
+    rows = history(run)
+    charts = [r for r in rows if r.get("val/saliency/history/deletion_auc_table/_type") == "table-file"]
+    assert len(charts) == 3
+    import json
+
+    last = json.loads((run / "files" / charts[-1]["val/saliency/history/deletion_auc_table/path"]).read_text())
+    assert len(last["data"]) == 2 * 3  # two explainers × three epochs
+    cols = last["columns"]
+    got = sorted((row[cols.index("lineKey")], row[cols.index("step")], row[cols.index("lineVal")]) for row in last["data"])
+    want = sorted((e, h["epoch"], h["scores"][f"{e}/deletion_auc"]) for e in ("gradient", "gradcam") for h in mon.history)
+    assert [g[:2] for g in got] == [w[:2] for w in want]
+    assert [g[2] for g in got] == pytest.approx([w[2] for w in want])
+
+
+def test_tensorboard_gets_scalars_and_overlay_images(tmp_path, loaders):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    mon = monitor(max_images=3)
+    tb = TensorBoardLogger(str(tmp_path), name="tb")
+    fit(pl.Trainer, loaders, [mon], tb, epochs=2)
+    acc = EventAccumulator(tb.log_dir, size_guidance={"images": 0, "scalars": 0})
+    acc.Reload()
+    tags = acc.Tags()
+    assert "val/saliency/gradient/deletion_auc" in tags["scalars"]
+    vals = [e.value for e in acc.Scalars("val/saliency/gradcam/insertion_auc")]
+    assert vals == pytest.approx([h["scores"]["gradcam/insertion_auc"] for h in mon.history])
+    assert "val/saliency/overlays" in tags["images"]
+    images = acc.Images("val/saliency/overlays")
+    assert len(images) == 2
+    # one row per sample (3), columns: the image and one overlay per explainer (3 tiles of 16 px)
+    assert (images[0].height, images[0].width) == (3 * 16, 3 * 16)
+
+
+def test_overlay_grid_layout():
+    x = torch.rand(5, 1, 8, 8)
+    maps = {"a": torch.rand(5, 1, 8, 8), "b": torch.rand(5, 1, 8, 8)}
+    grid = overlay_grid(x, maps, max_images=2)
+    assert grid.shape == (16, 24, 3) and grid.dtype == torch.uint8
+    assert torch.equal(grid[8:16, 16:24], overlay(x[1], maps["b"][1]))
+
+
+def test_works_with_lightning_pytorch_namespace(tmp_path, loaders):
+    L = pytest.importorskip("lightning.pytorch")
+    from lightning.pytorch.loggers import CSVLogger as LCSVLogger
+
+    class LDigits(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net = DigitsCNN()
+
+        def forward(self, x):
+            return self.net(x)
+
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            return torch.nn.functional.cross_entropy(self(x), y)
+
+        def validation_step(self, batch, batch_idx):
+            x, y = batch
+            self.log("val/loss", torch.nn.functional.cross_entropy(self(x), y))
+
+        def configure_optimizers(self):
+            return torch.optim.Adam(self.parameters(), lr=1e-3)
+
+    mon = monitor(explainers=[Gradient(), GradCAM("net.features.conv3")])
+    logger = LCSVLogger(str(tmp_path), name="csv")
+    trainer = L.Trainer(
+        max_epochs=2, limit_train_batches=2, limit_val_batches=1, logger=logger, callbacks=[mon],
+        enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False, accelerator="cpu",
+    )  # fmt: skip
+    trainer.fit(LDigits(), *loaders)
+    assert [h["epoch"] for h in mon.history] == [0, 1]
+    assert "val/saliency/gradcam/deletion_auc" in trainer.callback_metrics
+    assert isinstance(mon, pl.Callback) and isinstance(mon, L.Callback)
+
+
+def test_wandb_disabled_never_breaks_and_scalars_reach_csv(tmp_path, loaders, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    mon = monitor()
+    csv = CSVLogger(str(tmp_path), name="csv")
+    wb = WandbLogger(project="t", save_dir=str(tmp_path), mode="disabled")
+    with pytest.warns() as record:
+        fit(pl.Trainer, loaders, [mon], [wb, csv], epochs=2)
+    assert not [w for w in record if "SaliencyMonitor" in str(w.message)]
+    text = (Path(csv.log_dir) / "metrics.csv").read_text()
+    assert "val/saliency/gradient/deletion_auc" in text
+    assert len(mon.history) == 2
+
+
+def test_monitor_runs_without_wandb_installed(tmp_path, loaders, monkeypatch):
+    monkeypatch.setitem(sys.modules, "wandb", None)  # `import wandb` now raises ImportError
+    import pl_saliency.callbacks.saliency_monitor as sm
+
+    importlib.reload(sm)
+    mon = sm.SaliencyMonitor([Gradient()], [DeletionAUC(steps=8)], num_samples=4)
+    csv = CSVLogger(str(tmp_path), name="csv")
+    fit(pl.Trainer, loaders, [mon], csv, epochs=1)
+    assert mon.last_scores["gradient/deletion_auc"] is not None
+    with pytest.raises(ModuleNotFoundError, match="pip install wandb"):
+        from pl_saliency.loggers.wandb import import_wandb
+
+        import_wandb()
+    importlib.reload(sm)
