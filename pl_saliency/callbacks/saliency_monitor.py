@@ -344,7 +344,10 @@ class SaliencyMonitor(*_callback_bases()):  # type: ignore[misc]
         inputs, labels = self.probe
         if inputs is None:
             self._warn_once("empty", "SaliencyMonitor: no validation sample was collected for the probe set; nothing scored.")
-            return
+            if trainer.world_size == 1:
+                return
+            # other processes have probe samples: take part in their metric syncs with nothing to add
+            inputs, labels = torch.empty(0), torch.empty(0, dtype=torch.long)
         with torch.inference_mode(False), eval_mode(pl_module):
             self._score(trainer, pl_module, inputs, labels)
 
@@ -378,7 +381,7 @@ class SaliencyMonitor(*_callback_bases()):  # type: ignore[misc]
                     if isinstance(explainer, Explainer) and self.output_transform is not None and explainer.output_transform is None:
                         explainer = copy.copy(explainer)
                         explainer.output_transform = self.output_transform
-                    sal = explainer(pl_module, x, target)
+                    sal = self._explain_splitting_on_oom(explainer, pl_module, x, target)
                 except Exception as err:  # noqa: BLE001
                     self._fail(f"explainer {e!r}", err)
                     for m in self._metrics[e]:
@@ -390,7 +393,7 @@ class SaliencyMonitor(*_callback_bases()):  # type: ignore[misc]
                     if not ok[(e, m)]:
                         continue
                     try:
-                        metric.update(pl_module, x, sal, target, context=context)
+                        self._update_halving_on_oom(metric, pl_module, x, sal, target, context)
                     except Exception as err:  # noqa: BLE001
                         self._fail(f"metric {m!r} on explainer {e!r}", err)
                         ok[(e, m)] = False
@@ -425,6 +428,40 @@ class SaliencyMonitor(*_callback_bases()):  # type: ignore[misc]
                 print(self.format_table(scores, epoch))
             if self.log_images:
                 self._log_media(trainer, inputs, labels, maps, preds, per_sample, curves, epoch)
+
+    def _explain_splitting_on_oom(self, explainer: Callable[..., Tensor], model: Any, x: Tensor, target: Tensor) -> Tensor:
+        """Explain; on out-of-memory, free the cache and explain each half of the batch (maps are per sample)."""
+        try:
+            return explainer(model, x, target)
+        except torch.OutOfMemoryError:
+            if len(x) == 1:
+                raise
+            _free_cache(x.device)
+            half = len(x) // 2
+            self._warn_once("oom-explain", f"SaliencyMonitor: out of memory while explaining {len(x)} samples; retrying in halves.")
+            return torch.cat(
+                [
+                    self._explain_splitting_on_oom(explainer, model, x[:half], target[:half]),
+                    self._explain_splitting_on_oom(explainer, model, x[half:], target[half:]),
+                ]
+            )
+
+    def _update_halving_on_oom(self, metric: Metric, model: Any, x: Tensor, sal: Tensor, target: Tensor, context: BatchContext) -> None:
+        """Update; on out-of-memory, halve the metric's ``chunk_size`` (kept for later epochs) and retry."""
+        while True:
+            try:
+                metric.update(model, x, sal, target, context=context)
+                return
+            except torch.OutOfMemoryError:
+                chunk = getattr(metric, "chunk_size", None)
+                if not isinstance(chunk, int) or chunk <= 1:
+                    raise
+                _free_cache(x.device)
+                metric.chunk_size = chunk // 2
+                self._warn_once(
+                    f"oom-{id(metric)}-{metric.chunk_size}",
+                    f"SaliencyMonitor: out of memory in {type(metric).__name__}; retrying with chunk_size={metric.chunk_size}.",
+                )
 
     def _log_media(
         self,
@@ -526,6 +563,11 @@ class SaliencyMonitor(*_callback_bases()):  # type: ignore[misc]
             UserWarning,
             stacklevel=3,
         )
+
+
+def _free_cache(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 def _describe(x: Any) -> str:
