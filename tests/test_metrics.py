@@ -65,6 +65,17 @@ def test_plot_returns_figure(tiny_cnn, rgb_batch):
     assert isinstance(fig2, matplotlib.figure.Figure)
 
 
+def test_plot_curve(tiny_cnn, rgb_batch):
+    x, y = rgb_batch
+    metric = InsertionAUC(steps=4)
+    metric.update(tiny_cnn, x, torch.rand(4, 1, 12, 12), y)
+    fig, ax = metric.plot_curve()
+    line = ax.get_lines()[0]
+    assert list(line.get_xdata()) == pytest.approx(metric.curve_x().tolist())
+    assert list(line.get_ydata()) == pytest.approx(metric.curve().tolist())
+    assert "inserted" in ax.get_xlabel()
+
+
 def test_forward_returns_batch_value_and_accumulates(tiny_cnn, rgb_batch):
     x, y = rgb_batch
     s = torch.rand(4, 1, 12, 12)

@@ -123,6 +123,21 @@ class CurveAUCMetric(SampleScoreMetric):
             return torch.arange(self.steps + 1, dtype=torch.float32) / self.steps
         return curve_fractions(*self._image_size, self.patch_size, self.steps).float()
 
+    def plot_curve(self, ax: Any = None, label: str | None = None) -> Any:
+        """Plot the mean curve with its area shaded; returns ``(figure, axes)`` (matplotlib)."""
+        import matplotlib.pyplot as plt
+
+        curve, x = self.curve().cpu(), self.curve_x()
+        fig, ax = (ax.get_figure(), ax) if ax is not None else plt.subplots()
+        area = float(self.compute())
+        ax.plot(x.numpy(), curve.numpy(), label=label or f"{type(self).__name__} = {area:.4f}")
+        ax.fill_between(x.numpy(), curve.numpy(), alpha=0.15)
+        ax.set_xlabel(f"fraction of features {'inserted' if self.mode == 'insertion' else 'removed'}")
+        ax.set_ylabel("target probability" if self.score == "probability" else "target logit")
+        ax.set_xlim(0, 1)
+        ax.legend()
+        return fig, ax
+
 
 class DeletionAUC(CurveAUCMetric):
     r"""Deletion AUC (Petsiuk et al., BMVC 2018, "RISE"); **lower is better**.
