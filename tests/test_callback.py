@@ -327,6 +327,10 @@ def test_verbose_prints_table(tmp_path, data, capsys):
         ({"log_prefix": ""}, ValueError, "`log_prefix`"),
         ({"batch_transform": 3}, TypeError, "`batch_transform`"),
         ({"explainers": [Gradient(), Gradient()]}, ValueError, "`explainers`"),
+        ({"baseline_sensitivity": 3}, TypeError, "`baseline_sensitivity`"),
+        ({"coherence": "yes"}, TypeError, "`coherence`"),
+        ({"reports_every_n_epochs": 0}, ValueError, "`reports_every_n_epochs`"),
+        ({"max_images": 0}, ValueError, "`max_images`"),
     ],
 )
 def test_monitor_rejects_bad_configuration(kwargs, exc, needle):

@@ -169,3 +169,40 @@ def test_monitor_runs_without_wandb_installed(tmp_path, loaders, monkeypatch):
 
         import_wandb()
     importlib.reload(sm)
+
+
+def test_reports_are_logged_as_scalars_tables_and_heatmaps(tmp_path, loaders):
+    from pl_saliency.analysis import baseline_sensitivity, coherence_report
+
+    mon = monitor(
+        baseline_sensitivity={"fillers": {"zeros": "zeros", "mean": "mean"}, "steps": 8, "metrics": ("deletion_auc",)},
+        coherence={"binarize": 0.2},
+        reports_every_n_epochs=2,
+    )
+    wb = WandbLogger(project="t", save_dir=str(tmp_path), offline=True)
+    csv = CSVLogger(str(tmp_path), name="csv")
+    trainer = fit(pl.Trainer, loaders, [mon], [wb, csv], epochs=3)
+    wb.experiment.finish()
+
+    # the report scalars reach every logger, on the first and then every 2nd scored epoch
+    import csv as csvmod
+
+    rows = list(csvmod.DictReader(open(Path(csv.log_dir) / "metrics.csv")))
+    key = "val/saliency/baseline_sensitivity/deletion_auc/tau_mean"
+    assert [r["epoch"] for r in rows if r.get(key)] == ["0", "2"]
+    assert any(k.startswith("val/saliency/coherence/raw/") for k in rows[0])
+    # the values equal direct calls on the probe with the final model's maps
+    model = trainer.lightning_module.eval()
+    probe_x, probe_y = mon.probe
+    maps = {e: fn(model, probe_x, probe_y) for e, fn in mon.explainers.items()}
+    direct = baseline_sensitivity(model, probe_x, probe_y, maps, {"zeros": "zeros", "mean": "mean"}, steps=8, metrics=("deletion_auc",))
+    assert mon.last_reports["baseline_sensitivity"].summary() == pytest.approx(direct.summary(), nan_ok=True)
+    direct_c = coherence_report(model, probe_x, probe_y, dict(mon.explainers), mon.metric_templates, binarize=0.2)
+    assert mon.last_reports["coherence"].summary() == pytest.approx(direct_c.summary(), nan_ok=True)
+
+    (run,) = run_dirs(tmp_path)
+    hist = history(run)
+    tables = [r for r in hist if r.get("val/saliency/coherence/tau/_type") == "table-file"]
+    heatmaps = [r for r in hist if r.get("val/saliency/baseline_sensitivity/tau_heatmap/_type") == "image-file"]
+    assert len(tables) == 2 and len(heatmaps) == 2
+    assert (run / "files" / heatmaps[0]["val/saliency/baseline_sensitivity/tau_heatmap/path"]).read_bytes()[:4] == b"\x89PNG"

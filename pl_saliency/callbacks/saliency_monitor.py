@@ -26,6 +26,7 @@ from pl_saliency.loggers.wandb import (
     find_wandb_logger,
     log_to_wandb,
     overlay_images,
+    report_media,
     saliency_table,
     series_chart,
 )
@@ -152,6 +153,15 @@ class SaliencyMonitor(*_callback_bases()):  # type: ignore[misc]
             where ``extras`` is a dict of per-sample tensors (e.g. ``{"masks": ...}``) kept with the probe
             and handed to metrics as ``context.extras``.
         class_names: labels shown in the W&B table.
+        baseline_sensitivity: ``True`` or keyword arguments of
+            :func:`pl_saliency.analysis.baseline_sensitivity` (``fillers``, ``metrics``, ``steps``, …): rank
+            the explainers under several removal baselines and log how stable the ranking is
+            (``{log_prefix}/baseline_sensitivity/...`` scalars; W&B table and τ heatmap).
+        coherence: ``True`` or keyword arguments of :func:`pl_saliency.analysis.coherence_report`
+            (``binarize``, …): how much the monitored metrics agree on the explainers' ranking, on raw and
+            binarized maps (``{log_prefix}/coherence/...`` scalars; W&B tables and τ heatmap).
+        reports_every_n_epochs: run those reports on every n-th scored epoch (they cost more forward
+            passes than the scores).
         max_images: most overlays per explainer in the W&B image panels (the table holds all).
 
     Example::
@@ -183,6 +193,9 @@ class SaliencyMonitor(*_callback_bases()):  # type: ignore[misc]
         batch_transform: Callable[[Any], tuple[Tensor, Tensor]] | None = None,
         class_names: Sequence[str] | None = None,
         max_images: int = 8,
+        baseline_sensitivity: bool | Mapping[str, Any] | None = None,
+        coherence: bool | Mapping[str, Any] | None = None,
+        reports_every_n_epochs: int = 1,
     ) -> None:
         self.explainers = named_explainers(explainers)
         self.metric_templates = _named_metrics(metrics)
@@ -202,6 +215,13 @@ class SaliencyMonitor(*_callback_bases()):  # type: ignore[misc]
         self.batch_transform = batch_transform or default_batch_transform
         self.class_names = list(class_names) if class_names is not None else None
         self.max_images = check_positive_int("max_images", max_images)
+        self.reports = {
+            name: _report_options(name, value)
+            for name, value in (("baseline_sensitivity", baseline_sensitivity), ("coherence", coherence))
+            if value not in (None, False)
+        }
+        self.reports_every_n_epochs = check_positive_int("reports_every_n_epochs", reports_every_n_epochs)
+        self.last_reports: dict[str, Any] = {}
 
         self.history: list[dict[str, Any]] = []
         self.last_scores: dict[str, float | None] = {}
@@ -423,11 +443,53 @@ class SaliencyMonitor(*_callback_bases()):  # type: ignore[misc]
         self.last_scores = scores
         self.last_curves = curves
         self.history.append({"epoch": epoch, "global_step": int(trainer.global_step), "scores": dict(scores)})
+        self._fresh_reports: dict[str, Any] = {}
+        if self.reports and n and (len(self.history) - 1) % self.reports_every_n_epochs == 0:
+            self._run_reports(trainer, pl_module, inputs, labels, maps, preds)
         if trainer.is_global_zero:
             if self.verbose:
                 print(self.format_table(scores, epoch))
             if self.log_images:
                 self._log_media(trainer, inputs, labels, maps, preds, per_sample, curves, epoch)
+
+    def _run_reports(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        inputs: Tensor,
+        labels: Tensor,
+        maps: dict[str, list[Tensor]],
+        preds: list[Tensor],
+    ) -> None:
+        """Baseline-sensitivity and coherence reports on the probe set (every process, its own probe)."""
+        from pl_saliency.analysis import baseline_sensitivity, coherence_report
+
+        device = pl_module.device
+        x = inputs.to(device)
+        if self.target == "label" or not preds:
+            target = labels.to(device)
+        else:
+            target = torch.cat(preds).to(device)
+        full = {e: torch.cat(v).to(device) for e, v in maps.items() if v and sum(len(t) for t in v) == len(inputs)}
+        self.last_reports = {}
+        self._fresh_reports = {}
+        for name, options in self.reports.items():
+            try:
+                if name == "baseline_sensitivity":
+                    opts = dict(options)
+                    opts.setdefault("output_transform", self.output_transform)
+                    report = baseline_sensitivity(pl_module, x, target, full, **opts)
+                else:
+                    extras = {k: v.to(device) for k, v in self.probe_extras.items()}
+                    explainers = {e: fn for e, fn in self.explainers.items() if e in full}
+                    report = coherence_report(pl_module, x, target, explainers, self.metric_templates, extras=extras or None, **options)
+            except Exception as err:  # noqa: BLE001
+                self._fail(f"report {name!r}", err)
+                continue
+            self.last_reports[name] = self._fresh_reports[name] = report
+            for key, value in report.summary().items():
+                if math.isfinite(value):
+                    pl_module.log(f"{self.log_prefix}/{name}/{key}", value, on_step=False, on_epoch=True, sync_dist=trainer.world_size > 1)
 
     def _explain_splitting_on_oom(self, explainer: Callable[..., Tensor], model: Any, x: Tensor, target: Tensor) -> Tensor:
         """Explain; on out-of-memory, free the cache and explain each half of the batch (maps are per sample)."""
@@ -523,6 +585,8 @@ class SaliencyMonitor(*_callback_bases()):  # type: ignore[misc]
             for m in self.metric_templates:
                 series = {e: [h["scores"].get(f"{e}/{m}") for h in self.history] for e in self.explainers}
                 data[f"{self.log_prefix}/history/{m}"] = series_chart(epochs, series, title=f"{m} over epochs")
+            for name, report in self._fresh_reports.items():
+                data.update(report_media(f"{self.log_prefix}/{name}", report))
             data["epoch"] = epoch
             log_to_wandb(wb, data, step=step)
         except Exception as err:  # noqa: BLE001
@@ -563,6 +627,14 @@ class SaliencyMonitor(*_callback_bases()):  # type: ignore[misc]
             UserWarning,
             stacklevel=3,
         )
+
+
+def _report_options(name: str, value: Any) -> dict[str, Any]:
+    if value is True:
+        return {}
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"Argument `{name}` must be True, None or a dict of keyword arguments, but got {type(value).__name__}.")
 
 
 def _free_cache(device: torch.device) -> None:

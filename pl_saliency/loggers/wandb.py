@@ -111,6 +111,34 @@ def define_saliency_metrics(run: Any, keys_and_directions: Mapping[str, bool | N
         run.define_metric(key, step_metric="epoch", summary=summary)
 
 
+def report_media(prefix: str, report: Any) -> dict[str, Any]:
+    """W&B media of an analysis report (baseline sensitivity, coherence): its score and τ tables as
+    ``wandb.Table`` and its τ heatmap as an image."""
+    wandb = import_wandb()
+    out: dict[str, Any] = {}
+    for name, rows in (("scores", report.rows()), ("tau", report.tau_rows())):
+        if rows:
+            cols = list(dict.fromkeys(k for r in rows for k in r))
+            out[f"{prefix}/{name}"] = wandb.Table(columns=cols, data=[[_cell(r.get(c)) for c in cols] for r in rows])
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, _ = report.plot()
+    out[f"{prefix}/tau_heatmap"] = wandb.Image(fig)
+    plt.close(fig)
+    return out
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value
+    if isinstance(value, Tensor):
+        return value.item() if value.numel() == 1 else value.tolist()
+    return str(value)
+
+
 def log_to_wandb(logger: Any, data: Mapping[str, Any], step: int) -> None:
     """Log media and charts through a Lightning ``WandbLogger``, on its step axis."""
     logger.experiment.log(dict(data, **{"trainer/global_step": step}))

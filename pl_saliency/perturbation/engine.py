@@ -6,7 +6,9 @@ perturbed images are created chunk by chunk on the inputs' device, and at most `
 images go through the model in one call, so peak memory does not grow with ``steps``.
 
 Curve point ``k`` (k = 0 … steps) has ``n_k = floor(k · F / steps)`` features removed (deletion)
-or inserted (insertion), where F is the number of features; x = n_k / F runs over [0, 1].
+or inserted (insertion), where F is the number of features; x = n_k / F runs over [0, 1]. Given
+``fractions`` (q_0, …, q_m) instead, point ``k`` has ``n_k = floor(q_k · F + 1/2)`` features removed
+(round half up), e.g. ROAD's percentages or one region per step (q_k = k / F).
 
 * Deletion: ``x_k`` = the image with its first ``n_k`` features in ``order`` replaced by the filler.
 * Insertion: ``x_k`` = the filler's image with the first ``n_k`` features restored from the input.
@@ -76,11 +78,43 @@ class BatchContext:
 
 
 
-def curve_fractions(height: int, width: int, patch_size: int, steps: int) -> Tensor:
-    """x positions (steps + 1,) of the curve points: the fraction of features removed or inserted."""
+def check_fractions(fractions: Any, name: str = "fractions") -> Tensor:
+    """Check curve positions: a non-empty 1-D sequence (or tensor) of finite numbers in [0, 1]; float64."""
+    if isinstance(fractions, Tensor):
+        values = fractions.detach().cpu().double().reshape(-1) if fractions.ndim <= 1 else None
+    elif isinstance(fractions, (list, tuple, range)) and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in fractions
+    ):
+        values = torch.tensor([float(v) for v in fractions], dtype=torch.float64)
+    else:
+        values = None
+    if values is None:
+        got = f"shape {tuple(fractions.shape)}" if isinstance(fractions, Tensor) else type(fractions).__name__
+        raise TypeError(f"Argument `{name}` must be a 1-D sequence of numbers in [0, 1], but got {got}.")
+    if values.numel() == 0:
+        raise ValueError(f"Argument `{name}` must hold at least one value, but got an empty sequence.")
+    if not torch.isfinite(values).all() or values.min() < 0 or values.max() > 1:
+        raise ValueError(
+            f"Argument `{name}` must hold numbers in [0, 1], but got values in "
+            f"[{float(values.min()):g}, {float(values.max()):g}]."
+        )
+    return values
+
+
+def removal_counts(num_features: int, steps: int, fractions: Any = None) -> Tensor:
+    """Number of features removed (deletion) or inserted (insertion) at each curve point, long (points,).
+
+    Evenly spaced: ``floor(k · F / steps)`` for k = 0 … steps. With ``fractions``: ``floor(q · F + 1/2)``.
+    """
+    if fractions is None:
+        return (torch.arange(steps + 1) * num_features) // steps
+    return torch.floor(check_fractions(fractions) * num_features + 0.5).long()
+
+
+def curve_fractions(height: int, width: int, patch_size: int, steps: int, fractions: Any = None) -> Tensor:
+    """x positions of the curve points: the fraction of features removed or inserted (float64)."""
     _, num_features = feature_grid(height, width, patch_size)
-    removed = (torch.arange(steps + 1) * num_features) // steps
-    return removed.double() / num_features
+    return removal_counts(num_features, steps, fractions).double() / num_features
 
 
 def perturbation_curves(
@@ -101,6 +135,7 @@ def perturbation_curves(
     generator: torch.Generator | None = None,
     output_transform: Callable[[Any], Tensor] | None = None,
     context: BatchContext | None = None,
+    fractions: Any = None,
 ) -> Tensor:
     """Score the target class along a removal (deletion) or restoration (insertion) path.
 
@@ -122,10 +157,14 @@ def perturbation_curves(
         generator: CPU ``torch.Generator`` for ``order="random"`` and stochastic fillers.
         output_transform: picks the logits out of a model's tuple/dict output.
         context: a :class:`BatchContext` shared within a batch (curves are memoized in it).
+        fractions: optional curve positions in [0, 1] (fraction of features removed or inserted at
+            each point, ``floor(q · F + 1/2)`` features) replacing the ``steps + 1`` evenly spaced
+            ones; ``steps`` is then not used.
 
     Returns:
-        (N, steps + 1) float tensor; column 0 is the unperturbed (deletion) or fully removed
-        (insertion) image.
+        (N, steps + 1) float tensor, or (N, len(fractions)) with ``fractions``; column 0 is the
+        unperturbed (deletion) or fully removed (insertion) image (with ``fractions``: the point at
+        the first fraction).
     """
     check_model(model)
     refs = (model, inputs, saliency)  # the caller's objects: cache entries are keyed by their identity
@@ -143,30 +182,35 @@ def perturbation_curves(
     if patch_size > min(h, w):
         raise ValueError(f"Argument `patch_size` must be at most the image side {min(h, w)}, but got {patch_size}.")
     feature_id, num_features = feature_grid(h, w, patch_size, device=inputs.device)
-    if steps > num_features:
+    if fractions is None and steps > num_features:
         raise ValueError(
             f"Argument `steps` must be at most the number of features ({num_features} for {h}x{w} images with "
             f"patch_size={patch_size}), but got {steps}."
         )
 
-    key = (mode, fill.key, order, steps, patch_size, score, tie_break, tie_seed, id(output_transform), *map(id, refs))
+    counts = removal_counts(num_features, steps, fractions)  # (points,) on the CPU
+    points = int(counts.numel())
+    key = (
+        mode, fill.key, order, tuple(counts.tolist()), patch_size, score, tie_break, tie_seed,
+        id(output_transform), *map(id, refs),
+    )  # fmt: skip
     if context is not None:
         cached = context.get(key, refs)
         if cached is not None:
             return cached
 
+    removed_count = counts.to(inputs.device)
     ranks = removal_rank(removal_order(feature_scores(saliency, feature_id, num_features), order, tie_break, tie_seed, generator))
     pixel_rank = ranks[:, feature_id].unsqueeze(1)  # (N, 1, H, W): step at which each pixel goes
-    removed_count = (torch.arange(steps + 1, device=inputs.device) * num_features) // steps  # (steps+1,)
     substrate = None if fill.mask_dependent else fill.substrate(inputs, generator)
 
-    total = n * (steps + 1)
+    total = n * points
     curves = torch.empty(total, dtype=torch.float32, device=inputs.device)
     calls = 0
     with torch.no_grad(), eval_mode(model):
         for start in range(0, total, chunk_size):
             idx = torch.arange(start, min(start + chunk_size, total), device=inputs.device)
-            i, k = idx // (steps + 1), idx % (steps + 1)
+            i, k = idx // points, idx % points
             threshold = removed_count[k].view(-1, 1, 1, 1)
             removed = pixel_rank[i] < threshold if mode == "deletion" else pixel_rank[i] >= threshold
             x = inputs[i]
@@ -176,7 +220,7 @@ def perturbation_curves(
                 x = torch.where(removed, substrate[i], x)
             curves[idx] = class_scores(model_logits(model, x, output_transform), target[i], score)
             calls += 1
-    curves = curves.view(n, steps + 1)
+    curves = curves.view(n, points)
     if context is not None:
         context.model_calls += calls
         context.put(key, refs, curves)

@@ -1,0 +1,251 @@
+r"""AOPC MoRF / LeRF (Samek, Binder, Montavon, Lapuschkin & Müller, IEEE TNNLS 2017) and ABPC.
+
+.. math::
+
+    \mathrm{AOPC} = \frac{1}{L + 1} \sum_{k=0}^{L} \big( f_c(x^{(0)}) - f_c(x^{(k)}) \big)
+
+per image, averaged over images, where ``x^{(k)}`` is the image with the first ``n_k = floor(k F / L)``
+of its F features (positions, or ``patch_size`` squares) replaced by the filler in the map's order
+(``L = steps``), and ``f_c`` is the target class's softmax probability (``score="probability"``,
+the default) or logit (``score="logit"``). With the curve ``y_k = f_c(x^{(k)})`` this is
+``y_0 - mean(y)``: the average drop of the score along the path.
+
+* **AOPC MoRF** (most relevant first): a faithful map makes the score drop fast: **higher is better**.
+* **AOPC LeRF** (least relevant first): the score should stay put: **lower is better**.
+* **ABPC** (area between the perturbation curves):
+
+  .. math::
+
+      \mathrm{ABPC} = \int_0^1 \big( y^{\mathrm{LeRF}}(t) - y^{\mathrm{MoRF}}(t) \big)\,dt
+      = \mathrm{AUC}(y^{\mathrm{LeRF}}) - \mathrm{AUC}(y^{\mathrm{MoRF}})
+
+  by the trapezoid rule over the fraction removed t in [0, 1] (the same rule as every AUC of the
+  package), per image, averaged: **higher is better**. It equals ``AOPC_MoRF - AOPC_LeRF`` up to the
+  end-point weights (the AOPC sums weigh every curve point by 1/(L+1), the trapezoid the two end
+  points by half).
+
+Where we differ from Samek et al.: they perturb 9×9 regions around each location, ranked by summed
+relevance, one region per step for L = 100 steps, and replace them by uniform noise; their ``f`` is
+the classifier's output for the class (re-implementations often use the pre-softmax score: pass
+``score="logit"``). Our defaults are those of :func:`~pl_saliency.functional.deletion_auc`
+(``filler="zeros"``, ``steps=50`` evenly spaced over all features, ``patch_size=1``,
+``score="probability"``) so that AOPC MoRF shares its curve with the deletion AUC and pixel flipping
+(one computation per batch); Samek's noise is ``filler="uniform_noise"`` (needs a ``generator`` for
+reproducibility), and one region per step is :func:`~pl_saliency.functional.region_perturbation`.
+Ties in the map are broken by a seeded permutation (DESIGN), not by position.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from pl_saliency.functional.deletion import REDUCTIONS, _check_bool, _reduce
+from pl_saliency.perturbation.engine import BatchContext, curve_fractions, perturbation_curves
+from pl_saliency.utils import auc, check_choice
+
+
+def _aopc_from_curves(curves: Tensor) -> Tensor:
+    """AOPC (N,) of score curves (N, L + 1): ``y_0 - mean_k y_k``."""
+    return curves[:, 0] - curves.mean(dim=1)
+
+
+def _aopc_update(
+    model: Callable[[Tensor], Any],
+    inputs: Tensor,
+    saliency: Tensor,
+    target: Tensor,
+    *,
+    order: str = "morf",
+    filler: Any = "zeros",
+    steps: int = 50,
+    patch_size: int = 1,
+    score: str = "probability",
+    chunk_size: int = 64,
+    tie_break: str = "random",
+    tie_seed: int = 0,
+    generator: torch.Generator | None = None,
+    output_transform: Callable[[Any], Tensor] | None = None,
+    context: BatchContext | None = None,
+    fractions: Any = None,
+) -> tuple[Tensor, Tensor]:
+    """Per-sample AOPC (N,) and the score curves (N, L + 1) of a deletion path in ``order``."""
+    curves = perturbation_curves(
+        model, inputs, saliency, target, mode="deletion", filler=filler, order=order, steps=steps,
+        patch_size=patch_size, score=score, chunk_size=chunk_size, tie_break=tie_break, tie_seed=tie_seed,
+        generator=generator, output_transform=output_transform, context=context, fractions=fractions,
+    )  # fmt: skip
+    return _aopc_from_curves(curves), curves
+
+
+def _aopc_compute(scores: Tensor, reduction: str = "mean") -> Tensor:
+    """Reduce per-sample scores (N,) by ``reduction`` (``"mean"``, ``"sum"``, ``"none"``)."""
+    return _reduce(scores, reduction)
+
+
+def _abpc_update(
+    model: Callable[[Tensor], Any],
+    inputs: Tensor,
+    saliency: Tensor,
+    target: Tensor,
+    *,
+    filler: Any = "zeros",
+    steps: int = 50,
+    patch_size: int = 1,
+    score: str = "probability",
+    chunk_size: int = 64,
+    tie_break: str = "random",
+    tie_seed: int = 0,
+    generator: torch.Generator | None = None,
+    output_transform: Callable[[Any], Tensor] | None = None,
+    context: BatchContext | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Per-sample ABPC (N,) and the gap curves ``y_LeRF - y_MoRF`` (N, steps + 1)."""
+    kwargs = dict(
+        mode="deletion", filler=filler, steps=steps, patch_size=patch_size, score=score, chunk_size=chunk_size,
+        tie_break=tie_break, tie_seed=tie_seed, generator=generator, output_transform=output_transform, context=context,
+    )  # fmt: skip
+    morf = perturbation_curves(model, inputs, saliency, target, order="morf", **kwargs)
+    lerf = perturbation_curves(model, inputs, saliency, target, order="lerf", **kwargs)
+    gap = lerf - morf
+    x = curve_fractions(inputs.shape[-2], inputs.shape[-1], patch_size, steps)
+    return auc(gap, x), gap
+
+
+def _check_common(return_curves: Any, reduction: Any) -> None:
+    _check_bool("return_curves", return_curves)
+    check_choice("reduction", reduction, REDUCTIONS)
+
+
+def aopc_morf(
+    model: Callable[[Tensor], Any],
+    inputs: Tensor,
+    saliency: Tensor,
+    target: Tensor,
+    *,
+    filler: Any = "zeros",
+    steps: int = 50,
+    patch_size: int = 1,
+    score: str = "probability",
+    chunk_size: int = 64,
+    tie_break: str = "random",
+    tie_seed: int = 0,
+    generator: torch.Generator | None = None,
+    output_transform: Callable[[Any], Tensor] | None = None,
+    reduction: str = "mean",
+    return_curves: bool = False,
+    context: BatchContext | None = None,
+) -> Tensor | tuple[Tensor, Tensor]:
+    """AOPC, most relevant first (Samek et al. 2017): the mean drop of the target score as features
+    are removed; **higher is better**.
+
+    Args: see :func:`pl_saliency.perturbation.perturbation_curves`; ``reduction`` is ``"mean"``,
+    ``"sum"`` or ``"none"`` (per-sample (N,)); ``return_curves=True`` also returns the score curves
+    (N, steps + 1).
+
+    Example:
+        >>> import torch
+        >>> from pl_saliency.functional import aopc_morf
+        >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2, bias=False))
+        >>> _ = model[1].weight.data.copy_(torch.tensor([[1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0]]))
+        >>> x = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])
+        >>> saliency = torch.tensor([[[[0.1, 0.4], [0.3, 0.2]]]])
+        >>> aopc_morf(model, x, saliency, torch.tensor([0]), steps=4, score="logit")  # 10 - mean(10, 8, 5, 1, 0)
+        tensor(5.2000)
+    """
+    _check_common(return_curves, reduction)
+    scores, curves = _aopc_update(
+        model, inputs, saliency, target, order="morf", filler=filler, steps=steps, patch_size=patch_size,
+        score=score, chunk_size=chunk_size, tie_break=tie_break, tie_seed=tie_seed, generator=generator,
+        output_transform=output_transform, context=context,
+    )  # fmt: skip
+    out = _aopc_compute(scores, reduction)
+    return (out, curves) if return_curves else out
+
+
+def aopc_lerf(
+    model: Callable[[Tensor], Any],
+    inputs: Tensor,
+    saliency: Tensor,
+    target: Tensor,
+    *,
+    filler: Any = "zeros",
+    steps: int = 50,
+    patch_size: int = 1,
+    score: str = "probability",
+    chunk_size: int = 64,
+    tie_break: str = "random",
+    tie_seed: int = 0,
+    generator: torch.Generator | None = None,
+    output_transform: Callable[[Any], Tensor] | None = None,
+    reduction: str = "mean",
+    return_curves: bool = False,
+    context: BatchContext | None = None,
+) -> Tensor | tuple[Tensor, Tensor]:
+    """AOPC, least relevant first (Samek et al. 2017): the mean drop of the target score as the least
+    relevant features are removed first; **lower is better**. Arguments as :func:`aopc_morf`.
+
+    Example:
+        >>> import torch
+        >>> from pl_saliency.functional import aopc_lerf
+        >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2, bias=False))
+        >>> _ = model[1].weight.data.copy_(torch.tensor([[1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0]]))
+        >>> x = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])
+        >>> saliency = torch.tensor([[[[0.1, 0.4], [0.3, 0.2]]]])
+        >>> aopc_lerf(model, x, saliency, torch.tensor([0]), steps=4, score="logit")  # 10 - mean(10, 9, 5, 2, 0)
+        tensor(4.8000)
+    """
+    _check_common(return_curves, reduction)
+    scores, curves = _aopc_update(
+        model, inputs, saliency, target, order="lerf", filler=filler, steps=steps, patch_size=patch_size,
+        score=score, chunk_size=chunk_size, tie_break=tie_break, tie_seed=tie_seed, generator=generator,
+        output_transform=output_transform, context=context,
+    )  # fmt: skip
+    out = _aopc_compute(scores, reduction)
+    return (out, curves) if return_curves else out
+
+
+def abpc(
+    model: Callable[[Tensor], Any],
+    inputs: Tensor,
+    saliency: Tensor,
+    target: Tensor,
+    *,
+    filler: Any = "zeros",
+    steps: int = 50,
+    patch_size: int = 1,
+    score: str = "probability",
+    chunk_size: int = 64,
+    tie_break: str = "random",
+    tie_seed: int = 0,
+    generator: torch.Generator | None = None,
+    output_transform: Callable[[Any], Tensor] | None = None,
+    reduction: str = "mean",
+    return_curves: bool = False,
+    context: BatchContext | None = None,
+) -> Tensor | tuple[Tensor, Tensor]:
+    """ABPC: trapezoid area between the LeRF and the MoRF deletion curves over the fraction removed,
+    ``AUC(LeRF) - AUC(MoRF)``; **higher is better**. ``return_curves=True`` also returns the gap
+    curves ``y_LeRF - y_MoRF`` (N, steps + 1). Arguments as :func:`aopc_morf`.
+
+    Example:
+        >>> import torch
+        >>> from pl_saliency.functional import abpc
+        >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2, bias=False))
+        >>> _ = model[1].weight.data.copy_(torch.tensor([[1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0]]))
+        >>> x = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])
+        >>> saliency = torch.tensor([[[[0.1, 0.4], [0.3, 0.2]]]])
+        >>> abpc(model, x, saliency, torch.tensor([0]), steps=4, score="logit")  # gap (0, 1, 0, 1, 0), dx = 1/4
+        tensor(0.5000)
+    """
+    _check_common(return_curves, reduction)
+    scores, gaps = _abpc_update(
+        model, inputs, saliency, target, filler=filler, steps=steps, patch_size=patch_size, score=score,
+        chunk_size=chunk_size, tie_break=tie_break, tie_seed=tie_seed, generator=generator,
+        output_transform=output_transform, context=context,
+    )  # fmt: skip
+    out = _aopc_compute(scores, reduction)
+    return (out, gaps) if return_curves else out

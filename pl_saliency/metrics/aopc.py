@@ -1,0 +1,416 @@
+"""AOPC MoRF / LeRF, ABPC, pixel flipping, region perturbation and selectivity as torchmetrics
+``Metric`` classes (state and sync only; the math is in :mod:`pl_saliency.functional.aopc` and
+:mod:`pl_saliency.functional.region`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from pl_saliency.functional.aopc import _abpc_update, _aopc_update
+from pl_saliency.functional.region import (
+    _pixel_flipping_update,
+    _region_perturbation_update,
+    _selectivity_update,
+    num_regions,
+    region_fractions,
+)
+from pl_saliency.metrics.deletion import CurveAUCMetric
+from pl_saliency.perturbation.engine import BatchContext, curve_fractions
+from pl_saliency.utils import check_positive_int
+
+_DIRECTION: dict[str, bool | None] = {"morf": True, "lerf": False, "random": None}
+
+
+class CurveMetric(CurveAUCMetric):
+    """Base of the curve metrics whose per-sample score is not (only) the deletion AUC.
+
+    Subclasses implement ``_values(model, inputs, saliency, target, context) -> (scores (N,), curves
+    (N, P))`` by calling their functional ``_x_update``, and ``_positions(inputs) -> (P,)`` (the
+    fraction of features removed at each curve point); states and their sync are those of
+    :class:`~pl_saliency.metrics.CurveAUCMetric` (``score_sum``/``total``/``nan_count``/``scores`` and
+    ``curve_sum``). With ``lazy_curve = True`` the curve length is set by the first ``update`` (it
+    depends on the image size, e.g. one point per square): every batch must then have the same size.
+    """
+
+    lazy_curve: bool = False
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if self.lazy_curve:  # a 0-dim zero broadcasts against the first batch's (P,) sum
+            self.add_state("curve_sum", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self._x: Tensor | None = None
+
+    def _common_kwargs(self) -> dict[str, Any]:
+        return dict(
+            filler=self.filler, score=self.score, chunk_size=self.chunk_size, tie_break=self.tie_break,
+            tie_seed=self.tie_seed, generator=self.generator, output_transform=self.output_transform,
+        )  # fmt: skip
+
+    def _values(
+        self,
+        model: Callable[[Tensor], Any],
+        inputs: Tensor,
+        saliency: Tensor,
+        target: Tensor,
+        context: BatchContext | None,
+    ) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    def _positions(self, inputs: Tensor) -> Tensor:
+        return curve_fractions(inputs.shape[-2], inputs.shape[-1], self.patch_size, self.steps)
+
+    def _set_direction(self, higher_is_better: bool | None) -> None:
+        object.__setattr__(self, "higher_is_better", higher_is_better)  # torchmetrics guards the name
+
+    def update(
+        self,
+        model: Callable[[Tensor], Any],
+        inputs: Tensor,
+        saliency: Tensor,
+        target: Tensor,
+        context: BatchContext | None = None,
+    ) -> None:
+        scores, curves = self._values(model, inputs, saliency, target, context)
+        if self.curve_sum.ndim == 1 and self.curve_sum.numel() != curves.shape[1]:
+            raise ValueError(
+                f"`{type(self).__name__}.update` got curves of {curves.shape[1]} points after curves of "
+                f"{self.curve_sum.numel()}: every batch must have the same image size (`inputs` {tuple(inputs.shape)})."
+            )
+        self._x = self._positions(inputs)
+        self._image_size = (int(inputs.shape[-2]), int(inputs.shape[-1]))
+        self._accumulate(scores)
+        self.curve_sum = self.curve_sum + curves.sum(0).to(self.curve_sum)
+
+    def curve_x(self) -> Tensor:
+        """Fraction of features removed at each curve point."""
+        if self._x is None:
+            return super().curve_x()
+        return self._x.float()
+
+
+class _AOPC(CurveMetric):
+    plot_lower_bound: float = -1.0
+    plot_upper_bound: float = 1.0
+    _order: str = "morf"
+
+    def __init__(
+        self,
+        filler: Any = None,
+        steps: int = 50,
+        patch_size: int = 1,
+        score: str = "probability",
+        chunk_size: int = 64,
+        tie_break: str = "random",
+        tie_seed: int = 0,
+        generator: torch.Generator | None = None,
+        output_transform: Callable[[Any], Tensor] | None = None,
+        keep_per_sample: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            filler=filler, order=self._order, steps=steps, patch_size=patch_size, score=score, chunk_size=chunk_size,
+            tie_break=tie_break, tie_seed=tie_seed, generator=generator, output_transform=output_transform,
+            keep_per_sample=keep_per_sample, **kwargs,
+        )  # fmt: skip
+
+    def _values(self, model, inputs, saliency, target, context):  # type: ignore[no-untyped-def]
+        return _aopc_update(
+            model, inputs, saliency, target, order=self.order, steps=self.steps, patch_size=self.patch_size,
+            context=context, **self._common_kwargs(),
+        )  # fmt: skip
+
+    def _definition_items(self) -> dict[str, Any]:
+        return {**super()._definition_items(), "summary": "aopc"}
+
+
+class AOPCMorf(_AOPC):
+    r"""AOPC, most relevant first (Samek et al., IEEE TNNLS 2017); **higher is better**.
+
+    .. math:: \mathrm{AOPC} = \Big\langle \frac{1}{L+1} \sum_{k=0}^{L} f_c(x^{(0)}) - f_c(x^{(k)}) \Big\rangle_{x}
+
+    ``x^{(k)}``: the first ``floor(k F / L)`` features (positions, or ``patch_size`` squares) in the
+    map's order replaced by the ``filler`` (default ``"zeros"``), ``L = steps`` (default 50), ``f_c``
+    the target's softmax probability (``score="logit"``: its logit). Samek et al. perturb 9×9 regions
+    with uniform noise for 100 steps and measure the classifier output; our defaults equal
+    :class:`~pl_saliency.metrics.DeletionAUC`'s so the two (and :class:`PixelFlipping`) share one curve
+    per batch. Details and differences: :mod:`pl_saliency.functional.aopc`.
+
+    As input to ``update``: ``model``, ``inputs`` (N, C, H, W), ``saliency`` (N, 1, H, W) or
+    (N, C, H, W), ``target`` (N,) int64, optional ``context``. ``compute`` returns the mean AOPC;
+    ``curve()`` the mean score curve (steps + 1,), ``curve_x()`` the fraction removed at each point.
+
+    Example:
+        >>> import torch
+        >>> from pl_saliency.metrics import AOPCMorf
+        >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2, bias=False))
+        >>> _ = model[1].weight.data.copy_(torch.tensor([[1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0]]))
+        >>> metric = AOPCMorf(steps=4, score="logit")
+        >>> metric.update(model, torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]]), torch.tensor([[[[0.1, 0.4], [0.3, 0.2]]]]),
+        ...               torch.tensor([0]))
+        >>> metric.compute()  # 10 - mean(10, 8, 5, 1, 0)
+        tensor(5.2000)
+        >>> metric.curve()
+        tensor([10.,  8.,  5.,  1.,  0.])
+    """
+
+    higher_is_better: bool = True
+    _order = "morf"
+
+
+class AOPCLerf(_AOPC):
+    r"""AOPC, least relevant first (Samek et al., IEEE TNNLS 2017); **lower is better**.
+
+    As :class:`AOPCMorf` with the least relevant features removed first: the score should stay put.
+
+    Example:
+        >>> import torch
+        >>> from pl_saliency.metrics import AOPCLerf
+        >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2, bias=False))
+        >>> _ = model[1].weight.data.copy_(torch.tensor([[1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0]]))
+        >>> metric = AOPCLerf(steps=4, score="logit")
+        >>> metric.update(model, torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]]), torch.tensor([[[[0.1, 0.4], [0.3, 0.2]]]]),
+        ...               torch.tensor([0]))
+        >>> metric.compute()  # 10 - mean(10, 9, 5, 2, 0)
+        tensor(4.8000)
+    """
+
+    higher_is_better: bool = False
+    _order = "lerf"
+
+
+class ABPC(_AOPC):
+    r"""ABPC: area between the LeRF and MoRF perturbation curves; **higher is better**.
+
+    .. math::
+
+        \mathrm{ABPC} = \Big\langle \int_0^1 f_c(x^{(t)}_{\mathrm{LeRF}})
+        - f_c(x^{(t)}_{\mathrm{MoRF}})\,dt \Big\rangle_x
+
+    by the trapezoid rule over the fraction removed ``t`` (``steps`` evenly spaced points), i.e.
+    ``AUC(LeRF) - AUC(MoRF)`` of two deletion curves with the same ``filler`` (default ``"zeros"``).
+    A faithful map removes the evidence fast in MoRF order and keeps it in LeRF order. Both curves are
+    shared with :class:`AOPCMorf` / :class:`AOPCLerf` / :class:`~pl_saliency.metrics.DeletionAUC` of
+    the same settings. ``curve()`` is the mean gap curve ``y_LeRF - y_MoRF``.
+
+    Example:
+        >>> import torch
+        >>> from pl_saliency.metrics import ABPC
+        >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2, bias=False))
+        >>> _ = model[1].weight.data.copy_(torch.tensor([[1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0]]))
+        >>> metric = ABPC(steps=4, score="logit")
+        >>> metric.update(model, torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]]), torch.tensor([[[[0.1, 0.4], [0.3, 0.2]]]]),
+        ...               torch.tensor([0]))
+        >>> metric.compute()  # gap (0, 1, 0, 1, 0), trapezoid with dx = 1/4
+        tensor(0.5000)
+    """
+
+    higher_is_better: bool = True
+
+    def _values(self, model, inputs, saliency, target, context):  # type: ignore[no-untyped-def]
+        return _abpc_update(
+            model, inputs, saliency, target, steps=self.steps, patch_size=self.patch_size, context=context,
+            **self._common_kwargs(),
+        )  # fmt: skip
+
+    def _definition_items(self) -> dict[str, Any]:
+        items = super()._definition_items()
+        items.update(order="lerf-morf", summary="trapezoid area between curves")
+        return items
+
+
+class PixelFlipping(CurveMetric):
+    r"""Pixel flipping (Bach et al., PLoS ONE 2015): area under the target score as single positions
+    are flipped to the ``filler`` (default ``"zeros"``) in the map's ``order``; **lower is better**
+    for ``"morf"`` (the default), higher for ``"lerf"``, undefined (``higher_is_better=None``) for
+    ``"random"``.
+
+    .. math:: \mathrm{PF} = \Big\langle \int_0^1 f_c(x^{(t)})\,dt \Big\rangle_x
+
+    over the fraction of positions flipped ``t``, trapezoid rule on ``steps`` evenly spaced points
+    (Bach et al. and Quantus flip one pixel per step: ``steps = H·W``, costly; Quantus flips C·H·W
+    channel values and returns the curve, we flip positions with all their channels). This is the
+    deletion curve with ``patch_size=1``: with the same settings it is computed once per batch for
+    :class:`~pl_saliency.metrics.DeletionAUC`, :class:`AOPCMorf` and this metric.
+
+    Example:
+        >>> import torch
+        >>> from pl_saliency.metrics import PixelFlipping
+        >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2, bias=False))
+        >>> _ = model[1].weight.data.copy_(torch.tensor([[1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0]]))
+        >>> metric = PixelFlipping(steps=4, score="logit")
+        >>> metric.update(model, torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]]), torch.tensor([[[[0.1, 0.4], [0.3, 0.2]]]]),
+        ...               torch.tensor([0]))
+        >>> metric.compute()  # (10/2 + 8 + 5 + 1 + 0/2) / 4
+        tensor(4.7500)
+    """
+
+    higher_is_better: bool | None = False
+
+    def __init__(
+        self,
+        filler: Any = None,
+        order: str = "morf",
+        steps: int = 50,
+        score: str = "probability",
+        chunk_size: int = 64,
+        tie_break: str = "random",
+        tie_seed: int = 0,
+        generator: torch.Generator | None = None,
+        output_transform: Callable[[Any], Tensor] | None = None,
+        keep_per_sample: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            filler=filler, order=order, steps=steps, patch_size=1, score=score, chunk_size=chunk_size,
+            tie_break=tie_break, tie_seed=tie_seed, generator=generator, output_transform=output_transform,
+            keep_per_sample=keep_per_sample, **kwargs,
+        )  # fmt: skip
+        direction = _DIRECTION[order]
+        self._set_direction(None if direction is None else not direction)
+
+    def _values(self, model, inputs, saliency, target, context):  # type: ignore[no-untyped-def]
+        return _pixel_flipping_update(
+            model, inputs, saliency, target, order=self.order, steps=self.steps, context=context,
+            **self._common_kwargs(),
+        )
+
+
+class RegionPerturbation(CurveMetric):
+    r"""Region perturbation (Samek et al., IEEE TNNLS 2017): AOPC of removing ``patch_size`` squares
+    (ranked by summed saliency) one per step in the map's ``order`` for the first ``regions`` squares
+    (``None``, the default: all of them).
+
+    .. math:: \mathrm{AOPC} = \Big\langle \frac{1}{R+1} \sum_{k=0}^{R} f_c(x^{(0)}) - f_c(x^{(k)}) \Big\rangle_x
+
+    **Higher is better** for ``order="morf"`` (default), **lower** for ``"lerf"``, undefined for
+    ``"random"``. Squares do not overlap (Quantus' choice; Samek et al. perturb 9×9 neighbourhoods);
+    ``filler`` defaults to ``"zeros"`` (Samek: uniform noise, ``filler="uniform_noise"``). The score
+    curve (``curve()``, R + 1 points, the first unperturbed) equals Quantus' ``RegionPerturbation``
+    output as ``curve[0] - curve[1:]`` (same baseline, no ties). The curve length depends on the image
+    size: every batch must have the same size. Details: :mod:`pl_saliency.functional.region`.
+
+    Example:
+        >>> import torch
+        >>> from pl_saliency.metrics import RegionPerturbation
+        >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 2, bias=False))
+        >>> _ = model[1].weight.data.fill_(0.0)
+        >>> _ = model[1].weight.data[0].fill_(1.0)
+        >>> x = torch.arange(16.0).view(1, 1, 4, 4)  # 2x2 squares sum to 10, 18, 42, 50
+        >>> metric = RegionPerturbation(patch_size=2, regions=2, score="logit")
+        >>> metric.update(model, x, x.clone(), torch.tensor([0]))
+        >>> metric.compute()  # 120 - mean(120, 70, 28)
+        tensor(47.3333)
+        >>> metric.curve_x()
+        tensor([0.0000, 0.2500, 0.5000])
+    """
+
+    higher_is_better: bool | None = True
+    plot_lower_bound: float = -1.0
+    plot_upper_bound: float = 1.0
+    lazy_curve = True
+
+    def __init__(
+        self,
+        patch_size: int = 8,
+        order: str = "morf",
+        regions: int | None = None,
+        filler: Any = None,
+        score: str = "probability",
+        chunk_size: int = 64,
+        tie_break: str = "random",
+        tie_seed: int = 0,
+        generator: torch.Generator | None = None,
+        output_transform: Callable[[Any], Tensor] | None = None,
+        keep_per_sample: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        if regions is not None:
+            check_positive_int("regions", regions)
+        super().__init__(
+            filler=filler, order=order, steps=1, patch_size=patch_size, score=score, chunk_size=chunk_size,
+            tie_break=tie_break, tie_seed=tie_seed, generator=generator, output_transform=output_transform,
+            keep_per_sample=keep_per_sample, **kwargs,
+        )  # fmt: skip
+        self.regions = regions
+        self._set_direction(_DIRECTION[order])
+
+    def _values(self, model, inputs, saliency, target, context):  # type: ignore[no-untyped-def]
+        return _region_perturbation_update(
+            model, inputs, saliency, target, patch_size=self.patch_size, order=self.order, regions=self.regions,
+            context=context, **self._common_kwargs(),
+        )  # fmt: skip
+
+    def _positions(self, inputs: Tensor) -> Tensor:
+        return region_fractions(inputs, self.patch_size, self.regions)
+
+    def _definition_items(self) -> dict[str, Any]:
+        items = super()._definition_items()
+        regions = "all" if self.regions is None else self.regions
+        items.update(steps="one square per step", regions=regions, summary="aopc")
+        return items
+
+
+class Selectivity(CurveMetric):
+    r"""Selectivity (Montavon, Samek & Müller, Digital Signal Processing 2018): area under the target
+    score as every ``patch_size`` square (ranked by summed saliency) is removed, one per step, most
+    relevant first; **lower is better**.
+
+    .. math:: \mathrm{Sel} = \Big\langle \int_0^1 f_c(x^{(t)})\,dt \Big\rangle_x
+
+    trapezoid rule over the fraction of squares removed, F + 1 points (F squares) including the
+    unperturbed one. ``filler`` defaults to ``"zeros"``. The curve (``curve()``) from point 1 on equals
+    Quantus' ``Selectivity`` output (same baseline, no ties); Quantus sums it with ``np.trapz`` over
+    step indices without the unperturbed point. Every batch must have the same image size.
+
+    Example:
+        >>> import torch
+        >>> from pl_saliency.metrics import Selectivity
+        >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 2, bias=False))
+        >>> _ = model[1].weight.data.fill_(0.0)
+        >>> _ = model[1].weight.data[0].fill_(1.0)
+        >>> x = torch.arange(16.0).view(1, 1, 4, 4)
+        >>> metric = Selectivity(patch_size=2, score="logit")
+        >>> metric.update(model, x, x.clone(), torch.tensor([0]))
+        >>> metric.compute()  # (120/2 + 70 + 28 + 10 + 0/2) / 4
+        tensor(42.)
+    """
+
+    higher_is_better: bool = False
+    lazy_curve = True
+
+    def __init__(
+        self,
+        patch_size: int = 8,
+        filler: Any = None,
+        score: str = "probability",
+        chunk_size: int = 64,
+        tie_break: str = "random",
+        tie_seed: int = 0,
+        generator: torch.Generator | None = None,
+        output_transform: Callable[[Any], Tensor] | None = None,
+        keep_per_sample: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            filler=filler, order="morf", steps=1, patch_size=patch_size, score=score, chunk_size=chunk_size,
+            tie_break=tie_break, tie_seed=tie_seed, generator=generator, output_transform=output_transform,
+            keep_per_sample=keep_per_sample, **kwargs,
+        )  # fmt: skip
+
+    def _values(self, model, inputs, saliency, target, context):  # type: ignore[no-untyped-def]
+        return _selectivity_update(
+            model, inputs, saliency, target, patch_size=self.patch_size, context=context, **self._common_kwargs()
+        )
+
+    def _positions(self, inputs: Tensor) -> Tensor:
+        h, w = inputs.shape[-2:]
+        return curve_fractions(h, w, self.patch_size, num_regions(inputs, self.patch_size))
+
+    def _definition_items(self) -> dict[str, Any]:
+        items = super()._definition_items()
+        items.update(steps="one square per step, all squares", summary="auc")
+        return items

@@ -1,0 +1,111 @@
+"""ROAD MoRF / LeRF as torchmetrics ``Metric`` classes (state and sync only; the math is in
+:mod:`pl_saliency.functional.road`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from pl_saliency.functional.road import DEFAULT_PERCENTAGES, _road_update, check_percentages, road_fractions
+from pl_saliency.metrics.aopc import CurveMetric
+from pl_saliency.perturbation.engine import curve_fractions
+
+
+class _ROAD(CurveMetric):
+    plot_lower_bound: float = 0.0
+    plot_upper_bound: float = 1.0
+    default_filler = "noisy_linear"
+    _order: str = "morf"
+
+    def __init__(
+        self,
+        percentages: Sequence[float] = DEFAULT_PERCENTAGES,
+        filler: Any = None,
+        patch_size: int = 1,
+        score: str = "probability",
+        chunk_size: int = 64,
+        tie_break: str = "random",
+        tie_seed: int = 0,
+        generator: torch.Generator | None = None,
+        output_transform: Callable[[Any], Tensor] | None = None,
+        keep_per_sample: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        self.percentages = check_percentages(percentages)
+        super().__init__(
+            filler=filler, order=self._order, steps=len(self.percentages), patch_size=patch_size, score=score,
+            chunk_size=chunk_size, tie_break=tie_break, tie_seed=tie_seed, generator=generator,
+            output_transform=output_transform, keep_per_sample=keep_per_sample, **kwargs,
+        )  # fmt: skip
+
+    def _values(self, model, inputs, saliency, target, context):  # type: ignore[no-untyped-def]
+        return _road_update(
+            model, inputs, saliency, target, order=self.order, percentages=self.percentages,
+            patch_size=self.patch_size, context=context, **self._common_kwargs(),
+        )  # fmt: skip
+
+    def _positions(self, inputs: Tensor) -> Tensor:
+        h, w = inputs.shape[-2:]
+        return curve_fractions(h, w, self.patch_size, 1, fractions=road_fractions(self.percentages))
+
+    def curve_x(self) -> Tensor:
+        """Fraction of features removed at each curve point (0, then each percentage / 100, rounded to
+        whole features once an image size is known)."""
+        if self._x is None:
+            return road_fractions(self.percentages).float()
+        return self._x.float()
+
+    def _definition_items(self) -> dict[str, Any]:
+        items = super()._definition_items()
+        items.update(steps=None, percentages=self.percentages, summary="mean score over percentages")
+        return items
+
+
+class ROADMorf(_ROAD):
+    r"""ROAD, most relevant first (Rong et al., ICML 2022); **lower is better**.
+
+    .. math:: \mathrm{ROAD}_{\mathrm{MoRF}} = \Big\langle \frac{1}{|Q|} \sum_{q \in Q} f_c(x^{(q)}) \Big\rangle_x
+
+    ``x^{(q)}``: the ``round(q/100 · F)`` most relevant positions removed and imputed by noisy linear
+    imputation (``filler="noisy_linear"``, noise std 0.01; pass a ``generator`` for reproducible
+    noise); ``Q = percentages`` (default 10, 20, …, 90, percentages *removed*); ``f_c`` the target's
+    softmax probability (``score="logit"``: its logit). ROAD reports accuracy; we report the
+    probability per image. ``curve()`` is the mean score at (0, *percentages*). Works on any number of
+    channels and counts every batch (unlike Quantus 0.6). Details: :mod:`pl_saliency.functional.road`.
+
+    Example:
+        >>> import torch
+        >>> from pl_saliency.metrics import ROADMorf
+        >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 4))
+        >>> g = torch.Generator().manual_seed(0)
+        >>> x, s = torch.rand(2, 3, 8, 8, generator=g), torch.rand(2, 1, 8, 8, generator=g)
+        >>> metric = ROADMorf(percentages=(25, 50, 75), generator=g)
+        >>> metric.update(model, x, s, torch.tensor([0, 3]))
+        >>> metric.compute().shape, metric.curve().shape
+        (torch.Size([]), torch.Size([4]))
+        >>> metric.curve_x()
+        tensor([0.0000, 0.2500, 0.5000, 0.7500])
+    """
+
+    higher_is_better: bool = False
+    _order = "morf"
+
+
+class ROADLerf(_ROAD):
+    r"""ROAD, least relevant first (Rong et al., ICML 2022); **higher is better**.
+
+    As :class:`ROADMorf` with the least relevant positions removed: the prediction should survive.
+
+    Example:
+        >>> import torch
+        >>> from pl_saliency.metrics import ROADLerf
+        >>> metric = ROADLerf(percentages=(20, 40))
+        >>> metric.definition["percentages"], metric.higher_is_better
+        ((20.0, 40.0), True)
+    """
+
+    higher_is_better: bool = True
+    _order = "lerf"
