@@ -184,6 +184,14 @@ def test_random_order_is_seeded():
     assert all(sorted(row.tolist()) == list(range(16)) for row in a)
 
 
+def test_random_order_without_generator_leaves_global_rng_alone():
+    s = torch.rand(2, 9, dtype=torch.float64)
+    state = torch.get_rng_state()
+    a = removal_order(s, "random")
+    assert torch.equal(torch.get_rng_state(), state)
+    assert torch.equal(a, removal_order(s, "random"))
+
+
 def test_feature_grid_handles_non_multiple_sizes():
     fid, nf = feature_grid(5, 7, 3)
     assert nf == 2 * 3

@@ -206,3 +206,33 @@ def test_reports_are_logged_as_scalars_tables_and_heatmaps(tmp_path, loaders):
     heatmaps = [r for r in hist if r.get("val/saliency/baseline_sensitivity/tau_heatmap/_type") == "image-file"]
     assert len(tables) == 2 and len(heatmaps) == 2
     assert (run / "files" / heatmaps[0]["val/saliency/baseline_sensitivity/tau_heatmap/path"]).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_adversarial_baselines_and_cleaned_overlays_are_logged(tmp_path, loaders):
+    from pl_saliency import AdversarialReliability
+    from pl_saliency.functional import clean_saliency
+
+    mon = monitor(
+        explainers=[Gradient()],
+        metrics=[AdversarialReliability(fractions=(0.05, 0.2), steps=3)],
+        clean_maps={"steps": 3},
+    )
+    wb = WandbLogger(project="t", save_dir=str(tmp_path), offline=True)
+    csv = CSVLogger(str(tmp_path), name="csv")
+    trainer = fit(pl.Trainer, loaders, [mon], [wb, csv], epochs=1)
+    wb.experiment.finish()
+    text = (Path(csv.log_dir) / "metrics.csv").read_text().splitlines()[0]
+    for key in ("adversarial_reliability", "adversarial_reliability/random", "adversarial_reliability/least"):
+        assert f"val/saliency/gradient/{key}" in text
+    assert "val/saliency/clean_maps/gradient/kept_fraction" in text
+    model = trainer.lightning_module.eval()
+    x, y = mon.probe
+    direct = clean_saliency(model, x, Gradient()(model, x, y), y, steps=3)
+    assert mon.last_reports["clean_maps"].summary()["gradient/kept_fraction"] == pytest.approx(float(direct.fraction.mean()))
+    (run,) = run_dirs(tmp_path)
+    rows = [r for r in history(run) if "val/saliency/clean_maps/overlays/gradient/filenames" in r]
+    assert len(rows) == 1
+    first = run / "files" / rows[0]["val/saliency/clean_maps/overlays/gradient/filenames"][0]
+    from PIL import Image
+
+    assert Image.open(first).size == (2 * 16, 16)  # original | cleaned

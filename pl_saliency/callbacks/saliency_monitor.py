@@ -160,6 +160,10 @@ class SaliencyMonitor(*_callback_bases()):  # type: ignore[misc]
         coherence: ``True`` or keyword arguments of :func:`pl_saliency.analysis.coherence_report`
             (``binarize``, …): how much the monitored metrics agree on the explainers' ranking, on raw and
             binarized maps (``{log_prefix}/coherence/...`` scalars; W&B tables and τ heatmap).
+        clean_maps: ``True`` or keyword arguments of :func:`pl_saliency.functional.clean_saliency`: clean
+            every explainer's maps by the adversarial measure (Valle et al. 2020) and log the kept
+            fraction and the measure before/after (``{log_prefix}/clean_maps/<explainer>/...``), with
+            original and cleaned overlays side by side in W&B (``{log_prefix}/clean_maps/overlays/<explainer>``).
         reports_every_n_epochs: run those reports on every n-th scored epoch (they cost more forward
             passes than the scores).
         max_images: most overlays per explainer in the W&B image panels (the table holds all).
@@ -195,6 +199,7 @@ class SaliencyMonitor(*_callback_bases()):  # type: ignore[misc]
         max_images: int = 8,
         baseline_sensitivity: bool | Mapping[str, Any] | None = None,
         coherence: bool | Mapping[str, Any] | None = None,
+        clean_maps: bool | Mapping[str, Any] | None = None,
         reports_every_n_epochs: int = 1,
     ) -> None:
         self.explainers = named_explainers(explainers)
@@ -217,7 +222,7 @@ class SaliencyMonitor(*_callback_bases()):  # type: ignore[misc]
         self.max_images = check_positive_int("max_images", max_images)
         self.reports = {
             name: _report_options(name, value)
-            for name, value in (("baseline_sensitivity", baseline_sensitivity), ("coherence", coherence))
+            for name, value in (("baseline_sensitivity", baseline_sensitivity), ("coherence", coherence), ("clean_maps", clean_maps))
             if value not in (None, False)
         }
         self.reports_every_n_epochs = check_positive_int("reports_every_n_epochs", reports_every_n_epochs)
@@ -433,6 +438,11 @@ class SaliencyMonitor(*_callback_bases()):  # type: ignore[misc]
             value = float(metric.compute())
             scores[key] = value
             pl_module.log(f"{self.log_prefix}/{key}", value, on_step=False, on_epoch=True, sync_dist=trainer.world_size > 1)
+            if hasattr(metric, "compute_baselines"):  # the controls a score is read against (random, least relevant…)
+                for b, bval in metric.compute_baselines().items():
+                    scores[f"{key}/{b}"] = float(bval)
+                    if math.isfinite(float(bval)):
+                        pl_module.log(f"{self.log_prefix}/{key}/{b}", float(bval), on_step=False, on_epoch=True, sync_dist=trainer.world_size > 1)
             if hasattr(metric, "curve"):
                 curves.setdefault(m, {})[e] = metric.curve().cpu()
             if hasattr(metric, "per_sample"):
@@ -463,6 +473,7 @@ class SaliencyMonitor(*_callback_bases()):  # type: ignore[misc]
     ) -> None:
         """Baseline-sensitivity and coherence reports on the probe set (every process, its own probe)."""
         from pl_saliency.analysis import baseline_sensitivity, coherence_report
+        from pl_saliency.functional import clean_saliency
 
         device = pl_module.device
         x = inputs.to(device)
@@ -479,6 +490,10 @@ class SaliencyMonitor(*_callback_bases()):  # type: ignore[misc]
                     opts = dict(options)
                     opts.setdefault("output_transform", self.output_transform)
                     report = baseline_sensitivity(pl_module, x, target, full, **opts)
+                elif name == "clean_maps":
+                    opts = dict(options)
+                    opts.setdefault("output_transform", self.output_transform)
+                    report = CleanedMapsReport(x, {e: clean_saliency(pl_module, x, m, target, **opts) for e, m in full.items()}, full)
                 else:
                     extras = {k: v.to(device) for k, v in self.probe_extras.items()}
                     explainers = {e: fn for e, fn in self.explainers.items() if e in full}
@@ -575,18 +590,18 @@ class SaliencyMonitor(*_callback_bases()):  # type: ignore[misc]
                     data[f"{self.log_prefix}/overlays/{e}"] = overlay_images(inputs, maps_e, captions, self.max_images)
             for m, by_expl in curves.items():
                 metric = self._metrics[next(iter(by_expl))][m]
-                fraction = "inserted" if getattr(metric, "mode", "") == "insertion" else "removed"
                 first = next(iter(by_expl.values()))
                 xs = metric.curve_x() if hasattr(metric, "curve_x") else torch.linspace(0, 1, len(first))
-                data[f"{self.log_prefix}/curves/{m}"] = curve_chart(
-                    xs, by_expl, title=f"{m} (epoch {epoch})", xname=f"fraction {fraction}"
-                )
+                data[f"{self.log_prefix}/curves/{m}"] = curve_chart(xs, by_expl, title=f"{m} (epoch {epoch})", xname=curve_label(metric))
             epochs = [h["epoch"] for h in self.history]
             for m in self.metric_templates:
                 series = {e: [h["scores"].get(f"{e}/{m}") for h in self.history] for e in self.explainers}
                 data[f"{self.log_prefix}/history/{m}"] = series_chart(epochs, series, title=f"{m} over epochs")
             for name, report in self._fresh_reports.items():
-                data.update(report_media(f"{self.log_prefix}/{name}", report))
+                if isinstance(report, CleanedMapsReport):
+                    data.update(report.media(f"{self.log_prefix}/{name}", self.max_images))
+                else:
+                    data.update(report_media(f"{self.log_prefix}/{name}", report))
             data["epoch"] = epoch
             log_to_wandb(wb, data, step=step)
         except Exception as err:  # noqa: BLE001
@@ -627,6 +642,41 @@ class SaliencyMonitor(*_callback_bases()):  # type: ignore[misc]
             UserWarning,
             stacklevel=3,
         )
+
+
+class CleanedMapsReport:
+    """Adversarially cleaned maps of every explainer on the probe set (see ``clean_maps``)."""
+
+    def __init__(self, inputs: Tensor, cleaned: dict[str, Any], original: dict[str, Tensor]) -> None:
+        self.inputs, self.cleaned, self.original = inputs, cleaned, original
+
+    def summary(self) -> dict[str, float]:
+        out = {}
+        for e, res in self.cleaned.items():
+            out[f"{e}/kept_fraction"] = float(torch.as_tensor(res.fraction).float().mean())
+            out[f"{e}/measure_before"] = float(torch.as_tensor(res.before).float().nanmean())
+            out[f"{e}/measure_after"] = float(torch.as_tensor(res.after).float().nanmean())
+        return out
+
+    def media(self, prefix: str, max_images: int) -> dict[str, Any]:
+        from pl_saliency.loggers.wandb import side_by_side_images
+
+        return {
+            f"{prefix}/overlays/{e}": side_by_side_images(
+                self.inputs.cpu(), self.original[e].cpu(), res.saliency.cpu(),
+                [f"before | after: kept {float(f):.0%} of the features" for f in torch.as_tensor(res.fraction).reshape(-1)],
+                max_images,
+            )
+            for e, res in self.cleaned.items()
+        }  # fmt: skip
+
+
+def curve_label(metric: Any) -> str:
+    """The x-axis label of a metric's curve: its ``curve_label`` or the fraction removed/inserted."""
+    label = getattr(metric, "curve_label", None)
+    if isinstance(label, str):
+        return label
+    return f"fraction {'inserted' if getattr(metric, 'mode', '') == 'insertion' else 'removed'}"
 
 
 def _report_options(name: str, value: Any) -> dict[str, Any]:

@@ -74,6 +74,20 @@ def overlay_images(
     return [wandb.Image(overlay(images[i], maps[i]).numpy(), caption=captions[i]) for i in range(k)]
 
 
+def side_by_side_images(
+    images: Tensor, before: Tensor, after: Tensor, captions: Sequence[str], max_images: int | None = None
+) -> list[Any]:
+    """``wandb.Image`` per sample: the overlay of ``before`` and of ``after`` side by side."""
+    import torch
+
+    wandb = import_wandb()
+    k = len(images) if max_images is None else min(max_images, len(images))
+    return [
+        wandb.Image(torch.cat([overlay(images[i], before[i]), overlay(images[i], after[i])], dim=1).numpy(), caption=captions[i])
+        for i in range(k)
+    ]
+
+
 def curve_chart(x: Tensor, curves: Mapping[str, Tensor], title: str, xname: str) -> Any:
     """A W&B line chart with one line per explainer (``curves[name]`` has shape (K+1,))."""
     wandb = import_wandb()

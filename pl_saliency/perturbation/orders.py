@@ -58,12 +58,15 @@ def removal_order(
 
     ``"morf"``: most relevant first (descending score); ``"lerf"``: least relevant first;
     ``"random"``: an independent uniform permutation per sample drawn from ``generator``
-    (CPU generator; the draw is the same on every device).
+    (CPU generator; the draw is the same on every device). Without a generator a fresh one seeded
+    with 0 is used: the global RNG is never touched.
     """
     check_choice("order", order, ORDERS)
     check_choice("tie_break", tie_break, TIE_BREAKS)
     n, f = scores.shape
     if order == "random":
+        if generator is None:
+            generator = torch.Generator().manual_seed(0)
         keys = torch.rand(n, f, generator=generator).to(scores.device)
         return keys.argsort(dim=1)
     perm = _tie_permutation(f, tie_break, tie_seed, scores.device)

@@ -1,0 +1,272 @@
+"""Adversarial reliability (Valle, Pimentel & Veloso, IJCNN 2020) as torchmetrics ``Metric`` classes
+(state and sync only; the math is in :mod:`pl_saliency.functional.adversarial`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from pl_saliency.functional.adversarial import (
+    BASELINES,
+    DEFAULT_FRACTIONS,
+    FLIP_BASELINES,
+    OUTCOMES,
+    _adversarial_reliability_compute,
+    _adversarial_reliability_update,
+    _check_attack,
+    _flip_budget_update,
+    check_baselines,
+    check_fractions,
+)
+from pl_saliency.metrics.base import SampleScoreMetric
+from pl_saliency.perturbation.adversarial import check_positive_float
+from pl_saliency.perturbation.engine import BatchContext
+from pl_saliency.perturbation.orders import TIE_BREAKS
+from pl_saliency.utils import SCORES, check_choice, check_positive_int
+
+
+class AdversarialReliability(SampleScoreMetric):
+    r"""Adversarial reliability of saliency maps (Valle, Pimentel & Veloso, IJCNN 2020); **higher is
+    better**.
+
+    Definition (our top-k formulation; the paper's full text was not available, see
+    :mod:`pl_saliency.functional.adversarial` for the provenance and where we differ from the
+    authors' code): for each fraction ``q`` of ``fractions`` (default 1, 5, 10, 20, 50 %), an
+    untargeted PGD attack (default L∞, ``eps=8/255``, 10 steps of ``2.5 eps / steps``, no random
+    start) confined to the ``max(1, floor(qF + 1/2))`` most relevant of the F features changes the
+    outcome by ``f_c(x) - f_c(x + delta_q)`` (``outcome="drop"``, softmax probability of the target
+    class, or its logit with ``score="logit"``) or by ``1[prediction changed]`` (``outcome="flip"``).
+    A sample's score is the mean change over the sweep; the metric is the mean over samples (NaN
+    scores excluded). The same budget confined to the least relevant (``"least"``) and to random
+    (``"random"``) features of the same count is computed alongside, so that the number can be read:
+    a reliable map beats ``"random"``, which beats ``"least"``.
+
+    As input to ``update`` the metric accepts:
+
+    - ``model``: callable (N, C, H, W) -> logits (N, K); not registered as a sub-module
+    - ``inputs``: (N, C, H, W) float images in the model's input space (``eps`` is in its units)
+    - ``saliency``: (N, 1, H, W) or (N, C, H, W) maps (ranked by signed value)
+    - ``target``: (N,) int64 class indices (the attacked class)
+    - ``context``: optional :class:`~pl_saliency.perturbation.BatchContext` (results are memoized)
+
+    As output of ``compute`` the metric returns the mean score of the maps, a scalar tensor.
+    ``curve()`` / ``curve_x()``: the maps' mean outcome-change curve (K + 1,) over the fraction of
+    features attacked (starting at 0, change 0). ``curves()``: the mean curves of the maps and of
+    every baseline (dict). ``compute_baselines()``: the baselines' mean scores (dict).
+
+    Example:
+        >>> import torch
+        >>> from pl_saliency.metrics import AdversarialReliability
+        >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+        >>> _ = torch.manual_seed(0)
+        >>> metric = AdversarialReliability(fractions=(0.25, 0.5), eps=0.1, steps=2)
+        >>> x, y = torch.rand(2, 1, 4, 4), torch.tensor([0, 2])
+        >>> metric.update(model, x, torch.rand(2, 1, 4, 4), y)
+        >>> metric.compute().shape, metric.curve().shape, sorted(metric.compute_baselines())
+        (torch.Size([]), torch.Size([3]), ['least', 'random'])
+    """
+
+    higher_is_better: bool = True
+    plot_lower_bound: float = 0.0
+    plot_upper_bound: float = 1.0
+
+    curve_sum: Tensor
+
+    def __init__(
+        self,
+        fractions: Sequence[float] = DEFAULT_FRACTIONS,
+        eps: float = 8 / 255,
+        steps: int = 10,
+        step_size: float | None = None,
+        norm: str = "linf",
+        random_start: bool = False,
+        bounds: tuple[Any, Any] | None = None,
+        outcome: str = "drop",
+        score: str = "probability",
+        baselines: Sequence[str] = BASELINES,
+        patch_size: int = 1,
+        tie_break: str = "random",
+        tie_seed: int = 0,
+        generator: torch.Generator | None = None,
+        chunk_size: int = 64,
+        output_transform: Callable[[Any], Tensor] | None = None,
+        keep_per_sample: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(keep_per_sample=keep_per_sample, **kwargs)
+        self.fractions = check_fractions(fractions)
+        self.eps, self.steps, self.step_size = _check_attack(eps, steps, step_size, norm, random_start)
+        check_choice("outcome", outcome, OUTCOMES)
+        check_choice("score", score, SCORES)
+        check_choice("tie_break", tie_break, TIE_BREAKS)
+        self.baselines = check_baselines(baselines)
+        self.patch_size = check_positive_int("patch_size", patch_size)
+        self.chunk_size = check_positive_int("chunk_size", chunk_size)
+        self.norm, self.random_start, self.bounds = norm, random_start, bounds
+        self.outcome, self.score, self.tie_break, self.tie_seed = outcome, score, tie_break, tie_seed
+        self.generator, self.output_transform = generator, output_transform
+        if outcome == "drop" and score == "logit":  # logits are unbounded (torchmetrics guards these names)
+            object.__setattr__(self, "plot_lower_bound", None)
+            object.__setattr__(self, "plot_upper_bound", None)
+        sets = 1 + len(self.baselines)
+        zeros = torch.zeros(sets, len(self.fractions) + 1, dtype=torch.float64)
+        self.add_state("curve_sum", zeros, dist_reduce_fx="sum")
+        self._x: Tensor | None = None
+
+    def _definition_items(self) -> dict[str, Any]:
+        return {
+            "fractions": list(self.fractions),
+            "eps": self.eps,
+            "steps": self.steps,
+            "step_size": self.step_size,
+            "norm": self.norm,
+            "random_start": self.random_start,
+            "bounds": None if self.bounds is None else repr(self.bounds),
+            "outcome": self.outcome,
+            "score": self.score,
+            "baselines": list(self.baselines),
+            "patch_size": self.patch_size,
+            "tie_break": self.tie_break,
+        }
+
+    def update(
+        self,
+        model: Callable[[Tensor], Any],
+        inputs: Tensor,
+        saliency: Tensor,
+        target: Tensor,
+        context: BatchContext | None = None,
+    ) -> None:
+        res = _adversarial_reliability_update(
+            model, inputs, saliency, target, fractions=self.fractions, eps=self.eps, steps=self.steps,
+            step_size=self.step_size, norm=self.norm, random_start=self.random_start, bounds=self.bounds,
+            outcome=self.outcome, score=self.score, baselines=self.baselines, patch_size=self.patch_size,
+            tie_break=self.tie_break, tie_seed=self.tie_seed, generator=self.generator, chunk_size=self.chunk_size,
+            output_transform=self.output_transform, context=context,
+        )  # fmt: skip
+        self._x = res.x
+        finite = self._accumulate(res.scores["relevant"])
+        stacked = torch.stack([res.curves[s] for s in ("relevant", *self.baselines)])  # (S, N, K + 1)
+        self.curve_sum += stacked[:, finite].sum(dim=1).to(self.curve_sum)
+
+    def compute(self) -> Tensor:
+        return _adversarial_reliability_compute(self.score_sum, self.total).float()
+
+    def _mean_curves(self) -> Tensor:
+        self.compute()  # triggers the process sync of the states
+        if self.total == 0:
+            raise RuntimeError(f"`{type(self).__name__}` has no curve before any `update`.")
+        return (self.curve_sum / self.total).float()
+
+    def curve(self) -> Tensor:
+        """The maps' mean outcome-change curve (K + 1,), synced across processes."""
+        return self._mean_curves()[0]
+
+    def curves(self) -> dict[str, Tensor]:
+        """Mean curves (K + 1,) of the maps (``"relevant"``) and of every baseline."""
+        mean = self._mean_curves()
+        return {s: mean[i] for i, s in enumerate(("relevant", *self.baselines))}
+
+    def compute_baselines(self) -> dict[str, Tensor]:
+        """Mean scores of the baselines (``"least"``, ``"random"``), the numbers to read ``compute()`` by."""
+        mean = self._mean_curves()
+        return {s: mean[i + 1, 1:].mean() for i, s in enumerate(self.baselines)}
+
+    def curve_x(self) -> Tensor:
+        """Fraction of features attacked at each curve point (K + 1,), starting at 0."""
+        if self._x is not None:
+            return self._x.float()
+        return torch.tensor((0.0, *self.fractions), dtype=torch.float32)
+
+
+class AdversarialFlipBudget(SampleScoreMetric):
+    r"""Flip budget of Valle, Pimentel & Veloso's code (IJCNN 2020); **lower is better**.
+
+    Definition (see :func:`pl_saliency.functional.adversarial_flip_budget`): the smallest L1 budget
+    ``sigma`` per channel of the one-step perturbation ``x + sigma * (R / sum R) * sign(grad)`` (``R``
+    the map min-max scaled to [0, 1], ``grad`` the gradient of the cross-entropy of ``target``) at
+    which the prediction changes, searched on the grid ``j * max_budget / resolution`` (default the
+    authors' integers up to 10000; samples that never flip score ``max_budget * (1 + 1/resolution)``).
+    The metric is the mean over samples. The baselines (``"inverse"`` = ``1 - R``, ``"shuffled"``,
+    ``"inverse_shuffled"``: smallest budget over ``shuffles`` random pixel permutations) are averaged
+    alongside: ``compute_baselines()``. Budgets depend on image size and input scale: compare them
+    within one setting.
+
+    Update protocol as :class:`AdversarialReliability`.
+
+    Example:
+        >>> import torch
+        >>> from pl_saliency.metrics import AdversarialFlipBudget
+        >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+        >>> _ = torch.manual_seed(0)
+        >>> metric = AdversarialFlipBudget(max_budget=100.0, resolution=100, shuffles=2)
+        >>> x = torch.rand(2, 1, 4, 4)
+        >>> metric.update(model, x, torch.rand(2, 1, 4, 4), model(x).argmax(1))
+        >>> metric.compute().shape, sorted(metric.compute_baselines())
+        (torch.Size([]), ['inverse', 'inverse_shuffled', 'shuffled'])
+    """
+
+    higher_is_better: bool = False
+    plot_lower_bound: float = 0.0
+
+    baseline_sum: Tensor
+
+    def __init__(
+        self,
+        max_budget: float = 10000.0,
+        resolution: int = 10000,
+        baselines: Sequence[str] = FLIP_BASELINES,
+        shuffles: int = 10,
+        generator: torch.Generator | None = None,
+        chunk_size: int = 64,
+        output_transform: Callable[[Any], Tensor] | None = None,
+        keep_per_sample: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(keep_per_sample=keep_per_sample, **kwargs)
+        self.max_budget = check_positive_float("max_budget", max_budget)
+        self.resolution = check_positive_int("resolution", resolution)
+        self.baselines = check_baselines(baselines, FLIP_BASELINES)
+        self.shuffles = check_positive_int("shuffles", shuffles)
+        self.chunk_size = check_positive_int("chunk_size", chunk_size)
+        self.generator, self.output_transform = generator, output_transform
+        object.__setattr__(self, "plot_upper_bound", self.max_budget * (1 + 1 / self.resolution))
+        self.add_state("baseline_sum", torch.zeros(len(self.baselines), dtype=torch.float64), dist_reduce_fx="sum")
+
+    def _definition_items(self) -> dict[str, Any]:
+        return {
+            "max_budget": self.max_budget,
+            "resolution": self.resolution,
+            "baselines": list(self.baselines),
+            "shuffles": self.shuffles,
+        }
+
+    def update(
+        self,
+        model: Callable[[Tensor], Any],
+        inputs: Tensor,
+        saliency: Tensor,
+        target: Tensor,
+        context: BatchContext | None = None,
+    ) -> None:
+        res = _flip_budget_update(
+            model, inputs, saliency, target, max_budget=self.max_budget, resolution=self.resolution,
+            baselines=self.baselines, shuffles=self.shuffles, generator=self.generator, chunk_size=self.chunk_size,
+            output_transform=self.output_transform,
+        )  # fmt: skip
+        finite = self._accumulate(res["relevant"])
+        for i, s in enumerate(self.baselines):
+            self.baseline_sum[i] += res[s][finite].sum().to(self.baseline_sum)
+
+    def compute(self) -> Tensor:
+        return _adversarial_reliability_compute(self.score_sum, self.total).float()
+
+    def compute_baselines(self) -> dict[str, Tensor]:
+        """Mean budgets of the baselines over the samples whose map budget is finite."""
+        self.compute()
+        if self.total == 0:
+            return {s: torch.tensor(float("nan")) for s in self.baselines}
+        return {s: (self.baseline_sum[i] / self.total).float() for i, s in enumerate(self.baselines)}

@@ -1,0 +1,220 @@
+"""Localization metrics as torchmetrics ``Metric`` classes (state and sync only; the math is in
+:mod:`pl_saliency.functional.localization`).
+
+Ground truth comes from ``update(..., masks=...)`` or ``update(..., boxes=...)``, else from
+``context.extras["masks"]`` (preferred when both are there) or ``context.extras["boxes"]``, which
+is how :class:`~pl_saliency.SaliencyMonitor` hands it over (``batch_transform`` returning
+``(inputs, target, {"masks": ...})``). The model is accepted for the monitor protocol and unused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from torch import Tensor
+
+from pl_saliency.functional.localization import (
+    RELEVANCE,
+    TIES,
+    _energy_pointing_game_update,
+    _pointing_game_update,
+    _relevance_mass_accuracy_update,
+    _relevance_rank_accuracy_update,
+    boxes_to_masks,
+    check_masks,
+    check_tolerance,
+)
+from pl_saliency.metrics.base import SampleScoreMetric
+from pl_saliency.perturbation.engine import BatchContext
+from pl_saliency.utils import check_choice, check_inputs, check_saliency
+
+
+def resolve_ground_truth(masks: Any, boxes: Any, context: BatchContext | None) -> tuple[Any, Any]:
+    """Explicit ``masks`` / ``boxes`` first, then ``context.extras["masks"]``, then ``["boxes"]``."""
+    if masks is not None and boxes is not None:
+        raise ValueError("Arguments `masks` and `boxes` are exclusive: pass one kind of ground truth, but got both.")
+    if masks is None and boxes is None and context is not None:
+        if context.extras.get("masks") is not None:
+            masks = context.extras["masks"]
+        elif context.extras.get("boxes") is not None:
+            boxes = context.extras["boxes"]
+    if masks is None and boxes is None:
+        raise ValueError(
+            "Argument `masks` or `boxes` is required: pass one to `update`, or put \"masks\" or \"boxes\" in "
+            "`context.extras` (SaliencyMonitor: return them from `batch_transform`), but got neither."
+        )
+    return masks, boxes
+
+
+class LocalizationMetric(SampleScoreMetric):
+    """Base of the localization metrics: a per-sample score against a ground-truth mask or box.
+
+    As input to ``update`` the metric accepts:
+
+    - ``model``: ignored (monitor protocol)
+    - ``inputs``: (N, C, H, W) float images (their size is the ground truth's pixel grid)
+    - ``saliency``: (N, 1, H, W) or (N, C, H, W) maps (channels summed, lower resolutions upsampled)
+    - ``target``: (N,) class indices (unused: the ground truth is the target's)
+    - ``context``: optional :class:`~pl_saliency.perturbation.BatchContext` with ``extras``
+    - ``masks``: (N, 1, H, W) binary, or ``boxes``: (N, 4) ``(x0, y0, x1, y1)``, exclusive end
+
+    As output of ``compute`` the metric returns the mean over samples with a non-empty ground truth
+    (empty ones are counted in ``nan_count``), a scalar tensor.
+    """
+
+    higher_is_better: bool = True
+    plot_lower_bound: float = 0.0
+    plot_upper_bound: float = 1.0
+
+    def _score(self, saliency: Tensor, gt: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def update(
+        self,
+        model: Callable[[Tensor], Any] | None,
+        inputs: Tensor,
+        saliency: Tensor,
+        target: Tensor,
+        context: BatchContext | None = None,
+        *,
+        masks: Tensor | None = None,
+        boxes: Tensor | None = None,
+    ) -> None:
+        inputs = check_inputs(inputs)
+        sal = check_saliency(saliency, inputs)
+        n, _, h, w = inputs.shape
+        masks, boxes = resolve_ground_truth(masks, boxes, context)
+        gt = check_masks(masks, n, (h, w)) if masks is not None else boxes_to_masks(boxes, n, (h, w))
+        self._accumulate(self._score(sal, gt.to(sal.device)))
+
+
+class PointingGame(LocalizationMetric):
+    r"""Pointing game (Zhang et al., ECCV 2016 / IJCV 2018, "Excitation backprop"); **higher is better**.
+
+    Per sample: 1 when the map's maximum lies in the ground truth or closer than ``tolerance`` pixels
+    to it (Euclidean, strict as TorchRay: ``du^2 + dv^2 < tolerance^2``; ``tolerance=0``: inside),
+    else 0; the metric is the hit rate over samples. Default ``tolerance=15`` (the paper, TorchRay;
+    meant for ~224 px images). Tied maxima: ``ties="mean"`` (default) scores the share of maximal
+    positions that hit (the expected hit under random tie-breaking; a constant map gets the chance
+    level), ``ties="any"`` is Quantus's rule. An empty ground truth gives NaN, excluded (Quantus 0.6
+    counts it as a hit). TorchRay averages per class; we average over samples. See
+    :mod:`pl_saliency.functional.localization`.
+
+    Example:
+        >>> import torch
+        >>> from pl_saliency.metrics import PointingGame
+        >>> metric = PointingGame(tolerance=0)
+        >>> x = torch.rand(2, 3, 8, 8)
+        >>> sal = torch.zeros(2, 1, 8, 8)
+        >>> sal[0, 0, 2, 2] = sal[1, 0, 7, 7] = 1.0
+        >>> metric.update(None, x, sal, torch.tensor([0, 1]), boxes=torch.tensor([[0, 0, 4, 4], [0, 0, 4, 4]]))
+        >>> metric.compute()
+        tensor(0.5000)
+    """
+
+    def __init__(
+        self, tolerance: float = 15.0, ties: str = "mean", keep_per_sample: bool = False, **kwargs: Any
+    ) -> None:
+        super().__init__(keep_per_sample=keep_per_sample, **kwargs)
+        self.tolerance = check_tolerance(tolerance)
+        check_choice("ties", ties, TIES)
+        self.ties = ties
+
+    def _definition_items(self) -> dict[str, Any]:
+        return {"tolerance": self.tolerance, "ties": self.ties}
+
+    def _score(self, saliency: Tensor, gt: Tensor) -> Tensor:
+        return _pointing_game_update(saliency, gt, self.tolerance, self.ties)
+
+
+class EnergyPointingGame(LocalizationMetric):
+    r"""Energy-based pointing game (Wang et al., CVPR-W 2020, "Score-CAM"); **higher is better**.
+
+    .. math:: \mathrm{EPG}(a, G) = \frac{\sum_{p \in G} a^+_p}{\sum_p a^+_p}, \qquad a^+ = \max(a, 0)
+
+    the share of the map's positive energy inside the ground truth (box or mask); NaN (excluded)
+    for an empty ground truth or a map without positive values. Score-CAM's maps are non-negative;
+    we take the positive part of signed maps and do not min-max normalize them.
+
+    Example:
+        >>> import torch
+        >>> from pl_saliency.metrics import EnergyPointingGame
+        >>> metric = EnergyPointingGame()
+        >>> sal = torch.tensor([[[[3.0, 1.0], [-2.0, 0.0]]]])
+        >>> metric.update(None, torch.rand(1, 3, 2, 2), sal, torch.tensor([0]), boxes=torch.tensor([[0, 0, 1, 1]]))
+        >>> metric.compute()
+        tensor(0.7500)
+    """
+
+    def _score(self, saliency: Tensor, gt: Tensor) -> Tensor:
+        return _energy_pointing_game_update(saliency, gt)
+
+
+class _RelevanceMetric(LocalizationMetric):
+    def __init__(self, relevance: str = "abs", keep_per_sample: bool = False, **kwargs: Any) -> None:
+        super().__init__(keep_per_sample=keep_per_sample, **kwargs)
+        check_choice("relevance", relevance, RELEVANCE)
+        self.relevance = relevance
+
+    def _definition_items(self) -> dict[str, Any]:
+        return {"relevance": self.relevance}
+
+
+class RelevanceMassAccuracy(_RelevanceMetric):
+    r"""Relevance mass accuracy (Arras, Osman & Samek, Information Fusion 2022, "CLEVR-XAI");
+    **higher is better**.
+
+    .. math:: \mathrm{RMA}(a, G) = \frac{\sum_{p \in G} r_p}{\sum_p r_p}
+
+    with ``r = |a|`` (``relevance="abs"``, default: Arras et al. pool heatmaps to non-negative
+    values; for one channel their max-norm / l1 / l2 poolings are ``|a|``), ``max(a, 0)``
+    (``"positive"``, their "sum,pos") or ``a`` (``"signed"``, Quantus's default ``abs=False``; not
+    bounded to [0, 1], no plot bounds). Equal to Quantus ``RelevanceMassAccuracy(abs=...)`` (its max
+    normalization cancels in the ratio). NaN (excluded) for an empty mask or a map of total 0.
+
+    Example:
+        >>> import torch
+        >>> from pl_saliency.metrics import RelevanceMassAccuracy
+        >>> metric = RelevanceMassAccuracy()
+        >>> sal = torch.tensor([[[[3.0, 1.0], [-2.0, 0.0]]]])
+        >>> masks = torch.tensor([[[[1, 0], [0, 0]]]])
+        >>> metric.update(None, torch.rand(1, 3, 2, 2), sal, torch.tensor([0]), masks=masks)
+        >>> metric.compute()
+        tensor(0.5000)
+    """
+
+    def __init__(self, relevance: str = "abs", keep_per_sample: bool = False, **kwargs: Any) -> None:
+        super().__init__(relevance=relevance, keep_per_sample=keep_per_sample, **kwargs)
+        if relevance == "signed":  # a signed ratio is unbounded (torchmetrics guards these names)
+            object.__setattr__(self, "plot_lower_bound", None)
+            object.__setattr__(self, "plot_upper_bound", None)
+
+    def _score(self, saliency: Tensor, gt: Tensor) -> Tensor:
+        return _relevance_mass_accuracy_update(saliency, gt, self.relevance)
+
+
+class RelevanceRankAccuracy(_RelevanceMetric):
+    r"""Relevance rank accuracy (Arras, Osman & Samek, Information Fusion 2022, "CLEVR-XAI");
+    **higher is better**.
+
+    .. math:: \mathrm{RRA}(a, G) = \frac{|\{\text{top-}K \text{ positions by } r\} \cap G|}{K}, \qquad K = |G|
+
+    with ``r`` as :class:`RelevanceMassAccuracy` (default ``|a|``). Positions tied with the K-th
+    value share the remaining places by expectation (uniform random tie-breaking), so the score does
+    not depend on memory order (Quantus: ``np.argsort`` order). Equal to Quantus
+    ``RelevanceRankAccuracy(abs=...)`` on maps without ties. NaN (excluded) for an empty mask.
+
+    Example:
+        >>> import torch
+        >>> from pl_saliency.metrics import RelevanceRankAccuracy
+        >>> metric = RelevanceRankAccuracy()
+        >>> sal = torch.tensor([[[[3.0, 1.0], [-2.0, 0.0]]]])
+        >>> masks = torch.tensor([[[[1, 1], [0, 0]]]])
+        >>> metric.update(None, torch.rand(1, 3, 2, 2), sal, torch.tensor([0]), masks=masks)
+        >>> metric.compute()
+        tensor(0.5000)
+    """
+
+    def _score(self, saliency: Tensor, gt: Tensor) -> Tensor:
+        return _relevance_rank_accuracy_update(saliency, gt, self.relevance)
