@@ -7,10 +7,13 @@ from pl_saliency.perturbation.fillers import (
     Constant,
     Filler,
     FunctionFiller,
+    GaussianNoise,
     Mean,
+    UniformNoise,
     Zeros,
     get_filler,
 )
+from pl_saliency.perturbation.imputation import InpainterFill, NoisyLinear, Telea
 from pl_saliency.perturbation.orders import (
     ORDERS,
     TIE_BREAKS,
@@ -25,6 +28,10 @@ zeros = Zeros
 constant = Constant
 mean = Mean
 blur = Blur
+uniform_noise = UniformNoise
+gaussian_noise = GaussianNoise
+noisy_linear = NoisyLinear
+telea = Telea
 
 __all__ = [
     "FILLER_NAMES",
@@ -48,4 +55,17 @@ __all__ = [
     "removal_order",
     "removal_rank",
     "zeros",
+    "GaussianNoise",
+    "InpainterFill",
+    "NoisyLinear",
+    "Telea",
+    "UniformNoise",
+    "gaussian_noise",
+    "noisy_linear",
+    "telea",
+    "uniform_noise",
 ]
+
+from pl_saliency.perturbation.adversarial import NORMS, adversarial_perturbation  # noqa: E402
+
+__all__ += ["NORMS", "adversarial_perturbation"]

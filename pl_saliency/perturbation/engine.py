@@ -202,6 +202,8 @@ def perturbation_curves(
     removed_count = counts.to(inputs.device)
     ranks = removal_rank(removal_order(feature_scores(saliency, feature_id, num_features), order, tie_break, tie_seed, generator))
     pixel_rank = ranks[:, feature_id].unsqueeze(1)  # (N, 1, H, W): step at which each pixel goes
+    if generator is None:  # one stream for the whole call: stochastic fillers differ from chunk to chunk
+        generator = torch.Generator().manual_seed(0)
     substrate = None if fill.mask_dependent else fill.substrate(inputs, generator)
 
     total = n * points

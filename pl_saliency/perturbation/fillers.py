@@ -7,6 +7,13 @@ which the engine computes once per batch and reuses for every curve point.
 
 Every filler has a ``key``: a string that identifies it with its settings, used to share curves
 between metrics that ask for the same one.
+
+Random fillers draw from the ``generator`` argument (a ``torch.Generator``; on the generator's
+device, then moved to the inputs' device), never from the global RNG. Without one they use a fresh
+generator seeded with 0, so results are reproducible either way.
+
+The mask-dependent imputations (``noisy_linear``, ``telea``, generative inpainters) live in
+:mod:`pl_saliency.perturbation.imputation`.
 """
 
 from __future__ import annotations
@@ -134,13 +141,158 @@ class FunctionFiller(Filler):
         return out
 
 
-_NAMED: dict[str, Callable[[], Filler]] = {"zeros": Zeros, "zero": Zeros, "black": Zeros, "mean": Mean, "blur": Blur}
-FILLER_NAMES: tuple[str, ...] = ("zeros", "mean", "blur")
+def _check_number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"Argument `{name}` must be a finite number, but got {value!r}.")
+    return float(value)
+
+
+def _generator(generator: torch.Generator | None) -> torch.Generator:
+    """The caller's generator, or a fresh one seeded with 0 (the global RNG is never used)."""
+    if generator is None:
+        return torch.Generator().manual_seed(0)
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"Argument `generator` must be a torch.Generator or None, but got {type(generator).__name__}.")
+    return generator
+
+
+def draw(kind: str, shape: tuple[int, ...], generator: torch.Generator | None, like: Tensor) -> Tensor:
+    """``"uniform"`` U[0, 1) or ``"normal"`` N(0, 1) samples of ``shape`` drawn from ``generator`` (on its
+    device), returned on ``like``'s device and dtype."""
+    g = _generator(generator)
+    fn = torch.rand if kind == "uniform" else torch.randn
+    dtype = like.dtype if like.dtype in (torch.float32, torch.float64) else torch.float32
+    return fn(shape, generator=g, device=g.device, dtype=dtype).to(device=like.device, dtype=like.dtype)
+
+
+def check_mask(mask: Any, inputs: Tensor) -> Tensor:
+    """Check a removal mask against ``inputs`` (N, C, H, W): bool or 0/1 of shape (N, 1, H, W) (or
+    (N, H, W)); ``True`` = removed. Returns a bool (N, 1, H, W) tensor on the inputs' device."""
+    n, _, h, w = inputs.shape
+    if not isinstance(mask, Tensor):
+        raise TypeError(f"Argument `mask` must be a bool tensor of shape ({n}, 1, {h}, {w}), but got {type(mask).__name__}.")
+    if mask.ndim == 3:
+        mask = mask.unsqueeze(1)
+    if mask.shape != (n, 1, h, w):
+        raise ValueError(f"Argument `mask` must have shape ({n}, 1, {h}, {w}) to match `inputs`, but got {tuple(mask.shape)}.")
+    if mask.dtype != torch.bool:
+        if not ((mask == 0) | (mask == 1)).all():
+            raise ValueError("Argument `mask` must be bool or hold only 0 and 1 (1 = removed), but got other values.")
+        mask = mask != 0
+    return mask.to(inputs.device)
+
+
+class UniformNoise(Filler):
+    """Replace removed pixels by samples of the uniform distribution U[``low``, ``high``).
+
+    This is Samek et al.'s region perturbation ("replace by samples from a uniform distribution",
+    IEEE TNNLS 2017) and Quantus' ``perturb_baseline="uniform"`` (``uniform_low=0``,
+    ``uniform_high=1``); the defaults suit images in [0, 1]. Every channel of every pixel gets its own
+    sample. With ``additive=True`` the removed pixels become ``x + u`` instead (Quantus'
+    ``uniform_noise`` perturbation function, e.g. ``low=-0.02, high=0.02``), which perturbs rather
+    than removes.
+
+    The noise image is drawn **once per batch** (a substrate): a pixel keeps the same noise value at
+    every curve point, as in Samek's cumulative perturbation ``x^{(k)} = g(x^{(k-1)}, r_k)``, and the
+    curve does not depend on ``chunk_size``.
+
+    Example:
+        >>> import torch
+        >>> fill = UniformNoise(low=-1.0, high=1.0)
+        >>> fill.key
+        'uniform_noise(-1,1)'
+        >>> x = torch.zeros(2, 3, 4, 4)
+        >>> out = fill.substrate(x, torch.Generator().manual_seed(0))
+        >>> bool((out >= -1).all() and (out < 1).all()), tuple(out.shape)
+        (True, (2, 3, 4, 4))
+    """
+
+    def __init__(self, low: float = 0.0, high: float = 1.0, additive: bool = False) -> None:
+        low, high = _check_number("low", low), _check_number("high", high)
+        if not low < high:
+            raise ValueError(f"Argument `high` must be greater than `low` ({low:g}), but got {high:g}.")
+        if not isinstance(additive, bool):
+            raise TypeError(f"Argument `additive` must be a bool, but got {type(additive).__name__}.")
+        self.low, self.high, self.additive = low, high, additive
+
+    @property
+    def key(self) -> str:
+        return f"uniform_noise({self.low:g},{self.high:g}{',add' if self.additive else ''})"
+
+    def substrate(self, inputs: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        noise = self.low + (self.high - self.low) * draw("uniform", tuple(inputs.shape), generator, inputs)
+        return inputs + noise if self.additive else noise
+
+
+class GaussianNoise(Filler):
+    """Replace removed pixels by samples of the normal distribution N(``mean``, ``std``²).
+
+    The defaults (0, 1) are the marginal distribution of standardized inputs (per-channel
+    mean/std normalization), so the removed pixels look like unstructured data-scale noise. Every
+    channel of every pixel gets its own sample. With ``additive=True`` the removed pixels become
+    ``x + mean + std · ε`` (Quantus' ``gaussian_noise`` perturbation function, default std 0.01),
+    which perturbs rather than removes.
+
+    Drawn **once per batch** (a substrate), like :class:`UniformNoise`.
+
+    Example:
+        >>> import torch
+        >>> fill = GaussianNoise(std=0.5)
+        >>> fill.key
+        'gaussian_noise(0,0.5)'
+        >>> x, mask = torch.ones(1, 1, 3, 3), torch.zeros(1, 1, 3, 3, dtype=torch.bool)
+        >>> mask[0, 0, 1, 1] = True
+        >>> out = fill(x, mask, torch.Generator().manual_seed(0))
+        >>> int((out != 1).sum())
+        1
+    """
+
+    def __init__(self, std: float = 1.0, mean: float = 0.0, additive: bool = False) -> None:
+        std, mean = _check_number("std", std), _check_number("mean", mean)
+        if not std > 0:
+            raise ValueError(f"Argument `std` must be a positive number, but got {std:g}.")
+        if not isinstance(additive, bool):
+            raise TypeError(f"Argument `additive` must be a bool, but got {type(additive).__name__}.")
+        self.std, self.mean, self.additive = std, mean, additive
+
+    @property
+    def key(self) -> str:
+        return f"gaussian_noise({self.mean:g},{self.std:g}{',add' if self.additive else ''})"
+
+    def substrate(self, inputs: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        noise = self.mean + self.std * draw("normal", tuple(inputs.shape), generator, inputs)
+        return inputs + noise if self.additive else noise
+
+
+def _noisy_linear() -> Filler:
+    from pl_saliency.perturbation.imputation import NoisyLinear
+
+    return NoisyLinear()
+
+
+def _telea() -> Filler:
+    from pl_saliency.perturbation.imputation import Telea
+
+    return Telea()
+
+
+_NAMED: dict[str, Callable[[], Filler]] = {
+    "zeros": Zeros,
+    "zero": Zeros,
+    "black": Zeros,
+    "mean": Mean,
+    "blur": Blur,
+    "uniform_noise": UniformNoise,
+    "gaussian_noise": GaussianNoise,
+    "noisy_linear": _noisy_linear,
+    "telea": _telea,
+}
+FILLER_NAMES: tuple[str, ...] = ("zeros", "mean", "blur", "uniform_noise", "gaussian_noise", "noisy_linear", "telea")
 
 
 def get_filler(filler: Any) -> Filler:
-    """Resolve ``filler``: a name (``"zeros"``, ``"mean"``, ``"blur"``), a number (constant), a
-    :class:`Filler`, or a function ``inputs -> substrate``."""
+    """Resolve ``filler``: a name (one of :data:`FILLER_NAMES`, with default settings), a number
+    (constant), a :class:`Filler`, or a function ``inputs -> substrate``."""
     if isinstance(filler, Filler):
         return filler
     if isinstance(filler, str):
