@@ -436,6 +436,10 @@ class SaliencyMonitor(*_callback_bases()):  # type: ignore[misc]
                 scores[key] = None
                 continue
             value = float(metric.compute())
+            if not math.isfinite(value):  # undefined for this explainer (e.g. no decoys, empty masks): absent
+                scores[key] = None
+                metric.reset()
+                continue
             scores[key] = value
             pl_module.log(f"{self.log_prefix}/{key}", value, on_step=False, on_epoch=True, sync_dist=trainer.world_size > 1)
             if hasattr(metric, "compute_baselines"):  # the controls a score is read against (random, least relevant…)
