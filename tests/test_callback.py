@@ -357,3 +357,20 @@ def test_demo_runs_offline(tmp_path):
     assert out["run_dir"].exists() and out["csv"].exists()
     assert all(p.exists() and p.suffix == ".png" for p in out["plots"])
     assert len(out["monitor"].history) == 1
+
+
+def test_undefined_scores_are_absent_not_logged(tmp_path, data):
+    from pl_saliency.metrics import SampleScoreMetric
+
+    class Undefined(SampleScoreMetric):
+        higher_is_better = True
+
+        def update(self, model, inputs, saliency, target, context=None):
+            self._accumulate(torch.full((len(inputs),), float("nan")))
+
+    monitor = small_monitor(metrics={"undefined": Undefined(), "deletion": DeletionAUC(steps=8)})
+    logger = CSVLogger(str(tmp_path), name="csv")
+    make_trainer(tmp_path, [monitor], logger=logger, max_epochs=1).fit(DigitsCNN(), *loaders(data))
+    header = (Path(logger.log_dir) / "metrics.csv").read_text().splitlines()[0]
+    assert "val/saliency/gradient/deletion" in header and "undefined" not in header
+    assert monitor.last_scores["gradient/undefined"] is None
