@@ -21,6 +21,7 @@ from torchmetrics import Metric
 
 from pl_saliency.explainers import Explainer, named_explainers
 from pl_saliency.loggers.tensorboard import find_tensorboard_logger, log_overlays_to_tensorboard
+from pl_saliency.loggers.text import format_scores_table
 from pl_saliency.loggers.wandb import (
     curve_chart,
     find_wandb_logger,
@@ -614,23 +615,9 @@ class SaliencyMonitor(*_callback_bases()):  # type: ignore[misc]
     # ------------------------------------------------------------------ reporting
     def format_table(self, scores: Mapping[str, float | None] | None = None, epoch: int | None = None) -> str:
         """A plain-text table: explainers as rows, metrics as columns (arrows give the better direction)."""
-        scores = self.last_scores if scores is None else scores
-        metrics = list(self.metric_templates)
-        arrows = {
-            m: {True: " ↑", False: " ↓"}.get(getattr(t, "higher_is_better", None), "") for m, t in self.metric_templates.items()
-        }
-        heads = [f"{m}{arrows[m]}" for m in metrics]
-        width = max([len("explainer")] + [len(e) for e in self.explainers])
-        cols = [max(len(h), 8) for h in heads]
         title = "saliency scores" + (f" — epoch {epoch}" if epoch is not None else "")
-        lines = [title, "  ".join(["explainer".ljust(width)] + [h.rjust(c) for h, c in zip(heads, cols)])]
-        for e in self.explainers:
-            cells = []
-            for m, c in zip(metrics, cols):
-                v = scores.get(f"{e}/{m}")
-                cells.append(("—" if v is None else f"{v:.4f}").rjust(c))
-            lines.append("  ".join([e.ljust(width)] + cells))
-        return "\n".join(lines)
+        directions = {m: getattr(t, "higher_is_better", None) for m, t in self.metric_templates.items()}
+        return format_scores_table(self.last_scores if scores is None else scores, list(self.explainers), directions, title)
 
     def _warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:

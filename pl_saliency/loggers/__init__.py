@@ -1,6 +1,7 @@
 """Logging helpers: displayable overlays (pure torch) and W&B tables/charts (lazy wandb import)."""
 
 from pl_saliency.loggers.images import colormap, display_uint8, heatmap, normalize_map, overlay, to_display
+from pl_saliency.loggers.text import format_scores_table
 from pl_saliency.loggers.tensorboard import find_tensorboard_logger, log_overlays_to_tensorboard, overlay_grid
 from pl_saliency.loggers.wandb import (
     curve_chart,
@@ -17,6 +18,7 @@ __all__ = [
     "curve_chart",
     "define_saliency_metrics",
     "find_tensorboard_logger",
+    "format_scores_table",
     "log_overlays_to_tensorboard",
     "overlay_grid",
     "series_chart",
