@@ -131,6 +131,10 @@ EXPLAINERS: dict[str, Callable[..., Any]] = {
     "gradient_x_input": _plain("GradientXInput"),
     "integrated_gradients": _plain("IntegratedGradients"),
     "smoothgrad": _plain("SmoothGrad"),
+    "occlusion": _plain("SlidingPatchOcclusion"),
+    "lime": _plain("Lime"),
+    "meaningful_perturbation": _plain("MeaningfulPerturbation"),
+    "rise": _plain("RISE"),
     "gradcam": _gradcam,  # gradcam:<layer>; plain 'gradcam' takes the model's last nn.Conv2d
     "captum": _captum,  # captum:<captum.attr class>, e.g. captum:GuidedBackprop
 }
@@ -172,6 +176,7 @@ METRICS: dict[str, MetricSpec] = {
     "adversarial_reliability": MetricSpec("AdversarialReliability", curve_steps=False),
     "adversarial_flip_budget": MetricSpec("AdversarialFlipBudget"),
     "saliency_metric": MetricSpec("SaliencyMetric"),
+    "faithfulness_correlation": MetricSpec("FaithfulnessCorrelation"),
 }
 """Metric names → classes of :mod:`pl_saliency.metrics`, looked up when used (an entry whose class is
 not exported is not offered). Adding a metric that follows the monitor protocol

@@ -231,7 +231,7 @@ ERRORS = [
     ("size-three-values", FACTORY, ["--size", "8", "8", "8"], "--size: expected H or H W, but got 3 values"),
     ("mean-length", FACTORY, ["--mean", "0.1", "0.2"], "--mean: expected 1 value for 1-channel images, but got 2"),
     ("std-positive", FACTORY, ["--std", "0"], "--std: expected positive values, but got [0.0]"),
-    ("unknown-explainer", FACTORY, ["--explainers", "gradient,lime"], "--explainers: unknown explainer 'lime'; valid: gradient, gradient_x_input, integrated_gradients, smoothgrad, gradcam, captum"),
+    ("unknown-explainer", FACTORY, ["--explainers", "gradient,shap"], "--explainers: unknown explainer 'shap'; valid: gradient, gradient_x_input, integrated_gradients, smoothgrad, occlusion, lime, meaningful_perturbation, rise, gradcam, captum"),
     ("gradcam-layer", FACTORY, ["--explainers", "gradcam:features.nope"], "--explainers: gradcam layer 'features.nope' is not a sub-module of the model; its convolutions are ['features.conv1', 'features.conv2', 'features.conv3']"),
     ("captum-method", FACTORY, ["--explainers", "captum:NoSuchMethod"], "--explainers: 'captum:<Method>' needs a captum.attr class name"),
     ("explainer-argument", FACTORY, ["--explainers", "gradient:x"], "--explainers: Gradient takes no ':<argument>', but got 'x'"),
@@ -316,3 +316,20 @@ def test_table_matches_the_monitor_layout():
     scores = {"gradient/deletion_auc": 0.25, "gradient/insertion_auc": None, "gradcam/deletion_auc": 0.125}
     directions = {m: t.higher_is_better for m, t in monitor.metric_templates.items()}
     assert format_scores_table(scores, list(monitor.explainers), directions) == monitor.format_table(scores)
+
+
+def test_removal_explainers_are_offered_and_equal_direct_calls(tmp_path):
+    """occlusion / rise through the CLI equal the explainers called directly (same defaults, seed)."""
+    import json as _json
+
+    from pl_saliency.cli import build_explainers
+
+    model = DigitsCNN().eval()
+    x = torch.rand(2, 1, 16, 16)
+    y = torch.tensor([1, 2])
+    for name, cls in (("occlusion", "SlidingPatchOcclusion"), ("rise", "RISE")):
+        import pl_saliency.explainers as E
+
+        kwargs = {"patch_size": 5, "stride": 3} if name == "occlusion" else {"num_masks": 64}
+        built = build_explainers(name, model, _json.dumps({name: kwargs}))[name]
+        torch.testing.assert_close(built(model, x, y), getattr(E, cls)(**kwargs)(model, x, y))

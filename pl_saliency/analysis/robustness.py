@@ -177,7 +177,7 @@ def hyperparameter_robustness(
         >>> report = hyperparameter_robustness(model, x, y, SlidingPatchOcclusion, "patch_size", [3, 5],
         ...                                    fillers=["zeros", "blur"], fixed={"stride": 1}, ssim_kernel_size=5)
         >>> sorted(report.scores), sorted(report.scores["zeros"])
-        (['blur(5,11)', 'zeros'], ['spearman', 'ssim'])
+        (['blur', 'zeros'], ['spearman', 'ssim'])
     """
     check_model(model)
     inputs = check_inputs(inputs)
