@@ -488,7 +488,7 @@ SWEEP_ERRORS = [
 ]
 
 
-@pytest.mark.parametrize("override, exc, needle", SWEEP_ERRORS, ids=[str(e[0])[:40] for e in SWEEP_ERRORS])
+@pytest.mark.parametrize("override, exc, needle", SWEEP_ERRORS, ids=[f"{i}-" + "-".join(e[0]) for i, e in enumerate(SWEEP_ERRORS)])
 def test_sweep_errors_name_the_argument(tiny_cnn, rgb_batch, override, exc, needle):
     with pytest.raises(exc, match=re.escape(needle)):
         _call(adversarial_reliability, tiny_cnn, rgb_batch, **{"steps": 1, "fractions": (0.5,), **override})
@@ -509,7 +509,7 @@ ATTACK_ERRORS = [
 ]
 
 
-@pytest.mark.parametrize("override, exc, needle", ATTACK_ERRORS, ids=[str(e[0])[:40] for e in ATTACK_ERRORS])
+@pytest.mark.parametrize("override, exc, needle", ATTACK_ERRORS, ids=[f"{i}-" + "-".join(e[0]) for i, e in enumerate(ATTACK_ERRORS)])
 def test_attack_errors_name_the_argument(tiny_cnn, rgb_batch, override, exc, needle):
     x, y = rgb_batch
     with pytest.raises(exc, match=re.escape(needle)):
