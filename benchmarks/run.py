@@ -1,26 +1,38 @@
-"""Benchmark suite: one command, a results table written to ``benchmarks/results.md``.
+"""Benchmark suite: one command, a results table written to ``benchmarks/results.md`` (+ ``.json``).
 
-    .venv/bin/python benchmarks/run.py [--quick] [--full] [--repeats 3] [--out benchmarks/results.md]
+    .venv/bin/python benchmarks/run.py [--quick] [--full] [--repeats 3] [--device cuda] [--only a,b]
 
-Every figure is a ratio measured within one run (median of ``--repeats`` repetitions), so it is
-comparable across machines; the machine is noted in the output. Sections:
+Every figure is a ratio measured within one run: the two sides are timed in interleaved rounds
+(A, B, B, A, ...) after a warm-up of each, and the ratio is the median of the per-round ratios of
+``--repeats`` (≥ 3) rounds, so it is comparable across machines and robust to a loaded machine; the
+machine is noted in the output. Sections:
 
-1. throughput ratio: perturbed images scored per second by each perturbation metric ÷ the model's
-   raw batched forward throughput at the same chunk size (target ≥ 0.9);
-2. side by side with Quantus 0.6 on the same definitions, with the equality of the numbers checked;
-3. side by side with Captum (infidelity, sensitivity_max) and pytorch-grad-cam (ROAD);
-4. shared curves: a panel of curve metrics through one BatchContext vs the same metrics one by one
+1. ``throughput``: perturbed images scored per second by each perturbation metric ÷ the model's raw
+   batched forward over the same number of images at the same chunk size (target ≥ 0.9);
+2. ``speed``: the speed options: autocast (bfloat16) speed and its effect on the AUCs (max |Δ| vs
+   float32), ``chunk_size="auto"`` (chosen size, equality with a fixed size);
+3. ``quantus``: side by side with Quantus 0.6 on the same definitions, fed the same random draws
+   where there are any, with the equality of the numbers checked (max |diff|);
+4. ``captum``: side by side with Captum (``infidelity``, ``sensitivity_max``) and pytorch-grad-cam
+   (ROAD), numbers checked the same way;
+5. ``shared``: a panel of curve metrics through one BatchContext vs the same metrics one by one
    (target ≤ 0.5);
-5. monitor overhead: the demo's epoch time with the monitor at defaults ÷ without (target ≤ 1.10);
-6. peak memory (RSS of a fresh process) vs ``steps`` at fixed ``chunk_size``: flat.
+6. ``monitor``: the demo's epoch time with the monitor at defaults ÷ without (target ≤ 1.10), the
+   forward-pass arithmetic behind it, and the overhead at a realistic epoch size;
+7. ``memory``: peak memory (RSS of a fresh process) vs ``steps`` at a fixed ``chunk_size``: flat.
 
-Sections whose pieces are missing from this checkout are reported as skipped, with the reason.
+``--quick`` (fewer images and steps) finishes in a few minutes on two loaded CPU cores; ``--full``
+adds ResNet-18 at 224×224 and measures the monitor on a 20k-image epoch instead of projecting it.
+Sections whose pieces are missing are reported as skipped, with the reason.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import copy
 import json
+import math
 import os
 import platform
 import statistics
@@ -28,7 +40,7 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,13 +53,56 @@ sys.path.insert(0, str(ROOT))
 warnings.filterwarnings("ignore")
 
 
-def median_time(fn: Callable[[], Any], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+# --------------------------------------------------------------------------- timing helpers
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], Any], device: torch.device) -> tuple[float, Any]:
+    _sync(device)
+    t0 = time.perf_counter()
+    out = fn()
+    _sync(device)
+    return time.perf_counter() - t0, out
+
+
+def paired(a: Callable[[], Any], b: Callable[[], Any], repeats: int, device: torch.device, min_block: float = 0.2) -> dict[str, Any]:
+    """Time ``a`` and ``b`` in interleaved rounds (A B, B A, A B, ...) after one warm-up call of each.
+
+    A short function is called several times per round (a block of at least ``min_block`` seconds,
+    the count fixed from the warm-up), so scheduler hiccups on a loaded machine average out. Returns
+    the median time per call of each, the median of the per-round ratios ``t_a / t_b`` and the
+    outputs of the last calls.
+    """
+    t_wa, out_a = timed(a, device)  # warm-up (lazy initialisation, allocator pools, kernel selection)
+    t_wb, out_b = timed(b, device)
+    ka = max(1, math.ceil(min_block / max(t_wa, 1e-6))) if t_wa < min_block else 1
+    kb = max(1, math.ceil(min_block / max(t_wb, 1e-6))) if t_wb < min_block else 1
+    ka, kb = min(ka, 50), min(kb, 50)
+
+    def block(fn: Callable[[], Any], k: int) -> tuple[float, Any]:
+        total, out = 0.0, None
+        for _ in range(k):
+            t, out = timed(fn, device)
+            total += t
+        return total / k, out
+
+    ta, tb = [], []
+    for r in range(max(3, repeats)):
+        if r % 2 == 0:
+            (t1, out_a), (t2, out_b) = block(a, ka), block(b, kb)
+        else:
+            (t2, out_b), (t1, out_a) = block(b, kb), block(a, ka)
+        ta.append(t1)
+        tb.append(t2)
+    return {
+        "a": statistics.median(ta),
+        "b": statistics.median(tb),
+        "ratio": statistics.median(x / y for x, y in zip(ta, tb)),
+        "out_a": out_a,
+        "out_b": out_b,
+    }
 
 
 def machine() -> str:
@@ -58,12 +113,46 @@ def machine() -> str:
     except (OSError, StopIteration):
         pass
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    try:
+        load = "load average %.1f %.1f %.1f" % os.getloadavg()
+    except OSError:
+        load = "load unknown"
     return (
-        f"{cpu}; {os.cpu_count()} logical CPUs, torch threads {torch.get_num_threads()}; GPU: {gpu}; "
-        f"torch {torch.__version__}; Python {platform.python_version()}"
+        f"{cpu}; {os.cpu_count()} logical CPUs ({load} at start), torch threads {torch.get_num_threads()}; "
+        f"GPU: {gpu}; torch {torch.__version__}; Python {platform.python_version()}"
     )
 
 
+def fmt_diff(value: float) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{value:.1e}"
+
+
+def max_abs(a: Any, b: Any) -> float:
+    a = np.asarray(a.detach().cpu() if isinstance(a, torch.Tensor) else a, dtype=np.float64).reshape(-1)
+    b = np.asarray(b.detach().cpu() if isinstance(b, torch.Tensor) else b, dtype=np.float64).reshape(-1)
+    if a.shape != b.shape:
+        return float("nan")
+    both = np.isfinite(a) & np.isfinite(b)
+    if not np.array_equal(np.isfinite(a), np.isfinite(b)):
+        return float("inf")
+    return float(np.abs(a[both] - b[both]).max()) if both.any() else 0.0
+
+
+def verdict(value: float, target: float, higher: bool) -> str:
+    ok = value >= target if higher else value <= target
+    return "meets" if ok else "misses"
+
+
+@contextlib.contextmanager
+def global_rng_forked() -> Iterator[None]:
+    """Peer libraries draw from the global RNGs: keep them from leaking between sections."""
+    state = np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        yield
+    np.random.set_state(state)
+
+
+# --------------------------------------------------------------------------- models and data
 def resnet18(num_classes: int = 10) -> nn.Module:
     from torchvision.models import resnet18 as tv_resnet18
 
@@ -78,220 +167,591 @@ def demo_cnn() -> nn.Module:
     return DigitsCNN().eval()
 
 
-# --------------------------------------------------------------------------- 1. throughput
-def bench_throughput(args: argparse.Namespace, device: torch.device) -> list[dict[str, Any]]:
-    from pl_saliency.functional import deletion_auc, insertion_auc
-
-    metrics: dict[str, Callable[..., Any]] = {"deletion_auc": deletion_auc, "insertion_auc": insertion_auc}
-    try:
-        from pl_saliency.functional import aopc_morf
-
-        metrics["aopc_morf"] = aopc_morf
-    except ImportError:
-        pass
-    cases = [("demo CNN", demo_cnn, (1, 32, 32)), ("ResNet-18", resnet18, (3, 64, 64))]
-    if args.full:
-        cases.append(("ResNet-18", resnet18, (3, 224, 224)))
-    rows = []
-    chunk = args.chunk_size
-    for name, factory, shape in cases:
-        model = factory().to(device)
-        n, steps = (4, 24) if args.quick else (8, 48)
-        if shape[-1] == 224:
-            n, steps = (2, 16) if args.quick else (4, 32)
-        g = torch.Generator().manual_seed(0)
-        x = torch.rand(n, *shape, generator=g).to(device)
-        s = torch.rand(n, 1, *shape[1:], generator=g).to(device)
-        y = torch.randint(0, 10, (n,), generator=g).to(device)
-        batch = x[:1].expand(chunk, *shape).contiguous()
-        images = n * (steps + 1)
-        calls = -(-images // chunk)
-
-        def raw() -> None:
-            with torch.no_grad():
-                for _ in range(calls):
-                    model(batch)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-
-        raw()  # warm-up
-        t_raw = median_time(raw, args.repeats)
-        raw_ips = calls * chunk / t_raw
-        for mname, fn in metrics.items():
-
-            def run() -> None:
-                fn(model, x, s, y, steps=steps, chunk_size=chunk)
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
-
-            run()
-            t = median_time(run, args.repeats)
-            ips = images / t
-            rows.append(
-                {
-                    "model": f"{name} {'x'.join(map(str, shape))}",
-                    "metric": mname,
-                    "images": images,
-                    "chunk": chunk,
-                    "metric img/s": round(ips, 1),
-                    "raw img/s": round(raw_ips, 1),
-                    "ratio": round(ips / raw_ips, 3),
-                    "target": "≥ 0.9",
-                }
-            )
-    return rows
-
-
-# --------------------------------------------------------------------------- 2. Quantus
-def bench_quantus(args: argparse.Namespace, device: torch.device) -> list[dict[str, Any]]:
-    import quantus
-
-    from pl_saliency.perturbation import perturbation_curves
-
-    rows = []
-    torch.manual_seed(0)
-    model = nn.Sequential(
-        nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 16 * 16, 10)
-    ).eval()
-    g = torch.Generator().manual_seed(1)
-    n = 8 if args.quick else 16
-    x = torch.rand(n, 1, 16, 16, generator=g)
-    x[:, :, 0, 0] = 0.0  # per-image minimum 0: Quantus "black" == our zeros
-    y = torch.randint(0, 10, (n,), generator=g)
-    a = torch.rand(n, 1, 16, 16, generator=g)
-    steps = 64
-    kw = dict(model=model, x_batch=x.numpy(), y_batch=y.numpy(), a_batch=a.numpy(), device="cpu")
-
-    q = quantus.PixelFlipping(features_in_step=256 // steps, perturb_baseline="black", disable_warnings=True, display_progressbar=False)
-    theirs: list[Any] = []
-
-    def run_q() -> None:
-        theirs.append(q(**kw, softmax=True, batch_size=256))
-
-    ours: list[torch.Tensor] = []
-
-    def run_o() -> None:
-        ours.append(perturbation_curves(model, x, a, y, mode="deletion", filler="zeros", steps=steps, chunk_size=256))
-
-    t_q, t_o = median_time(run_q, args.repeats), median_time(run_o, args.repeats)
-    diff = float((ours[-1][:, 1:] - torch.tensor(np.asarray(theirs[-1]), dtype=torch.float32)).abs().max())
-    rows.append(
-        {
-            "metric": "PixelFlipping",
-            "settings": f"1×16×16, {steps} steps of 4 px, black=zeros, softmax",
-            "quantus s": round(t_q, 3),
-            "ours s": round(t_o, 3),
-            "speed-up": round(t_q / t_o, 2),
-            "max |diff|": f"{diff:.1e}",
-            "target": "≥ 1× (forward-bound)",
-        }
-    )
-    for label, run in _extra_quantus(model, x, y, a, args):
-        rows.append(run())
-    return rows
-
-
-def _extra_quantus(model: nn.Module, x: torch.Tensor, y: torch.Tensor, a: torch.Tensor, args: argparse.Namespace) -> list[tuple[str, Callable[[], dict[str, Any]]]]:
-    """Comparisons that need metrics added by later issues; each checks equality of the numbers."""
-    import quantus
-
-    out: list[tuple[str, Callable[[], dict[str, Any]]]] = []
-    kw = dict(model=model, x_batch=x.numpy(), y_batch=y.numpy(), a_batch=a.numpy(), device="cpu")
-
-    def compare(name: str, settings: str, target: str, q_call: Callable[[], Any], o_call: Callable[[], Any], to_np: Callable[[Any], np.ndarray]) -> dict[str, Any]:
-        res_q: list[Any] = []
-        res_o: list[Any] = []
-        t_q = median_time(lambda: res_q.append(q_call()), args.repeats)
-        t_o = median_time(lambda: res_o.append(o_call()), args.repeats)
-        qa = np.asarray(res_q[-1], dtype=np.float64).reshape(-1)
-        oa = to_np(res_o[-1]).reshape(-1)
-        diff = float(np.nanmax(np.abs(qa - oa))) if qa.shape == oa.shape else float("nan")
-        return {"metric": name, "settings": settings, "quantus s": round(t_q, 3), "ours s": round(t_o, 3),
-                "speed-up": round(t_q / t_o, 2), "max |diff|": f"{diff:.1e}", "target": target}  # fmt: skip
-
-    try:
-        from pl_saliency.functional.complexity import gini_sparseness
-
-        q = quantus.Sparseness(disable_warnings=True, display_progressbar=False)
-        out.append(("Sparseness", lambda: compare(
-            "Sparseness", "Gini of |a|", "—", lambda: q(**kw), lambda: gini_sparseness(a, reduction="none"),
-            lambda t: t.double().numpy())))  # fmt: skip
-    except (ImportError, TypeError):
-        pass
-    return out
-
-
-# --------------------------------------------------------------------------- 3. Captum / grad-cam
-def bench_captum(args: argparse.Namespace, device: torch.device) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    try:
-        from pl_saliency.functional import infidelity as our_infidelity  # noqa: F401
-    except ImportError:
-        return [{"metric": "infidelity / sensitivity / ROAD", "note": "skipped: metrics not in this checkout"}]
-    return rows
-
-
-# --------------------------------------------------------------------------- 4. shared curves
-def bench_shared(args: argparse.Namespace, device: torch.device) -> list[dict[str, Any]]:
-    from pl_saliency.metrics import DeletionAUC, InsertionAUC
-    from pl_saliency.perturbation import BatchContext
-
-    panel: list[Callable[[], Any]] = [lambda: DeletionAUC(steps=32), lambda: InsertionAUC(steps=32)]
-    names = ["DeletionAUC", "InsertionAUC"]
-    try:
-        from pl_saliency.metrics import AOPCLeRF, AOPCMoRF, PixelFlipping
-
-        panel += [lambda: AOPCMoRF(steps=32, filler="zeros"), lambda: PixelFlipping(steps=32), lambda: AOPCLeRF(steps=32, filler="zeros")]
-        names += ["AOPCMoRF", "PixelFlipping", "AOPCLeRF"]
-    except ImportError:
-        pass
-    model = demo_cnn().to(device)
-    g = torch.Generator().manual_seed(0)
-    x = torch.rand(16, 1, 32, 32, generator=g).to(device)
-    s = torch.rand(16, 1, 32, 32, generator=g).to(device)
-    y = torch.randint(0, 10, (16,), generator=g).to(device)
-
-    def shared() -> None:
-        ctx = BatchContext()
-        for make in panel:
-            make().update(model, x, s, y, context=ctx)
-
-    def separate() -> None:
-        for make in panel:
-            make().update(model, x, s, y)
-
-    t_sh, t_sep = median_time(shared, args.repeats), median_time(separate, args.repeats)
-    return [{"panel": " + ".join(names), "shared s": round(t_sh, 3), "one by one s": round(t_sep, 3),
-             "ratio": round(t_sh / t_sep, 3), "target": "≤ 0.5"}]  # fmt: skip
-
-
-# --------------------------------------------------------------------------- 5. monitor overhead
-def bench_monitor(args: argparse.Namespace, device: torch.device) -> list[dict[str, Any]]:
-    import pytorch_lightning as pl
-    from torch.utils.data import DataLoader
-
-    from pl_saliency import DeletionAUC, Gradient, InsertionAUC, SaliencyMonitor
+def trained_demo_cnn(epochs: int = 4) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    """The demo CNN trained briefly on the digits (seeded, plain loop, a few seconds on a CPU), and its
+    first 16 validation images and labels: confident, realistic probabilities for the autocast check."""
     from pl_saliency.demo import DigitsCNN, digits_datasets
 
     train, val = digits_datasets(32)
-    epochs = 2 if args.quick else 4
+    torch.manual_seed(0)
+    model = DigitsCNN()
+    opt = torch.optim.Adam(model.parameters(), lr=5e-3)
+    xs, ys = train.tensors
+    g = torch.Generator().manual_seed(0)
+    model.train()
+    for _ in range(epochs):
+        for idx in torch.randperm(len(xs), generator=g).split(64):
+            loss = nn.functional.cross_entropy(model(xs[idx]), ys[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    model.eval()
+    xv, yv = val.tensors
+    return model, xv[:16], yv[:16]
 
-    def fit(with_monitor: bool) -> float:
-        pl.seed_everything(0, verbose=False)
-        cbs = [SaliencyMonitor([Gradient()], [DeletionAUC(), InsertionAUC()])] if with_monitor else []
-        trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, callbacks=cbs, enable_checkpointing=False,
-                             enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)  # fmt: skip
-        t0 = time.perf_counter()
-        trainer.fit(DigitsCNN(), DataLoader(train, batch_size=32, shuffle=True), DataLoader(val, batch_size=128))
-        return (time.perf_counter() - t0) / epochs
 
-    base = statistics.median(fit(False) for _ in range(args.repeats))
-    mon = statistics.median(fit(True) for _ in range(args.repeats))
-    return [{"setting": "demo (digits 32×32, 1,437 train images), monitor defaults: Gradient × deletion + insertion, 16 probes, 50 steps",
-             "epoch s without": round(base, 3), "epoch s with": round(mon, 3), "ratio": round(mon / base, 3), "target": "≤ 1.10"}]  # fmt: skip
+def batch(n: int, shape: tuple[int, ...], device: torch.device, seed: int = 0, zero_min: bool = False) -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, *shape, generator=g)
+    if zero_min:
+        x[:, :, 0, 0] = 0.0  # per-image minimum 0: Quantus' "black" baseline is then our zeros
+    s = torch.rand(n, 1, *shape[1:], generator=g)
+    y = torch.randint(0, 10, (n,), generator=g)
+    return x.to(device), s.to(device), y.to(device)
 
 
-# --------------------------------------------------------------------------- 6. memory vs steps
+def model_cases(args: argparse.Namespace) -> list[tuple[str, Callable[[], nn.Module], tuple[int, int, int], int, int]]:
+    """(name, factory, image shape, images per batch, steps)."""
+    quick = args.quick
+    cases = [
+        ("demo CNN", demo_cnn, (1, 32, 32), 8 if quick else 16, 24 if quick else 48),
+        ("ResNet-18", resnet18, (3, 64, 64), 4 if quick else 8, 24 if quick else 48),
+    ]
+    if args.full:
+        cases.append(("ResNet-18", resnet18, (3, 224, 224), 2, 16))
+    return cases
+
+
+# --------------------------------------------------------------------------- 1. throughput
+def _throughput_metrics(n: int, steps: int, shape: tuple[int, int, int]) -> list[tuple[str, Callable[..., Any], int]]:
+    """(label, fn(model, x, s, y, chunk), images scored) for each perturbation metric."""
+    from pl_saliency.functional import (
+        aopc_morf,
+        deletion_auc,
+        faithfulness_correlation,
+        infidelity,
+        insertion_auc,
+        region_perturbation,
+        road,
+        selectivity,
+    )
+    from pl_saliency.perturbation import NoisyLinear
+
+    h, w = shape[1:]
+    squares = math.ceil(h / 8) * math.ceil(w / 8)
+    regions = min(squares, steps)
+    runs, subset = steps, max(1, h * w // 16)
+    samples = steps
+    pct = (20, 40, 60, 80)
+    return [
+        ("deletion_auc (zeros)", lambda m, x, s, y, c: deletion_auc(m, x, s, y, steps=steps, chunk_size=c), n * (steps + 1)),
+        ("insertion_auc (blur)", lambda m, x, s, y, c: insertion_auc(m, x, s, y, steps=steps, chunk_size=c), n * (steps + 1)),
+        ("aopc_morf (zeros)", lambda m, x, s, y, c: aopc_morf(m, x, s, y, steps=steps, chunk_size=c), n * (steps + 1)),
+        (f"region_perturbation (8×8, {regions} regions)",
+         lambda m, x, s, y, c: region_perturbation(m, x, s, y, patch_size=8, regions=regions, chunk_size=c), n * (regions + 1)),
+        (f"selectivity (8×8, {squares} squares)",
+         lambda m, x, s, y, c: selectivity(m, x, s, y, patch_size=8, chunk_size=c), n * (squares + 1)),
+        (f"faithfulness_correlation ({runs} runs × {subset})",
+         lambda m, x, s, y, c: faithfulness_correlation(m, x, s, y, n_runs=runs, subset_size=subset, chunk_size=c),
+         n * (runs + 1)),
+        (f"infidelity ({samples} samples)",
+         lambda m, x, s, y, c: infidelity(m, x, s, y, n_samples=samples, chunk_size=c), n * (samples + 1)),
+        ("road (noisy-linear imputation, 4 percentages)",
+         lambda m, x, s, y, c: road(m, x, s, y, percentages=pct, filler=NoisyLinear(noise=0.0), chunk_size=c),
+         n * (len(pct) + 1)),
+    ]  # fmt: skip
+
+
+def bench_throughput(args: argparse.Namespace, device: torch.device) -> list[dict[str, Any]]:
+    rows = []
+    chunk = args.chunk_size
+    for name, factory, shape, n, steps in model_cases(args):
+        model = factory().to(device)
+        x, s, y = batch(n, shape, device)
+        raw_batch = torch.rand(chunk, *shape, generator=torch.Generator().manual_seed(5)).to(device)
+        for label, fn, images in _throughput_metrics(n, steps, shape):
+
+            def raw(images: int = images) -> None:
+                with torch.no_grad():
+                    for start in range(0, images, chunk):
+                        model(raw_batch[: min(chunk, images - start)])
+
+            res = paired(lambda: fn(model, x, s, y, chunk), raw, args.repeats, device)
+            ratio = 1.0 / res["ratio"]  # (images / t_metric) / (images / t_raw)
+            imputation = label.startswith("road")
+            rows.append({
+                "model": f"{name} {'×'.join(map(str, shape))}", "metric": label, "images": images, "chunk": chunk,
+                "metric img/s": round(images / res["a"], 1), "raw img/s": round(images / res["b"], 1),
+                "ratio": round(ratio, 3), "target": "≥ 0.9",
+                "verdict": verdict(ratio, 0.9, True) + (" (imputation-bound, see docs)" if imputation else ""),
+            })  # fmt: skip
+            print(f"  {rows[-1]['model']:>20} {label:<48} ratio {ratio:.3f}", flush=True)
+    return rows
+
+
+# --------------------------------------------------------------------------- 2. speed options
+def bench_speed(args: argparse.Namespace, device: torch.device) -> list[dict[str, Any]]:
+    from pl_saliency import Gradient
+    from pl_saliency.functional import deletion_auc, insertion_auc
+    from pl_saliency.perturbation.engine import auto_chunk_size, estimate_image_bytes
+
+    trained, xt, yt = trained_demo_cnn()
+    cases: list[tuple[str, nn.Module, torch.Tensor, torch.Tensor, int]] = [
+        ("demo CNN 1×32×32, trained (digits)", trained.to(device), xt.to(device), yt.to(device), 50)
+    ]
+    for name, factory, shape, n, steps in model_cases(args):
+        model = factory().to(device)
+        x, _, y = batch(n, shape, device, seed=3)
+        cases.append((f"{name} {'×'.join(map(str, shape))}, random weights", model, x, y, steps))
+    rows = []
+    for label, model, x, y, steps in cases:
+        s = Gradient()(model, x, y)  # a real map: the scores move along the curve
+        for fname, fn in (("deletion_auc", deletion_auc), ("insertion_auc", insertion_auc)):
+            res = paired(
+                lambda: fn(model, x, s, y, steps=steps, chunk_size=args.chunk_size, reduction="none"),
+                lambda: fn(model, x, s, y, steps=steps, chunk_size=args.chunk_size, reduction="none", amp_dtype=torch.bfloat16),
+                args.repeats, device,
+            )  # fmt: skip
+            fp32 = res["out_a"]
+            rows.append({
+                "model": label, "option": f"amp_dtype=bfloat16, {fname} ({len(x)} images, {steps} steps)",
+                "speed-up": round(res["ratio"], 2), "max |Δ AUC| vs float32": fmt_diff(max_abs(fp32, res["out_b"])),
+                "AUC range (float32)": f"{float(fp32.min()):.4f} … {float(fp32.max()):.4f}",
+            })  # fmt: skip
+        cost = estimate_image_bytes(model, x)
+        auto = auto_chunk_size(model, x, limit=len(x) * (steps + 1))
+        res = paired(
+            lambda: deletion_auc(model, x, s, y, steps=steps, chunk_size=args.chunk_size, reduction="none"),
+            lambda: deletion_auc(model, x, s, y, steps=steps, chunk_size="auto", reduction="none"),
+            args.repeats, device,
+        )  # fmt: skip
+        rows.append({
+            "model": label, "option": f"chunk_size='auto' (default budget) → {auto} (estimated {cost / 2**20:.2f} MiB/image) "
+            f"vs chunk_size={args.chunk_size}", "speed-up": round(res["ratio"], 2),
+            "max |Δ AUC| vs float32": f"{fmt_diff(max_abs(res['out_a'], res['out_b']))} (auto vs fixed, both float32)",
+        })  # fmt: skip
+        sweep = {}
+        for size in (8, 16, 32, 64, 128, 256):
+            if size > 8 and size * cost > 512 * 2**20:  # keep the sweep's memory modest on a shared machine
+                break
+            images = 2 * size if size >= 64 else 128
+            probe = torch.rand(size, *x.shape[1:], generator=torch.Generator().manual_seed(0)).to(device)
+
+            def forward(probe: torch.Tensor = probe, images: int = images, size: int = size) -> None:
+                with torch.no_grad():
+                    for _ in range(images // size):
+                        model(probe)
+
+            forward()  # warm-up
+            sweep[size] = images / statistics.median(timed(forward, device)[0] for _ in range(3))
+        best = max(sweep.values())
+        rows.append({
+            "model": label, "option": "raw forward img/s by images per call (relative to the best)",
+            "speed-up": ", ".join(f"{k}: {v / best:.2f}" for k, v in sweep.items()),
+        })  # fmt: skip
+        print(f"  {label}: done", flush=True)
+    return rows
+
+
+# --------------------------------------------------------------------------- 3. Quantus
+def _quantus_call(metric: Any, **kw: Any) -> Any:
+    with global_rng_forked(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return metric(**kw)
+
+
+def _seeded_layer_generator(self: Any, order: str = "top_down", seed: int = 42) -> Iterator[tuple[str, nn.Module]]:
+    """Quantus 0.6 ``PyTorchModel.get_random_layer_generator`` with one change: layer i is seeded with
+    ``seed + 1 + i`` (Quantus seeds every layer with ``seed + 1``), which is our convention with
+    our ``seed`` = Quantus' ``seed + 1``. The work is the same; only the random weights differ."""
+    original_parameters = self.state_dict()
+    random_layer_model = copy.deepcopy(self.model)
+    modules = [layer for layer in random_layer_model.named_modules() if hasattr(layer[1], "reset_parameters")]
+    if order == "top_down":
+        modules = modules[::-1]
+    for i, module in enumerate(modules):
+        if order == "independent":
+            random_layer_model.load_state_dict(original_parameters)
+        torch.manual_seed(seed + 1 + i)
+        module[1].reset_parameters()
+        yield module[0], random_layer_model
+
+
+def bench_quantus(args: argparse.Namespace, device: torch.device) -> list[dict[str, Any]]:
+    import quantus
+    from quantus.helpers.model.pytorch_model import PyTorchModel
+
+    from pl_saliency import Gradient
+    from pl_saliency.functional import (
+        faithfulness_correlation,
+        gini_sparseness,
+        infidelity,
+        max_sensitivity,
+        model_parameter_randomization,
+        pixel_flipping,
+        region_perturbation,
+        selectivity,
+    )
+    from pl_saliency.functional.faithfulness import draw_subsets
+
+    quick = args.quick
+    dev = str(device)
+    model = demo_cnn().to(device)  # single channel: Quantus' channel-value features are our positions
+    n = 8 if quick else 16
+    x, a, y = batch(n, (1, 32, 32), device, seed=1, zero_min=True)
+    explainer = Gradient()
+    sal = explainer(model, x, y)
+    xn, yn, an = x.cpu().numpy(), y.cpu().numpy(), a.cpu().numpy()
+    kw = dict(model=model, x_batch=xn, y_batch=yn, a_batch=an, device=dev)
+    q_batch = n  # Quantus processes the whole batch per step (its batched code path) ...
+    chunk = n  # ... and ours the same number of images per model call: the comparison is of the libraries, not of batch sizes
+    rows: list[dict[str, Any]] = []
+
+    def add(name: str, settings: str, target: str, q_call: Callable[[], Any], o_call: Callable[[], Any],
+            compare: Callable[[Any, Any], float], higher: float | None) -> None:  # fmt: skip
+        res = paired(q_call, o_call, args.repeats, device)
+        speed = res["ratio"]
+        rows.append({
+            "metric": name, "settings (equal numbers)": settings, "quantus s": round(res["a"], 3), "ours s": round(res["b"], 3),
+            "speed-up": round(speed, 2), "max |diff|": fmt_diff(compare(res["out_a"], res["out_b"])), "target": target,
+            "verdict": "timing only" if higher is None and target != "—" else "—" if higher is None else verdict(speed, higher, True),
+        })  # fmt: skip
+        print(f"  {name:<28} speed-up {speed:.2f}  max|diff| {rows[-1]['max |diff|']}", flush=True)
+
+    steps = 32 if quick else 64
+    q = quantus.PixelFlipping(features_in_step=1024 // steps, perturb_baseline="black", disable_warnings=True)
+    add("PixelFlipping", f"1×32×32, {steps} steps of {1024 // steps} px, black = zeros (image min 0), softmax (ours also "
+        f"scores the unperturbed image: {steps + 1} vs {steps} forwards per image)",
+        "≥ 1× (forward-bound)", lambda: _quantus_call(q, **kw, softmax=True, batch_size=q_batch),
+        lambda: pixel_flipping(model, x, a, y, steps=steps, chunk_size=chunk, reduction="none", return_curves=True)[1],
+        lambda t, o: max_abs(np.asarray(t), o[:, 1:]), 1.0)  # fmt: skip
+
+    regions = 32 if quick else 64
+    q = quantus.RegionPerturbation(patch_size=4, order="morf", regions_evaluation=regions, perturb_baseline="black",
+                                   disable_warnings=True)  # fmt: skip
+    add("RegionPerturbation", f"4×4 squares, {regions} regions, MoRF, black = zeros, softmax; drops f(x) − f(x_k)",
+        "≥ 1× (forward-bound)", lambda: _quantus_call(q, **kw, softmax=True, batch_size=q_batch),
+        lambda: region_perturbation(model, x, a, y, patch_size=4, regions=regions, chunk_size=chunk, reduction="none",
+                                    return_curves=True)[1],
+        lambda t, o: max_abs(np.asarray(t), o[:, :1] - o[:, 1:]), 1.0)  # fmt: skip
+
+    q = quantus.Selectivity(patch_size=8, perturb_baseline="black", disable_warnings=True)
+    add("Selectivity", "8×8 squares (16), black = zeros, softmax; scores f(x_k), k ≥ 1", "≥ 1× (forward-bound)",
+        lambda: _quantus_call(q, **kw, softmax=True, batch_size=q_batch),
+        lambda: selectivity(model, x, a, y, patch_size=8, chunk_size=chunk, reduction="none", return_curves=True)[1],
+        lambda t, o: max_abs(np.asarray(t), o[:, 1:]), 1.0)  # fmt: skip
+
+    runs, size = (50, 64) if quick else (100, 224)
+    subsets = draw_subsets(n, 1024, runs, size, torch.Generator().manual_seed(0))
+
+    def quantus_fc() -> Any:
+        it = iter([subsets[r, i].numpy() for r in range(runs) for i in range(n)])
+        original = np.random.choice
+        np.random.choice = lambda *a_, **k_: next(it)  # Quantus draws per run, per sample: feed ours in that order
+        try:
+            metric = quantus.FaithfulnessCorrelation(nr_runs=runs, subset_size=size, return_aggregate=False, disable_warnings=True)
+            return _quantus_call(metric, **kw, softmax=False, batch_size=q_batch)
+        finally:
+            np.random.choice = original
+
+    add("FaithfulnessCorrelation", f"{runs} runs × {size} px, black = zeros, logits, the same subsets",
+        "≥ 1× (forward-bound)", quantus_fc,
+        lambda: faithfulness_correlation(model, x, a, y, subsets=subsets, chunk_size=chunk, reduction="none"),
+        lambda t, o: max_abs(np.asarray(t), o), 1.0)  # fmt: skip
+
+    samples = 10
+    pert = torch.randn(samples, *x.shape, generator=torch.Generator().manual_seed(2)) * 0.1
+
+    def quantus_infidelity() -> Any:
+        step = iter(range(samples))
+
+        def perturb_func(arr: np.ndarray, indices: Any, **_: Any) -> np.ndarray:  # x − I_s, one batch-shaped draw per sample
+            return arr - pert[next(step)].reshape(arr.shape[0], -1).numpy()
+
+        metric = quantus.Infidelity(perturb_patch_sizes=[32], n_perturb_samples=samples, perturb_func=perturb_func,
+                                    normalise=False, abs=False, disable_warnings=True)  # fmt: skip
+        return _quantus_call(metric, **kw, softmax=False, batch_size=q_batch)
+
+    add("Infidelity (like for like)",
+        f"Gaussian noise σ 0.1 fed to both ({samples} samples), one 32×32 'patch' = the whole image, MSE, no rescaling, logits",
+        "≥ 20×", quantus_infidelity,
+        lambda: infidelity(model, x, a, y, perturbations=pert, normalize=False, chunk_size=chunk, reduction="none"),
+        lambda t, o: max_abs(np.asarray(t), o), 20.0)  # fmt: skip
+    q = quantus.Infidelity(disable_warnings=True)  # defaults: 4×4 patches replaced cumulatively, 10 repeats
+    add("Infidelity (each at defaults)",
+        "Quantus defaults (4×4 patches by the black baseline, 10 repeats: 640 forwards/image) vs ours (10 Gaussian "
+        "samples: 11 forwards/image): different estimators, timing only", "≥ 20×",
+        lambda: _quantus_call(q, **kw, softmax=False, batch_size=q_batch),
+        lambda: infidelity(model, x, a, y, n_samples=10, chunk_size=chunk, reduction="none"),
+        lambda t, o: float("nan"), None)  # fmt: skip
+
+    sens_samples = 10
+    spert = (torch.rand(sens_samples, *x.shape, generator=torch.Generator().manual_seed(3)) * 2 - 1) * 0.02
+
+    def explain(model: Any, inputs: Any, targets: Any, **_: Any) -> np.ndarray:
+        return explainer(model, torch.as_tensor(inputs).to(device), torch.as_tensor(targets).to(device)).detach().cpu().numpy()
+
+    def quantus_sens() -> Any:
+        step = iter(range(sens_samples))
+
+        def perturb_func(arr: np.ndarray, indices: Any, **_: Any) -> np.ndarray:
+            return arr + spert[next(step)].reshape(arr.shape[0], -1).numpy()
+
+        metric = quantus.MaxSensitivity(nr_samples=sens_samples, lower_bound=0.02, perturb_func=perturb_func, disable_warnings=True)
+        return _quantus_call(metric, **{**kw, "a_batch": sal.detach().cpu().numpy()}, explain_func=explain, batch_size=q_batch)
+
+    add("MaxSensitivity", f"Gradient explainer, U(−0.02, 0.02) noise fed to both ({sens_samples} samples), Frobenius",
+        "≥ 3×", quantus_sens,
+        lambda: max_sensitivity(model, x, sal, y, explainer=explainer, perturbations=spert.to(device), chunk_size=chunk,
+                                reduction="none"),
+        lambda t, o: max_abs(np.asarray(t), o), 3.0)  # fmt: skip
+
+    q_defaults = quantus.MaxSensitivity(disable_warnings=True)  # defaults: 200 samples of U(−0.2, 0.2)
+    add("MaxSensitivity (each at defaults)",
+        "Quantus defaults (200 samples of U(−0.2, 0.2)) vs ours (10 samples of U(−0.02, 0.02), as Captum): different "
+        "numbers, timing only", "≥ 3×",
+        lambda: _quantus_call(q_defaults, **{**kw, "a_batch": sal.detach().cpu().numpy()}, explain_func=explain, batch_size=q_batch),
+        lambda: max_sensitivity(model, x, sal, y, explainer=explainer, chunk_size=chunk, reduction="none"),
+        lambda t, o: float("nan"), None)  # fmt: skip
+
+    def quantus_mprt() -> Any:
+        original = PyTorchModel.get_random_layer_generator
+        PyTorchModel.get_random_layer_generator = _seeded_layer_generator
+        try:
+            metric = quantus.MPRT(seed=42, abs=True, normalise=True, disable_warnings=True)
+            return _quantus_call(metric, **{**kw, "a_batch": sal.detach().cpu().numpy()}, explain_func=explain, batch_size=q_batch)
+        finally:
+            PyTorchModel.get_random_layer_generator = original
+
+    def compare_mprt(theirs: dict[str, Any], ours: Any) -> float:
+        sims, names = ours
+        if list(theirs)[1:] != names:
+            return float("nan")
+        return max(max_abs(np.asarray(theirs[nm]), sims[:, i]) for i, nm in enumerate(names))
+
+    add("MPRT (cascading, Spearman)",
+        "Gradient explainer, every layer with parameters top-down (6), |map|, Spearman; Quantus' layer seeding set to "
+        "ours (layer i: seed+1+i)", "≥ 3×", quantus_mprt,
+        lambda: model_parameter_randomization(model, x, y, explainer, saliency=sal, seed=43), compare_mprt, 3.0)  # fmt: skip
+
+    a_sp = a.clone()
+    a_sp[:, :, 0, 0] = 1.0  # every map's max is 1: Quantus' batch-wide max scaling equals our per-map one
+    q = quantus.Sparseness(disable_warnings=True)
+    add("Sparseness", "Gini of |a| / max|a| + 1e-7 (every map's max 1)", "—",
+        lambda: _quantus_call(q, **{**kw, "a_batch": a_sp.cpu().numpy()}),
+        lambda: gini_sparseness(a_sp, reduction="none"), lambda t, o: max_abs(np.asarray(t), o), None)  # fmt: skip
+    return rows
+
+
+# --------------------------------------------------------------------------- 4. Captum / grad-cam
+def bench_captum(args: argparse.Namespace, device: torch.device) -> list[dict[str, Any]]:
+    from captum.metrics import infidelity as captum_infidelity
+    from captum.metrics import sensitivity_max as captum_sensitivity_max
+
+    from pl_saliency import Gradient
+    from pl_saliency.functional import infidelity, max_sensitivity, road
+    from pl_saliency.perturbation import NoisyLinear
+
+    rows: list[dict[str, Any]] = []
+    chunk = args.chunk_size
+    cases = [("demo CNN", demo_cnn, (1, 32, 32))] + ([] if args.quick else [("ResNet-18", resnet18, (3, 64, 64))])
+    for name, factory, shape in cases:
+        model = factory().to(device)
+        n = 8 if args.quick else 16
+        x, a, y = batch(n, shape, device, seed=4)
+        label = f"{name} {'×'.join(map(str, shape))}"
+        samples = 10
+        pert = (torch.randn(samples, *x.shape, generator=torch.Generator().manual_seed(5)) * 0.1).to(device)
+        interleaved = pert.transpose(0, 1).reshape(-1, *x.shape[1:])  # Captum's row order: i * n_samples + s
+
+        def perturb_infd(inp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return interleaved, inp - interleaved
+
+        def add(metric: str, settings: str, target: str, theirs: Callable[[], Any], ours: Callable[[], Any], goal: float | None) -> None:
+            res = paired(theirs, ours, args.repeats, device)
+            rows.append({
+                "model": label, "metric": metric, "settings (equal numbers)": settings, "reference s": round(res["a"], 3),
+                "ours s": round(res["b"], 3), "speed-up": round(res["ratio"], 2),
+                "max |diff|": fmt_diff(max_abs(res["out_a"], res["out_b"])), "target": "—" if goal is None else target,
+                "verdict": "—" if goal is None else verdict(res["ratio"], goal, True),
+            })  # fmt: skip
+            print(f"  {label} {metric:<36} speed-up {res['ratio']:.2f}  max|diff| {rows[-1]['max |diff|']}", flush=True)
+
+        add("Captum infidelity", f"{samples} Gaussian samples σ 0.1 fed to both, normalize=True, logits; Captum batches "
+            "all samples at once (its default), ours chunk 64", "—",
+            lambda: captum_infidelity(model, perturb_infd, x, a.expand_as(x), target=y, n_perturb_samples=samples, normalize=True),
+            lambda: infidelity(model, x, a, y, perturbations=pert, normalize=True, chunk_size=chunk, reduction="none"), None)  # fmt: skip
+
+        explainer = Gradient()
+        sal = explainer(model, x, y)
+        spert = ((torch.rand(samples, *x.shape, generator=torch.Generator().manual_seed(6)) * 2 - 1) * 0.02).to(device)
+        sinter = spert.transpose(0, 1).reshape(-1, *x.shape[1:])
+
+        def explanation_func(inputs: Any, target: Any) -> Any:
+            if isinstance(inputs, tuple):
+                return (explainer(model, inputs[0], target),)
+            return explainer(model, inputs, target)
+
+        add("Captum sensitivity_max", f"Gradient explainer, U(−0.02, 0.02) fed to both ({samples} samples); Captum also "
+            "re-explains x", "—",
+            lambda: captum_sensitivity_max(explanation_func, x, perturb_func=lambda inp: inp + sinter, n_perturb_samples=samples,
+                                           target=y),
+            lambda: max_sensitivity(model, x, sal, y, explainer=explainer, perturbations=spert, chunk_size=chunk, reduction="none"),
+            None)  # fmt: skip
+
+        pct = (25, 50, 75)
+        pixels = shape[1] * shape[2]
+        agree = all(math.floor(q / 100 * pixels + 0.5) == 1 + math.floor(q / 100 * (pixels - 1)) for q in pct)
+        # ^ grad-cam's np.percentile threshold removes 1 + floor(q (F - 1)) pixels, ours floor(q F + 1/2)
+
+        def gradcam_road() -> torch.Tensor:
+            from pytorch_grad_cam.metrics.perturbation_confidence import PerturbationConfidenceMetric, RemoveMostRelevantFirst
+            from pytorch_grad_cam.metrics.road import NoisyLinearImputer
+            from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
+
+            targets = [ClassifierOutputSoftmaxTarget(int(c)) for c in y]
+            cams = a[:, 0].cpu().numpy()
+            with global_rng_forked():
+                return torch.stack([
+                    torch.as_tensor(PerturbationConfidenceMetric(RemoveMostRelevantFirst(100 - q, NoisyLinearImputer(noise=0.0)))(
+                        x, cams, targets, model)) for q in pct
+                ], dim=1)  # fmt: skip
+
+        def ours_road() -> torch.Tensor:
+            _, curves = road(model, x, a, y, percentages=pct, filler=NoisyLinear(noise=0.0), chunk_size=chunk, reduction="none",
+                             return_curves=True)  # fmt: skip
+            return curves[:, 1:] - curves[:, :1]
+
+        add("grad-cam ROADMostRelevantFirst", f"removed {pct} % (grad-cam percentile = 100 − q; removed counts "
+            f"{'agree' if agree else 'DIFFER'}), noise 0 on both sides, probability change", "—", gradcam_road, ours_road,
+            None)  # fmt: skip
+    return rows
+
+
+# --------------------------------------------------------------------------- 5. shared curves
+def bench_shared(args: argparse.Namespace, device: torch.device) -> list[dict[str, Any]]:
+    from pl_saliency.metrics import ABPC, AOPCLerf, AOPCMorf, DeletionAUC, InsertionAUC, PixelFlipping
+    from pl_saliency.perturbation import BatchContext
+
+    model = demo_cnn().to(device)
+    n = 16
+    x, s, y = batch(n, (1, 32, 32), device, seed=7)
+    panel = {"DeletionAUC": DeletionAUC, "AOPCMorf": AOPCMorf, "PixelFlipping": PixelFlipping, "InsertionAUC": InsertionAUC,
+             "AOPCLerf": AOPCLerf}  # fmt: skip
+    rows = []
+    for names in (list(panel), [*panel, "ABPC"]):
+        makers = [{**panel, "ABPC": ABPC}[nm] for nm in names]
+        counted: dict[str, int] = {}
+
+        def shared() -> None:
+            ctx = BatchContext()
+            for make in makers:
+                make().update(model, x, s, y, context=ctx)
+            counted["shared"] = ctx.model_calls
+
+        def separate() -> None:
+            calls = 0
+            for make in makers:
+                ctx = BatchContext()
+                make().update(model, x, s, y, context=ctx)
+                calls += ctx.model_calls
+            counted["separate"] = calls
+
+        res = paired(shared, separate, args.repeats, device)
+        rows.append({
+            "panel (defaults: 50 steps, zeros / blur)": " + ".join(names), "shared s": round(res["a"], 3),
+            "one by one s": round(res["b"], 3), "ratio": round(res["ratio"], 3),
+            "model calls shared / one by one": f"{counted['shared']} / {counted['separate']}", "target": "≤ 0.5",
+            "verdict": verdict(res["ratio"], 0.5, False),
+        })  # fmt: skip
+        print(f"  {rows[-1]['panel (defaults: 50 steps, zeros / blur)']}: ratio {res['ratio']:.3f}", flush=True)
+    return rows
+
+
+# --------------------------------------------------------------------------- 6. monitor overhead
+def _fit_time(train: Any, val: Any, monitor: Any, epochs: int, device: torch.device) -> float:
+    """Median wall time of a training epoch (its validation and the monitor's scoring included), over
+    the epochs after the first; the Trainer's start-up is not counted."""
+    import pytorch_lightning as pl
+    from torch.utils.data import DataLoader
+
+    from pl_saliency.demo import DigitsCNN
+
+    class EpochTimer(pl.Callback):
+        def __init__(self) -> None:
+            self.times: list[float] = []
+            self.start = 0.0
+
+        def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+            self.start = time.perf_counter()
+
+        def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:  # after the epoch's validation
+            self.times.append(time.perf_counter() - self.start)
+
+    pl.seed_everything(0, verbose=False)
+    timer = EpochTimer()
+    callbacks = ([monitor()] if monitor else []) + [timer]  # the timer's epoch end runs after the monitor's
+    trainer = pl.Trainer(max_epochs=epochs, accelerator="gpu" if device.type == "cuda" else "cpu", devices=1, logger=False,
+                         callbacks=callbacks, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, num_sanity_val_steps=0)  # fmt: skip
+    trainer.fit(DigitsCNN(), DataLoader(train, batch_size=32, shuffle=True), DataLoader(val, batch_size=128))
+    return statistics.median(timer.times[1:] if len(timer.times) > 1 else timer.times)
+
+
+def bench_monitor(args: argparse.Namespace, device: torch.device) -> list[dict[str, Any]]:
+    import logging
+
+    from torch.utils.data import TensorDataset
+
+    from pl_saliency import DeletionAUC, Gradient, InsertionAUC, SaliencyMonitor
+    from pl_saliency.demo import digits_datasets
+
+    logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    train, val = digits_datasets(32)
+    epochs = 3 if args.quick else 5
+
+    def default_monitor() -> Any:
+        return SaliencyMonitor([Gradient()], [DeletionAUC(), InsertionAUC()])
+
+    def proposed_monitor() -> Any:
+        metrics = [DeletionAUC(steps=20, chunk_size="auto"), InsertionAUC(steps=20, chunk_size="auto")]
+        return SaliencyMonitor([Gradient()], metrics, num_samples=8)
+
+    rows = []
+    probe, steps = 16, 50
+    monitor_forwards = 2 * probe * (steps + 1)
+    epoch_fwd = 3 * len(train) + len(val)  # a training image costs ~3 forwards (forward + backward)
+    for label, mon, fwd in (
+        ("monitor defaults: Gradient × DeletionAUC + InsertionAUC, 16 probes, 50 steps", default_monitor, monitor_forwards),
+        ("proposed: 8 probes, 20 steps, chunk_size='auto' (DeletionAUC(steps=20, chunk_size='auto'), InsertionAUC(…), "
+         "num_samples=8)", proposed_monitor,
+         2 * 8 * 21),
+    ):  # fmt: skip
+        res = paired(lambda: _fit_time(train, val, mon, epochs, device), lambda: _fit_time(train, val, None, epochs, device),
+                     args.repeats, device)  # fmt: skip
+        t_with, t_without = res["a"], res["b"]
+        per_epoch_cost = max(0.0, (res["ratio"] - 1.0) * t_without)  # the monitor's seconds per epoch
+        rows.append({
+            "setting": f"demo (digits 32×32, {len(train):,} train / {len(val)} val images); {label}",
+            "epoch s without": round(t_without, 3), "epoch s with": round(t_with, 3), "ratio": round(res["ratio"], 3),
+            "monitor forwards / epoch forward-equivalents": f"{fwd} / {epoch_fwd} = {fwd / epoch_fwd:.2f}",
+            "target": "≤ 1.10", "verdict": verdict(res["ratio"], 1.10, False),
+        })  # fmt: skip
+        big = 20_000
+        if args.full:
+            g = torch.Generator().manual_seed(0)
+            xs = train.tensors[0][torch.randint(0, len(train), (big,), generator=g)]
+            ys = train.tensors[1][torch.randint(0, len(train), (big,), generator=g)]
+            big_train = TensorDataset(xs + 0.01 * torch.randn(xs.shape, generator=g), ys)
+            res_big = paired(lambda: _fit_time(big_train, val, mon, 2, device), lambda: _fit_time(big_train, val, None, 2, device),
+                             args.repeats, device)  # fmt: skip
+            ratio_big, how = res_big["ratio"], "measured (second epoch of a 2-epoch fit per round)"
+        else:
+            ratio_big = 1.0 + per_epoch_cost / (t_without * big / len(train))
+            how = "projected: 1 + (monitor s per epoch) ÷ (epoch s × 20,000 / 1,438)"
+        rows.append({
+            "setting": f"the same model and monitor on a synthetic 20,000-image training set; {how}",
+            "epoch s without": round(t_without * big / len(train), 2) if not args.full else round(res_big["b"], 3),
+            "epoch s with": "" if not args.full else round(res_big["a"], 3), "ratio": round(ratio_big, 3),
+            "monitor forwards / epoch forward-equivalents": f"{fwd} / {3 * big + len(val)} = {fwd / (3 * big + len(val)):.3f}",
+            "target": "≤ 1.10", "verdict": verdict(ratio_big, 1.10, False),
+        })  # fmt: skip
+        print(f"  {label[:40]}: demo {res['ratio']:.3f}, 20k {ratio_big:.3f}", flush=True)
+    return rows
+
+
+# --------------------------------------------------------------------------- 7. memory vs steps
 _MEM_CHILD = """
 import resource, sys, torch
 sys.path.insert(0, {root!r})
@@ -326,12 +786,13 @@ def bench_memory(args: argparse.Namespace, device: torch.device) -> list[dict[st
 
 
 SECTIONS: dict[str, tuple[str, Callable[[argparse.Namespace, torch.device], list[dict[str, Any]]]]] = {
-    "throughput": ("1. Throughput ratio (metric ÷ raw batched forward, same chunk size)", bench_throughput),
-    "quantus": ("2. Side by side with Quantus 0.6 (same definitions, numbers checked)", bench_quantus),
-    "captum": ("3. Side by side with Captum and pytorch-grad-cam", bench_captum),
-    "shared": ("4. Shared curves (one BatchContext vs one by one)", bench_shared),
-    "monitor": ("5. Monitor overhead on the demo", bench_monitor),
-    "memory": ("6. Peak memory vs steps (ResNet-18 3×64×64, 4 images, chunk 16)", bench_memory),
+    "throughput": ("1. Throughput ratio (metric ÷ raw batched forward over the same images, same chunk size)", bench_throughput),
+    "speed": ("2. Speed options: autocast (bfloat16) and chunk_size='auto'", bench_speed),
+    "quantus": ("3. Side by side with Quantus 0.6 (same definitions, numbers checked; both N images per model call)", bench_quantus),
+    "captum": ("4. Side by side with Captum and pytorch-grad-cam (numbers checked)", bench_captum),
+    "shared": ("5. Shared curves (one BatchContext vs one by one)", bench_shared),
+    "monitor": ("6. Monitor overhead (epoch time with ÷ without)", bench_monitor),
+    "memory": ("7. Peak memory vs steps (ResNet-18 3×64×64, 4 images, chunk 16, fresh process each)", bench_memory),
 }
 
 
@@ -346,32 +807,49 @@ def to_markdown(rows: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer images and repeats")
-    parser.add_argument("--full", action="store_true", help="also ResNet-18 at 224×224")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="fewer images and steps (a few minutes on 2 CPU cores)")
+    parser.add_argument("--full", action="store_true", help="also ResNet-18 at 224×224; monitor measured on a 20k-image epoch")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds per figure (at least 3)")
     parser.add_argument("--chunk-size", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--only", default="", help="comma-separated sections: " + ",".join(SECTIONS))
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results.md")
     args = parser.parse_args(argv)
+    args.repeats = max(3, args.repeats)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     chosen = [s for s in args.only.split(",") if s] or list(SECTIONS)
-    report = [f"# Benchmark results\n\nMachine: {machine()}; device: {device}; median of {args.repeats} repeats.\n"]
-    results: dict[str, Any] = {}
+    unknown = [s for s in chosen if s not in SECTIONS]
+    if unknown:
+        parser.error(f"unknown sections {unknown}; choose from {list(SECTIONS)}")
+    mode = "quick" if args.quick else "full" if args.full else "default"
+    started = time.perf_counter()
+    header = (
+        f"# Benchmark results\n\nMachine: {machine()}; device: {device}; mode: {mode}; every ratio is the median of "
+        f"{args.repeats} interleaved rounds; chunk size {args.chunk_size}.\n"
+    )
+    report = [header]
+    results: dict[str, Any] = {"machine": machine(), "device": str(device), "mode": mode, "repeats": args.repeats}
     for key in chosen:
         title, fn = SECTIONS[key]
         print(f"== {title}", flush=True)
+        t0 = time.perf_counter()
         try:
             rows = fn(args, device)
         except ImportError as err:
             rows = [{"note": f"skipped: {err}"}]
         results[key] = rows
         md = to_markdown(rows)
-        print(md, flush=True)
+        print(md, f"({time.perf_counter() - t0:.0f} s)\n", flush=True)
         report.append(f"## {title}\n\n{md}")
+    total = time.perf_counter() - started
+    report.append(f"\nTotal wall time: {total:.0f} s.\n")
+    results["wall_s"] = round(total, 1)
     args.out.write_text("\n".join(report))
-    args.out.with_suffix(".json").write_text(json.dumps(results, indent=2))
-    print(f"written: {args.out}")
+    args.out.with_suffix(".json").write_text(json.dumps(results, indent=2, default=str))
+    print(f"written: {args.out} ({total:.0f} s)")
     return 0
 
 

@@ -57,3 +57,25 @@ __all__ = [
     "named_explainers",
     "resolve_layer",
 ]
+
+from pl_saliency.explainers.decoy import (  # noqa: E402
+    DecoyEnhanced,
+    DecoyReport,
+    Decoys,
+    dance_postprocess,
+    generate_decoys,
+    patch_positions,
+    range_aggregate,
+)
+
+__all__ += ["DecoyEnhanced", "DecoyReport", "Decoys", "dance_postprocess", "generate_decoys", "patch_positions", "range_aggregate"]
+
+from pl_saliency.explainers.removal import (  # noqa: E402
+    RISE,
+    Lime,
+    MeaningfulPerturbation,
+    RemovalExplainer,
+    SlidingPatchOcclusion,
+)
+
+__all__ += ["Lime", "MeaningfulPerturbation", "RISE", "RemovalExplainer", "SlidingPatchOcclusion"]

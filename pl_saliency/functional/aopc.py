@@ -64,19 +64,22 @@ def _aopc_update(
     steps: int = 50,
     patch_size: int = 1,
     score: str = "probability",
-    chunk_size: int = 64,
+    chunk_size: int | str = 64,
     tie_break: str = "random",
     tie_seed: int = 0,
     generator: torch.Generator | None = None,
     output_transform: Callable[[Any], Tensor] | None = None,
     context: BatchContext | None = None,
+    amp_dtype: torch.dtype | None = None,
+    memory_budget_mb: float | None = None,
     fractions: Any = None,
 ) -> tuple[Tensor, Tensor]:
     """Per-sample AOPC (N,) and the score curves (N, L + 1) of a deletion path in ``order``."""
     curves = perturbation_curves(
         model, inputs, saliency, target, mode="deletion", filler=filler, order=order, steps=steps,
         patch_size=patch_size, score=score, chunk_size=chunk_size, tie_break=tie_break, tie_seed=tie_seed,
-        generator=generator, output_transform=output_transform, context=context, fractions=fractions,
+        generator=generator, output_transform=output_transform, context=context,
+        amp_dtype=amp_dtype, memory_budget_mb=memory_budget_mb, fractions=fractions,
     )  # fmt: skip
     return _aopc_from_curves(curves), curves
 
@@ -96,17 +99,20 @@ def _abpc_update(
     steps: int = 50,
     patch_size: int = 1,
     score: str = "probability",
-    chunk_size: int = 64,
+    chunk_size: int | str = 64,
     tie_break: str = "random",
     tie_seed: int = 0,
     generator: torch.Generator | None = None,
     output_transform: Callable[[Any], Tensor] | None = None,
     context: BatchContext | None = None,
+    amp_dtype: torch.dtype | None = None,
+    memory_budget_mb: float | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Per-sample ABPC (N,) and the gap curves ``y_LeRF - y_MoRF`` (N, steps + 1)."""
     kwargs = dict(
         mode="deletion", filler=filler, steps=steps, patch_size=patch_size, score=score, chunk_size=chunk_size,
         tie_break=tie_break, tie_seed=tie_seed, generator=generator, output_transform=output_transform, context=context,
+        amp_dtype=amp_dtype, memory_budget_mb=memory_budget_mb,
     )  # fmt: skip
     morf = perturbation_curves(model, inputs, saliency, target, order="morf", **kwargs)
     lerf = perturbation_curves(model, inputs, saliency, target, order="lerf", **kwargs)
@@ -130,7 +136,7 @@ def aopc_morf(
     steps: int = 50,
     patch_size: int = 1,
     score: str = "probability",
-    chunk_size: int = 64,
+    chunk_size: int | str = 64,
     tie_break: str = "random",
     tie_seed: int = 0,
     generator: torch.Generator | None = None,
@@ -138,6 +144,8 @@ def aopc_morf(
     reduction: str = "mean",
     return_curves: bool = False,
     context: BatchContext | None = None,
+    amp_dtype: torch.dtype | None = None,
+    memory_budget_mb: float | None = None,
 ) -> Tensor | tuple[Tensor, Tensor]:
     """AOPC, most relevant first (Samek et al. 2017): the mean drop of the target score as features
     are removed; **higher is better**.
@@ -161,6 +169,7 @@ def aopc_morf(
         model, inputs, saliency, target, order="morf", filler=filler, steps=steps, patch_size=patch_size,
         score=score, chunk_size=chunk_size, tie_break=tie_break, tie_seed=tie_seed, generator=generator,
         output_transform=output_transform, context=context,
+        amp_dtype=amp_dtype, memory_budget_mb=memory_budget_mb,
     )  # fmt: skip
     out = _aopc_compute(scores, reduction)
     return (out, curves) if return_curves else out
@@ -176,7 +185,7 @@ def aopc_lerf(
     steps: int = 50,
     patch_size: int = 1,
     score: str = "probability",
-    chunk_size: int = 64,
+    chunk_size: int | str = 64,
     tie_break: str = "random",
     tie_seed: int = 0,
     generator: torch.Generator | None = None,
@@ -184,6 +193,8 @@ def aopc_lerf(
     reduction: str = "mean",
     return_curves: bool = False,
     context: BatchContext | None = None,
+    amp_dtype: torch.dtype | None = None,
+    memory_budget_mb: float | None = None,
 ) -> Tensor | tuple[Tensor, Tensor]:
     """AOPC, least relevant first (Samek et al. 2017): the mean drop of the target score as the least
     relevant features are removed first; **lower is better**. Arguments as :func:`aopc_morf`.
@@ -203,6 +214,7 @@ def aopc_lerf(
         model, inputs, saliency, target, order="lerf", filler=filler, steps=steps, patch_size=patch_size,
         score=score, chunk_size=chunk_size, tie_break=tie_break, tie_seed=tie_seed, generator=generator,
         output_transform=output_transform, context=context,
+        amp_dtype=amp_dtype, memory_budget_mb=memory_budget_mb,
     )  # fmt: skip
     out = _aopc_compute(scores, reduction)
     return (out, curves) if return_curves else out
@@ -218,7 +230,7 @@ def abpc(
     steps: int = 50,
     patch_size: int = 1,
     score: str = "probability",
-    chunk_size: int = 64,
+    chunk_size: int | str = 64,
     tie_break: str = "random",
     tie_seed: int = 0,
     generator: torch.Generator | None = None,
@@ -226,6 +238,8 @@ def abpc(
     reduction: str = "mean",
     return_curves: bool = False,
     context: BatchContext | None = None,
+    amp_dtype: torch.dtype | None = None,
+    memory_budget_mb: float | None = None,
 ) -> Tensor | tuple[Tensor, Tensor]:
     """ABPC: trapezoid area between the LeRF and the MoRF deletion curves over the fraction removed,
     ``AUC(LeRF) - AUC(MoRF)``; **higher is better**. ``return_curves=True`` also returns the gap
@@ -246,6 +260,7 @@ def abpc(
         model, inputs, saliency, target, filler=filler, steps=steps, patch_size=patch_size, score=score,
         chunk_size=chunk_size, tie_break=tie_break, tie_seed=tie_seed, generator=generator,
         output_transform=output_transform, context=context,
+        amp_dtype=amp_dtype, memory_budget_mb=memory_budget_mb,
     )  # fmt: skip
     out = _aopc_compute(scores, reduction)
     return (out, gaps) if return_curves else out

@@ -44,12 +44,14 @@ def _curve_auc_update(
     steps: int = 50,
     patch_size: int = 1,
     score: str = "probability",
-    chunk_size: int = 64,
+    chunk_size: int | str = 64,
     tie_break: str = "random",
     tie_seed: int = 0,
     generator: torch.Generator | None = None,
     output_transform: Callable[[Any], Tensor] | None = None,
     context: BatchContext | None = None,
+    amp_dtype: torch.dtype | None = None,
+    memory_budget_mb: float | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Per-sample areas (N,) and curves (N, steps + 1) of a deletion or insertion path."""
     curves = perturbation_curves(
@@ -69,6 +71,8 @@ def _curve_auc_update(
         generator=generator,
         output_transform=output_transform,
         context=context,
+        amp_dtype=amp_dtype,
+        memory_budget_mb=memory_budget_mb,
     )
     x = curve_fractions(inputs.shape[-2], inputs.shape[-1], patch_size, steps)
     return auc(curves, x), curves
@@ -99,7 +103,7 @@ def deletion_auc(
     steps: int = 50,
     patch_size: int = 1,
     score: str = "probability",
-    chunk_size: int = 64,
+    chunk_size: int | str = 64,
     tie_break: str = "random",
     tie_seed: int = 0,
     generator: torch.Generator | None = None,
@@ -107,6 +111,8 @@ def deletion_auc(
     reduction: str = "mean",
     return_curves: bool = False,
     context: BatchContext | None = None,
+    amp_dtype: torch.dtype | None = None,
+    memory_budget_mb: float | None = None,
 ) -> Tensor | tuple[Tensor, Tensor]:
     """Deletion AUC (RISE): area under the target score as features are removed; lower is better.
 
@@ -129,6 +135,7 @@ def deletion_auc(
         model, inputs, saliency, target, mode="deletion", filler=filler, order=order, steps=steps,
         patch_size=patch_size, score=score, chunk_size=chunk_size, tie_break=tie_break, tie_seed=tie_seed,
         generator=generator, output_transform=output_transform, context=context,
+        amp_dtype=amp_dtype, memory_budget_mb=memory_budget_mb,
     )  # fmt: skip
     out = _reduce(areas, reduction)
     return (out, curves) if return_curves else out
@@ -145,7 +152,7 @@ def insertion_auc(
     steps: int = 50,
     patch_size: int = 1,
     score: str = "probability",
-    chunk_size: int = 64,
+    chunk_size: int | str = 64,
     tie_break: str = "random",
     tie_seed: int = 0,
     generator: torch.Generator | None = None,
@@ -153,6 +160,8 @@ def insertion_auc(
     reduction: str = "mean",
     return_curves: bool = False,
     context: BatchContext | None = None,
+    amp_dtype: torch.dtype | None = None,
+    memory_budget_mb: float | None = None,
 ) -> Tensor | tuple[Tensor, Tensor]:
     """Insertion AUC (RISE): area under the target score as features are restored into the filler's
     image (default: Gaussian blur); higher is better. Arguments as :func:`deletion_auc`."""
@@ -162,6 +171,7 @@ def insertion_auc(
         model, inputs, saliency, target, mode="insertion", filler=filler, order=order, steps=steps,
         patch_size=patch_size, score=score, chunk_size=chunk_size, tie_break=tie_break, tie_seed=tie_seed,
         generator=generator, output_transform=output_transform, context=context,
+        amp_dtype=amp_dtype, memory_budget_mb=memory_budget_mb,
     )  # fmt: skip
     out = _reduce(areas, reduction)
     return (out, curves) if return_curves else out

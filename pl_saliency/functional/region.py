@@ -86,18 +86,21 @@ def _pixel_flipping_update(
     order: str = "morf",
     steps: int = 50,
     score: str = "probability",
-    chunk_size: int = 64,
+    chunk_size: int | str = 64,
     tie_break: str = "random",
     tie_seed: int = 0,
     generator: torch.Generator | None = None,
     output_transform: Callable[[Any], Tensor] | None = None,
     context: BatchContext | None = None,
+    amp_dtype: torch.dtype | None = None,
+    memory_budget_mb: float | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Per-sample areas (N,) and curves (N, steps + 1) of flipping single positions."""
     return _curve_auc_update(
         model, inputs, saliency, target, mode="deletion", filler=filler, order=order, steps=steps, patch_size=1,
         score=score, chunk_size=chunk_size, tie_break=tie_break, tie_seed=tie_seed, generator=generator,
         output_transform=output_transform, context=context,
+        amp_dtype=amp_dtype, memory_budget_mb=memory_budget_mb,
     )  # fmt: skip
 
 
@@ -112,19 +115,22 @@ def _region_perturbation_update(
     regions: int | None = None,
     filler: Any = "zeros",
     score: str = "probability",
-    chunk_size: int = 64,
+    chunk_size: int | str = 64,
     tie_break: str = "random",
     tie_seed: int = 0,
     generator: torch.Generator | None = None,
     output_transform: Callable[[Any], Tensor] | None = None,
     context: BatchContext | None = None,
+    amp_dtype: torch.dtype | None = None,
+    memory_budget_mb: float | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Per-sample AOPC (N,) and score curves (N, R + 1), one square removed per step."""
     fractions = region_fractions(inputs, patch_size, regions)
     return _aopc_update(
         model, inputs, saliency, target, order=order, filler=filler, patch_size=patch_size, score=score,
         chunk_size=chunk_size, tie_break=tie_break, tie_seed=tie_seed, generator=generator,
-        output_transform=output_transform, context=context, fractions=fractions,
+        output_transform=output_transform, context=context,
+        amp_dtype=amp_dtype, memory_budget_mb=memory_budget_mb, fractions=fractions,
     )  # fmt: skip
 
 
@@ -137,12 +143,14 @@ def _selectivity_update(
     patch_size: int = 8,
     filler: Any = "zeros",
     score: str = "probability",
-    chunk_size: int = 64,
+    chunk_size: int | str = 64,
     tie_break: str = "random",
     tie_seed: int = 0,
     generator: torch.Generator | None = None,
     output_transform: Callable[[Any], Tensor] | None = None,
     context: BatchContext | None = None,
+    amp_dtype: torch.dtype | None = None,
+    memory_budget_mb: float | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Per-sample areas (N,) and curves (N, F + 1): every square removed, one per step, MoRF."""
     return _curve_auc_update(
@@ -150,6 +158,7 @@ def _selectivity_update(
         steps=num_regions(inputs, patch_size), patch_size=patch_size, score=score, chunk_size=chunk_size,
         tie_break=tie_break, tie_seed=tie_seed, generator=generator, output_transform=output_transform,
         context=context,
+        amp_dtype=amp_dtype, memory_budget_mb=memory_budget_mb,
     )  # fmt: skip
 
 
@@ -163,7 +172,7 @@ def pixel_flipping(
     order: str = "morf",
     steps: int = 50,
     score: str = "probability",
-    chunk_size: int = 64,
+    chunk_size: int | str = 64,
     tie_break: str = "random",
     tie_seed: int = 0,
     generator: torch.Generator | None = None,
@@ -171,6 +180,8 @@ def pixel_flipping(
     reduction: str = "mean",
     return_curves: bool = False,
     context: BatchContext | None = None,
+    amp_dtype: torch.dtype | None = None,
+    memory_budget_mb: float | None = None,
 ) -> Tensor | tuple[Tensor, Tensor]:
     """Pixel flipping (Bach et al. 2015): area under the target score as single positions are replaced
     by the ``filler`` in the map's ``order`` over ``steps`` evenly spaced points; **lower is better**
@@ -197,6 +208,7 @@ def pixel_flipping(
     areas, curves = _pixel_flipping_update(
         model, inputs, saliency, target, filler=filler, order=order, steps=steps, score=score, chunk_size=chunk_size,
         tie_break=tie_break, tie_seed=tie_seed, generator=generator, output_transform=output_transform, context=context,
+        amp_dtype=amp_dtype, memory_budget_mb=memory_budget_mb,
     )  # fmt: skip
     out = _aopc_compute(areas, reduction)
     return (out, curves) if return_curves else out
@@ -213,7 +225,7 @@ def region_perturbation(
     regions: int | None = None,
     filler: Any = "zeros",
     score: str = "probability",
-    chunk_size: int = 64,
+    chunk_size: int | str = 64,
     tie_break: str = "random",
     tie_seed: int = 0,
     generator: torch.Generator | None = None,
@@ -221,6 +233,8 @@ def region_perturbation(
     reduction: str = "mean",
     return_curves: bool = False,
     context: BatchContext | None = None,
+    amp_dtype: torch.dtype | None = None,
+    memory_budget_mb: float | None = None,
 ) -> Tensor | tuple[Tensor, Tensor]:
     """Region perturbation (Samek et al. 2017): AOPC of removing ``patch_size`` squares one per step
     in the map's ``order`` (squares ranked by summed saliency), for the first ``regions`` squares
@@ -248,6 +262,7 @@ def region_perturbation(
         model, inputs, saliency, target, patch_size=patch_size, order=order, regions=regions, filler=filler,
         score=score, chunk_size=chunk_size, tie_break=tie_break, tie_seed=tie_seed, generator=generator,
         output_transform=output_transform, context=context,
+        amp_dtype=amp_dtype, memory_budget_mb=memory_budget_mb,
     )  # fmt: skip
     out = _aopc_compute(scores, reduction)
     return (out, curves) if return_curves else out
@@ -262,7 +277,7 @@ def selectivity(
     patch_size: int = 8,
     filler: Any = "zeros",
     score: str = "probability",
-    chunk_size: int = 64,
+    chunk_size: int | str = 64,
     tie_break: str = "random",
     tie_seed: int = 0,
     generator: torch.Generator | None = None,
@@ -270,6 +285,8 @@ def selectivity(
     reduction: str = "mean",
     return_curves: bool = False,
     context: BatchContext | None = None,
+    amp_dtype: torch.dtype | None = None,
+    memory_budget_mb: float | None = None,
 ) -> Tensor | tuple[Tensor, Tensor]:
     """Selectivity (Montavon et al. 2018): area under the target score as every ``patch_size`` square
     is removed, one per step, most relevant first; **lower is better**. ``return_curves=True`` also
@@ -293,6 +310,7 @@ def selectivity(
     areas, curves = _selectivity_update(
         model, inputs, saliency, target, patch_size=patch_size, filler=filler, score=score, chunk_size=chunk_size,
         tie_break=tie_break, tie_seed=tie_seed, generator=generator, output_transform=output_transform, context=context,
+        amp_dtype=amp_dtype, memory_budget_mb=memory_budget_mb,
     )  # fmt: skip
     out = _aopc_compute(areas, reduction)
     return (out, curves) if return_curves else out

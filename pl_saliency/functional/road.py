@@ -98,12 +98,14 @@ def _road_update(
     filler: Any = "noisy_linear",
     patch_size: int = 1,
     score: str = "probability",
-    chunk_size: int = 64,
+    chunk_size: int | str = 64,
     tie_break: str = "random",
     tie_seed: int = 0,
     generator: torch.Generator | None = None,
     output_transform: Callable[[Any], Tensor] | None = None,
     context: BatchContext | None = None,
+    amp_dtype: torch.dtype | None = None,
+    memory_budget_mb: float | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Per-sample mean score over the percentages (N,) and the curves (N, 1 + len(percentages))."""
     check_choice("order", order, ROAD_ORDERS)
@@ -111,7 +113,8 @@ def _road_update(
     curves = perturbation_curves(
         model, inputs, saliency, target, mode="deletion", filler=filler, order=order, patch_size=patch_size,
         score=score, chunk_size=chunk_size, tie_break=tie_break, tie_seed=tie_seed, generator=generator,
-        output_transform=output_transform, context=context, fractions=fractions,
+        output_transform=output_transform, context=context,
+        amp_dtype=amp_dtype, memory_budget_mb=memory_budget_mb, fractions=fractions,
     )  # fmt: skip
     return curves[:, 1:].mean(dim=1), curves
 
@@ -127,7 +130,7 @@ def road(
     filler: Any = "noisy_linear",
     patch_size: int = 1,
     score: str = "probability",
-    chunk_size: int = 64,
+    chunk_size: int | str = 64,
     tie_break: str = "random",
     tie_seed: int = 0,
     generator: torch.Generator | None = None,
@@ -135,6 +138,8 @@ def road(
     reduction: str = "mean",
     return_curves: bool = False,
     context: BatchContext | None = None,
+    amp_dtype: torch.dtype | None = None,
+    memory_budget_mb: float | None = None,
 ) -> Tensor | tuple[Tensor, Tensor]:
     """ROAD (Rong et al. 2022): the target score averaged over removal ``percentages`` with noisy
     linear imputation; ``order="morf"`` (**lower is better**) or ``"lerf"`` (**higher is better**).
@@ -163,6 +168,7 @@ def road(
         model, inputs, saliency, target, order=order, percentages=percentages, filler=filler, patch_size=patch_size,
         score=score, chunk_size=chunk_size, tie_break=tie_break, tie_seed=tie_seed, generator=generator,
         output_transform=output_transform, context=context,
+        amp_dtype=amp_dtype, memory_budget_mb=memory_budget_mb,
     )  # fmt: skip
     out = _aopc_compute(scores, reduction)
     return (out, curves) if return_curves else out

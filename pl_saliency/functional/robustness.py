@@ -216,7 +216,7 @@ def _infidelity_update(
             pert = noise.rows(s, i)
             f = class_scores(model_logits(model, inputs[i] - pert, output_transform), target[i], score)
             delta_f = (f0[i] - f).double()
-            ia = (pert.double() * attributions[i].double()).flatten(1).sum(dim=1)
+            ia = (pert * attributions[i]).flatten(1).sum(dim=1, dtype=torch.float64)  # float64 sum, no float64 copies
             rows = torch.stack([ia * ia, ia * delta_f, delta_f * delta_f, (ia - delta_f) ** 2], dim=1)
             stats.index_add_(0, i, rows)
     return stats, n_samples

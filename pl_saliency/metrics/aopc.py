@@ -48,6 +48,7 @@ class CurveMetric(CurveAUCMetric):
         return dict(
             filler=self.filler, score=self.score, chunk_size=self.chunk_size, tie_break=self.tie_break,
             tie_seed=self.tie_seed, generator=self.generator, output_transform=self.output_transform,
+            amp_dtype=self.amp_dtype, memory_budget_mb=self.memory_budget_mb,
         )  # fmt: skip
 
     def _values(
@@ -103,7 +104,7 @@ class _AOPC(CurveMetric):
         steps: int = 50,
         patch_size: int = 1,
         score: str = "probability",
-        chunk_size: int = 64,
+        chunk_size: int | str = 64,
         tie_break: str = "random",
         tie_seed: int = 0,
         generator: torch.Generator | None = None,
@@ -256,7 +257,7 @@ class PixelFlipping(CurveMetric):
         order: str = "morf",
         steps: int = 50,
         score: str = "probability",
-        chunk_size: int = 64,
+        chunk_size: int | str = 64,
         tie_break: str = "random",
         tie_seed: int = 0,
         generator: torch.Generator | None = None,
@@ -320,7 +321,7 @@ class RegionPerturbation(CurveMetric):
         regions: int | None = None,
         filler: Any = None,
         score: str = "probability",
-        chunk_size: int = 64,
+        chunk_size: int | str = 64,
         tie_break: str = "random",
         tie_seed: int = 0,
         generator: torch.Generator | None = None,
@@ -387,7 +388,7 @@ class Selectivity(CurveMetric):
         patch_size: int = 8,
         filler: Any = None,
         score: str = "probability",
-        chunk_size: int = 64,
+        chunk_size: int | str = 64,
         tie_break: str = "random",
         tie_seed: int = 0,
         generator: torch.Generator | None = None,

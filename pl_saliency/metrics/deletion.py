@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 from pl_saliency.functional.deletion import _curve_auc_compute, _curve_auc_update
 from pl_saliency.metrics.base import SampleScoreMetric
-from pl_saliency.perturbation.engine import BatchContext, curve_fractions
+from pl_saliency.perturbation.engine import BatchContext, check_speed_options, curve_fractions
 from pl_saliency.perturbation.fillers import get_filler
 from pl_saliency.perturbation.orders import ORDERS, TIE_BREAKS
 from pl_saliency.utils import SCORES, check_choice, check_positive_int
@@ -30,6 +30,11 @@ class CurveAUCMetric(SampleScoreMetric):
     - ``target``: (N,) int64 class indices
     - ``context``: optional :class:`~pl_saliency.perturbation.BatchContext` shared within a batch
 
+    Speed options (see :func:`~pl_saliency.perturbation.perturbation_curves`): ``chunk_size`` (an int
+    or ``"auto"`` with ``memory_budget_mb``; never changes the numbers) and ``amp_dtype`` (autocast
+    scoring in ``torch.bfloat16`` / ``torch.float16``; changes the numbers slightly, and is then part
+    of ``definition``).
+
     As output of ``compute`` the metric returns the mean area, a scalar tensor; ``curve()`` returns
     the mean curve (steps + 1,) and ``curve_x()`` its x positions in [0, 1].
     """
@@ -48,12 +53,14 @@ class CurveAUCMetric(SampleScoreMetric):
         steps: int = 50,
         patch_size: int = 1,
         score: str = "probability",
-        chunk_size: int = 64,
+        chunk_size: int | str = 64,
         tie_break: str = "random",
         tie_seed: int = 0,
         generator: torch.Generator | None = None,
         output_transform: Callable[[Any], Tensor] | None = None,
         keep_per_sample: bool = False,
+        amp_dtype: torch.dtype | None = None,
+        memory_budget_mb: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(keep_per_sample=keep_per_sample, **kwargs)
@@ -63,7 +70,7 @@ class CurveAUCMetric(SampleScoreMetric):
         check_choice("tie_break", tie_break, TIE_BREAKS)
         self.steps = check_positive_int("steps", steps)
         self.patch_size = check_positive_int("patch_size", patch_size)
-        self.chunk_size = check_positive_int("chunk_size", chunk_size)
+        self.chunk_size, self.memory_budget_mb, self.amp_dtype = check_speed_options(chunk_size, memory_budget_mb, amp_dtype)
         self.order, self.score, self.tie_break, self.tie_seed = order, score, tie_break, tie_seed
         self.generator = generator
         self.output_transform = output_transform
@@ -83,6 +90,7 @@ class CurveAUCMetric(SampleScoreMetric):
             "patch_size": self.patch_size,
             "score": self.score,
             "tie_break": self.tie_break,
+            **({"amp_dtype": str(self.amp_dtype).replace("torch.", "")} if self.amp_dtype is not None else {}),
         }
 
     def _curve_kwargs(self) -> dict[str, Any]:
@@ -90,7 +98,8 @@ class CurveAUCMetric(SampleScoreMetric):
         return dict(
             mode=self.mode, filler=self.filler, order=self.order, steps=self.steps, patch_size=self.patch_size,
             score=self.score, chunk_size=self.chunk_size, tie_break=self.tie_break, tie_seed=self.tie_seed,
-            generator=self.generator, output_transform=self.output_transform,
+            generator=self.generator, output_transform=self.output_transform, amp_dtype=self.amp_dtype,
+            memory_budget_mb=self.memory_budget_mb,
         )  # fmt: skip
 
     def update(

@@ -26,7 +26,7 @@ class _ROAD(CurveMetric):
         filler: Any = None,
         patch_size: int = 1,
         score: str = "probability",
-        chunk_size: int = 64,
+        chunk_size: int | str = 64,
         tie_break: str = "random",
         tie_seed: int = 0,
         generator: torch.Generator | None = None,

@@ -12,10 +12,25 @@ or inserted (insertion), where F is the number of features; x = n_k / F runs ove
 
 * Deletion: ``x_k`` = the image with its first ``n_k`` features in ``order`` replaced by the filler.
 * Insertion: ``x_k`` = the filler's image with the first ``n_k`` features restored from the input.
+
+Speed options (both off by default; neither changes which images are scored):
+
+* ``chunk_size="auto"``: the chunk size is derived from a memory budget by :func:`auto_chunk_size`
+  (``memory_budget_mb``; default half the free memory on CUDA, 1024 MiB elsewhere; at most 32 images
+  off CUDA, where larger calls are slower). The chunk size never changes the results, so ``"auto"``
+  gives the numbers of any fixed size.
+* ``amp_dtype=torch.bfloat16`` (or ``torch.float16``): the model runs under ``torch.autocast`` on the
+  inputs' device; the softmax and everything after it stay in float32. This does change the numbers
+  a little (``docs/performance.md`` has the measured effect on the AUCs); curves computed with and
+  without it are cached separately.
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
+import warnings
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +38,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from pl_saliency.perturbation.fillers import get_filler
+from pl_saliency.perturbation.fillers import Constant, Zeros, get_filler
 from pl_saliency.perturbation.orders import feature_grid, feature_scores, removal_order, removal_rank
 from pl_saliency.utils import (
     SCORES,
@@ -117,6 +132,249 @@ def curve_fractions(height: int, width: int, patch_size: int, steps: int, fracti
     return removal_counts(num_features, steps, fractions).double() / num_features
 
 
+# --------------------------------------------------------------------------- speed options
+AMP_DTYPES: tuple[torch.dtype, ...] = (torch.bfloat16, torch.float16)
+AUTO = "auto"
+DEFAULT_CPU_BUDGET_MB = 1024.0
+#: most images per call that ``"auto"`` picks off CUDA: CPU throughput is flat from 16 to ~64–128 images
+#: per call and falls for larger calls (``docs/performance.md``), so more would only cost memory
+CPU_AUTO_CHUNK_CAP = 32
+#: bytes per image = this × the image's bytes, for a model whose activations cannot be seen
+#: (a plain callable rather than an ``nn.Module``)
+CALLABLE_IMAGE_FACTOR = 64
+#: the engine's own working set per image, in image sizes: the gathered input, the gathered
+#: substrate, the perturbed copy (plus a bool mask, counted as one more)
+ENGINE_IMAGE_COPIES = 4
+
+_auto_cache: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], int]] = weakref.WeakKeyDictionary()
+
+
+def check_chunk_size(value: Any, name: str = "chunk_size") -> int | str:
+    """A chunk size: an ``int >= 1`` or ``"auto"`` (derived from a memory budget)."""
+    if isinstance(value, str):
+        if value == AUTO:
+            return value
+        raise ValueError(f"Argument `{name}` must be an int >= 1 or 'auto', but got {value!r}.")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"Argument `{name}` must be an int >= 1 or 'auto', but got {type(value).__name__} {value!r}.")
+    return check_positive_int(name, value)
+
+
+def check_memory_budget(value: Any, name: str = "memory_budget_mb") -> float | None:
+    """A memory budget in MiB: ``None`` (the default budget) or a finite number > 0."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"Argument `{name}` must be a number of MiB > 0 or None, but got {type(value).__name__} {value!r}.")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"Argument `{name}` must be a number of MiB > 0 or None, but got {value}.")
+    return float(value)
+
+
+def check_amp_dtype(value: Any, name: str = "amp_dtype") -> torch.dtype | None:
+    """``None`` (float32 scoring) or a reduced-precision dtype for ``torch.autocast``."""
+    if value is None or value in AMP_DTYPES:
+        return value
+    raise ValueError(f"Argument `{name}` must be None, torch.bfloat16 or torch.float16, but got {value!r}.")
+
+
+def check_speed_options(chunk_size: Any, memory_budget_mb: Any, amp_dtype: Any) -> tuple[int | str, float | None, torch.dtype | None]:
+    """Validate ``chunk_size`` / ``memory_budget_mb`` / ``amp_dtype`` together; warn when the budget does nothing."""
+    chunk_size = check_chunk_size(chunk_size)
+    memory_budget_mb = check_memory_budget(memory_budget_mb)
+    amp_dtype = check_amp_dtype(amp_dtype)
+    if memory_budget_mb is not None and chunk_size != AUTO:
+        warnings.warn(
+            f"Argument `memory_budget_mb` is used only with chunk_size='auto', but chunk_size={chunk_size}: it is ignored.",
+            UserWarning,
+            stacklevel=3,
+        )
+    return chunk_size, memory_budget_mb, amp_dtype
+
+
+def scoring_context(device: torch.device, amp_dtype: torch.dtype | None) -> contextlib.AbstractContextManager[Any]:
+    """``torch.autocast`` on ``device`` with ``amp_dtype``, or nothing when ``amp_dtype`` is None."""
+    if amp_dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=amp_dtype)
+
+
+def score_images(
+    model: Callable[[Tensor], Any],
+    images: Tensor,
+    target: Tensor,
+    score: str = "probability",
+    output_transform: Callable[[Any], Tensor] | None = None,
+    amp_dtype: torch.dtype | None = None,
+    check: Tensor | None = None,
+) -> Tensor:
+    """The target class's score (N,) float32 of one model call, under autocast when ``amp_dtype`` is set
+    (the softmax runs in float32 either way).
+
+    ``check``: the class indices to check against the model's number of outputs (a device-to-host
+    sync on GPUs), e.g. the whole batch's targets on a loop's first chunk, None on the others.
+    """
+    with scoring_context(images.device, amp_dtype):
+        logits = model_logits(model, images, output_transform)
+    if check is not None and check.numel() and int(check.max()) >= logits.shape[1]:
+        raise ValueError(
+            f"Argument `target` must hold class indices below the model's {logits.shape[1]} outputs, "
+            f"but got {int(check.max())}."
+        )
+    if score == "probability":
+        logits = logits.float().softmax(dim=-1)
+    return logits.gather(1, target.view(-1, 1)).squeeze(1).float()
+
+
+def constant_fill_value(fill: Any) -> float | None:
+    """The value of a filler that replaces every removed pixel by one constant (``zeros``,
+    ``constant(v)``), else None."""
+    if type(fill) is Zeros:
+        return 0.0
+    if type(fill) is Constant:
+        return fill.value
+    return None
+
+
+def default_memory_budget_mb(device: torch.device) -> float:
+    """Half the free memory of a CUDA device (``torch.cuda.mem_get_info``); 1024 MiB elsewhere."""
+    if device.type == "cuda" and torch.cuda.is_available():
+        free, _ = torch.cuda.mem_get_info(device)
+        return free / 2**20 / 2
+    return DEFAULT_CPU_BUDGET_MB
+
+
+def _tensor_bytes(value: Any) -> int:
+    if isinstance(value, Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, (tuple, list)):
+        return sum(_tensor_bytes(v) for v in value)
+    if isinstance(value, dict):
+        return sum(_tensor_bytes(v) for v in value.values())
+    return 0
+
+
+def estimate_image_bytes(
+    model: Callable[[Tensor], Any],
+    inputs: Tensor,
+    *,
+    output_transform: Callable[[Any], Tensor] | None = None,
+    amp_dtype: torch.dtype | None = None,
+) -> int:
+    """Estimated peak memory (bytes) that one more image in a chunk costs when it is scored.
+
+    The rule (documented in ``docs/performance.md``):
+
+    * CUDA: one probe forward of ``min(N, 4)`` images of ``inputs`` under ``no_grad`` (and autocast
+      when ``amp_dtype`` is set); the increase of ``torch.cuda.max_memory_allocated`` over the memory
+      allocated before, divided by the number of images (the CUDA peak statistics are reset for it);
+    * an ``nn.Module`` elsewhere: one probe forward of one image with forward hooks on every leaf
+      module; the sum of the bytes of every leaf module's output (an upper bound on what a no-grad
+      forward holds at once, since it frees activations as it goes);
+    * any other callable: ``CALLABLE_IMAGE_FACTOR`` (64) × the image's bytes;
+
+    plus ``ENGINE_IMAGE_COPIES`` (4) × the image's bytes for the engine's own copies.
+    """
+    image_bytes = inputs[0].numel() * inputs.element_size()
+    engine = ENGINE_IMAGE_COPIES * image_bytes
+    device = inputs.device
+    with torch.no_grad(), eval_mode(model):
+        if device.type == "cuda" and torch.cuda.is_available():
+            probe = inputs[: min(inputs.shape[0], 4)]
+            torch.cuda.synchronize(device)
+            before = torch.cuda.memory_allocated(device)
+            torch.cuda.reset_peak_memory_stats(device)
+            with scoring_context(device, amp_dtype):
+                model_logits(model, probe, output_transform)
+            torch.cuda.synchronize(device)
+            peak = torch.cuda.max_memory_allocated(device)
+            return max(1, math.ceil((peak - before) / probe.shape[0])) + engine
+        if not isinstance(model, torch.nn.Module):
+            return CALLABLE_IMAGE_FACTOR * image_bytes + engine
+        total = [0]
+
+        def hook(module: torch.nn.Module, args: Any, output: Any) -> None:
+            total[0] += _tensor_bytes(output)
+
+        leaves = [m for m in model.modules() if next(m.children(), None) is None]
+        handles = [m.register_forward_hook(hook) for m in leaves]
+        try:
+            with scoring_context(device, amp_dtype):
+                model_logits(model, inputs[:1], output_transform)
+        finally:
+            for h in handles:
+                h.remove()
+    activations = total[0] if total[0] > 0 else CALLABLE_IMAGE_FACTOR * image_bytes
+    return activations + engine
+
+
+def auto_chunk_size(
+    model: Callable[[Tensor], Any],
+    inputs: Tensor,
+    memory_budget_mb: float | None = None,
+    *,
+    output_transform: Callable[[Any], Tensor] | None = None,
+    amp_dtype: torch.dtype | None = None,
+    limit: int | None = None,
+) -> int:
+    """The most images per model call that fit a memory budget: ``floor(budget / per-image cost)``.
+
+    ``memory_budget_mb`` (MiB) defaults to :func:`default_memory_budget_mb`; the per-image cost is
+    :func:`estimate_image_bytes`, measured once per model, image shape, device, dtype and
+    ``amp_dtype`` and cached (weakly keyed by the model). The result is at least 1, at most
+    ``limit`` (e.g. the number of images to score) and, off CUDA, at most ``CPU_AUTO_CHUNK_CAP`` (32).
+
+    Example:
+        >>> import torch
+        >>> from pl_saliency.perturbation.engine import auto_chunk_size
+        >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 10))
+        >>> # per image: leaf outputs 192 + 10 floats, engine copies 4 x 192 floats: 3880 bytes
+        >>> auto_chunk_size(model, torch.rand(2, 3, 8, 8), memory_budget_mb=0.05)  # 52428 // 3880
+        13
+        >>> auto_chunk_size(model, torch.rand(2, 3, 8, 8), memory_budget_mb=1)  # 270 fit; CPU cap
+        32
+    """
+    check_model(model)
+    inputs = check_inputs(inputs)
+    budget = check_memory_budget(memory_budget_mb)
+    amp_dtype = check_amp_dtype(amp_dtype)
+    if limit is not None:
+        check_positive_int("limit", limit)
+    if budget is None:
+        budget = default_memory_budget_mb(inputs.device)
+    key = (tuple(inputs.shape[1:]), str(inputs.device), inputs.dtype, amp_dtype, id(output_transform))
+    try:
+        per_model = _auto_cache.setdefault(model, {})
+    except TypeError:  # not weak-referenceable: no cache
+        per_model = {}
+    cost = per_model.get(key)
+    if cost is None:
+        cost = estimate_image_bytes(model, inputs, output_transform=output_transform, amp_dtype=amp_dtype)
+        per_model[key] = cost
+    chunk = max(1, int(budget * 2**20 // cost))
+    if inputs.device.type != "cuda":
+        chunk = min(chunk, CPU_AUTO_CHUNK_CAP)
+    return min(chunk, limit) if limit is not None else chunk
+
+
+def resolve_chunk_size(
+    chunk_size: int | str,
+    model: Callable[[Tensor], Any],
+    inputs: Tensor,
+    total: int,
+    *,
+    memory_budget_mb: float | None = None,
+    output_transform: Callable[[Any], Tensor] | None = None,
+    amp_dtype: torch.dtype | None = None,
+) -> int:
+    """``chunk_size`` itself, or for ``"auto"`` :func:`auto_chunk_size` capped at ``total`` images."""
+    if chunk_size != AUTO:
+        return int(chunk_size)
+    return auto_chunk_size(
+        model, inputs, memory_budget_mb, output_transform=output_transform, amp_dtype=amp_dtype, limit=max(1, total)
+    )
+
+
 def perturbation_curves(
     model: Callable[[Tensor], Any],
     inputs: Tensor,
@@ -136,6 +394,8 @@ def perturbation_curves(
     output_transform: Callable[[Any], Tensor] | None = None,
     context: BatchContext | None = None,
     fractions: Any = None,
+    amp_dtype: torch.dtype | None = None,
+    memory_budget_mb: float | None = None,
 ) -> Tensor:
     """Score the target class along a removal (deletion) or restoration (insertion) path.
 
@@ -152,7 +412,8 @@ def perturbation_curves(
         steps: number of curve points after the unperturbed one (1 <= steps <= number of features).
         patch_size: side of the square features (1: single positions).
         score: ``"probability"`` (softmax of the target class) or ``"logit"``.
-        chunk_size: most images per model call.
+        chunk_size: most images per model call, or ``"auto"``: derived from ``memory_budget_mb`` by
+            :func:`auto_chunk_size`. It never changes the results.
         tie_break: ``"random"`` (fixed permutation seeded by ``tie_seed``) or ``"position"``.
         generator: CPU ``torch.Generator`` for ``order="random"`` and stochastic fillers.
         output_transform: picks the logits out of a model's tuple/dict output.
@@ -160,6 +421,10 @@ def perturbation_curves(
         fractions: optional curve positions in [0, 1] (fraction of features removed or inserted at
             each point, ``floor(q · F + 1/2)`` features) replacing the ``steps + 1`` evenly spaced
             ones; ``steps`` is then not used.
+        amp_dtype: ``None`` (float32, default) or ``torch.bfloat16`` / ``torch.float16``: run the model
+            under ``torch.autocast`` (faster on recent GPUs; changes the scores slightly).
+        memory_budget_mb: the budget (MiB) for ``chunk_size="auto"`` (default: half the free CUDA
+            memory, 1024 MiB on other devices).
 
     Returns:
         (N, steps + 1) float tensor, or (N, len(fractions)) with ``fractions``; column 0 is the
@@ -172,7 +437,7 @@ def perturbation_curves(
     check_choice("score", score, SCORES)
     check_positive_int("steps", steps)
     check_positive_int("patch_size", patch_size)
-    check_positive_int("chunk_size", chunk_size)
+    chunk_size, memory_budget_mb, amp_dtype = check_speed_options(chunk_size, memory_budget_mb, amp_dtype)
     inputs = check_inputs(inputs)
     saliency = check_saliency(saliency, inputs)
     target = check_target(target, inputs.shape[0]).to(inputs.device)
@@ -192,35 +457,51 @@ def perturbation_curves(
     points = int(counts.numel())
     key = (
         mode, fill.key, order, tuple(counts.tolist()), patch_size, score, tie_break, tie_seed,
-        id(output_transform), *map(id, refs),
+        id(output_transform), amp_dtype, *map(id, refs),
     )  # fmt: skip
     if context is not None:
         cached = context.get(key, refs)
         if cached is not None:
             return cached
 
-    removed_count = counts.to(inputs.device)
+    rank_dtype = torch.int32 if num_features < 2**31 else torch.int64  # half the bytes of the per-chunk gather
+    removed_count = counts.to(inputs.device, rank_dtype)
     ranks = removal_rank(removal_order(feature_scores(saliency, feature_id, num_features), order, tie_break, tie_seed, generator))
-    pixel_rank = ranks[:, feature_id].unsqueeze(1)  # (N, 1, H, W): step at which each pixel goes
+    pixel_rank = ranks[:, feature_id].unsqueeze(1).to(rank_dtype)  # (N, 1, H, W): step at which each pixel goes
     if generator is None:  # one stream for the whole call: stochastic fillers differ from chunk to chunk
         generator = torch.Generator().manual_seed(0)
     substrate = None if fill.mask_dependent else fill.substrate(inputs, generator)
+    constant = constant_fill_value(fill)  # zeros / constant: fill in place instead of gathering a substrate
 
     total = n * points
+    chunk_size = resolve_chunk_size(
+        chunk_size, model, inputs, total, memory_budget_mb=memory_budget_mb, output_transform=output_transform,
+        amp_dtype=amp_dtype,
+    )  # fmt: skip
     curves = torch.empty(total, dtype=torch.float32, device=inputs.device)
+    # row j = i * points + k (image i, curve point k): per-row indices built once, sliced per chunk
+    # (a few bytes per row, never per pixel), so a chunk costs a handful of tensor ops
+    rows = torch.arange(total, device=inputs.device)
+    image_of_row = rows // points
+    threshold_of_row = removed_count.repeat(n).view(-1, 1, 1, 1)
+    target_of_row = target.index_select(0, image_of_row)
     calls = 0
     with torch.no_grad(), eval_mode(model):
         for start in range(0, total, chunk_size):
-            idx = torch.arange(start, min(start + chunk_size, total), device=inputs.device)
-            i, k = idx // points, idx % points
-            threshold = removed_count[k].view(-1, 1, 1, 1)
-            removed = pixel_rank[i] < threshold if mode == "deletion" else pixel_rank[i] >= threshold
-            x = inputs[i]
+            stop = min(start + chunk_size, total)
+            i, threshold = image_of_row[start:stop], threshold_of_row[start:stop]
+            rank_i = pixel_rank.index_select(0, i)
+            removed = rank_i < threshold if mode == "deletion" else rank_i >= threshold
+            x = inputs.index_select(0, i)
             if substrate is None:
                 x = fill(x, removed, generator)
+            elif constant is not None:
+                x = x.masked_fill_(removed, constant)
             else:
-                x = torch.where(removed, substrate[i], x)
-            curves[idx] = class_scores(model_logits(model, x, output_transform), target[i], score)
+                x = torch.where(removed, substrate.index_select(0, i), x)
+            curves[start:stop] = score_images(
+                model, x, target_of_row[start:stop], score, output_transform, amp_dtype, check=target if start == 0 else None
+            )
             calls += 1
     curves = curves.view(n, points)
     if context is not None:

@@ -1,0 +1,114 @@
+"""Faithfulness correlation as a torchmetrics ``Metric`` class (state and sync only; the math is in
+:mod:`pl_saliency.functional.faithfulness`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from pl_saliency.functional.faithfulness import (
+    DEFAULT_RUNS,
+    DEFAULT_SUBSET_SIZE,
+    _faithfulness_correlation_compute,
+    _faithfulness_correlation_update,
+)
+from pl_saliency.metrics.base import SampleScoreMetric
+from pl_saliency.perturbation.engine import BatchContext, check_speed_options
+from pl_saliency.perturbation.fillers import get_filler
+from pl_saliency.utils import SCORES, check_choice, check_positive_int
+
+
+class FaithfulnessCorrelation(SampleScoreMetric):
+    r"""Faithfulness correlation (Bhatt, Weller & Moura, IJCAI 2020); **higher is better**.
+
+    .. math::
+
+        \mu_F = \operatorname{corr}_{r \le R}\Big( \sum_{j \in S_r} a_j,\; f_c(x) - f_c(x_{[x_{S_r} = \bar x_{S_r}]}) \Big)
+
+    per image (Pearson over ``n_runs`` random subsets :math:`S_r` of ``subset_size`` spatial
+    positions, replaced by the ``filler``), averaged over images; ``f_c`` the target's logit (default,
+    as Quantus) or probability. Range [-1, 1]. Images whose correlation is undefined (a constant
+    attribution sum or score drop) are counted in ``nan_count``, not in the mean.
+
+    Defaults as Quantus ``FaithfulnessCorrelation`` (100 runs, subsets of 224 features, logits);
+    where we differ (features are positions, not channel values; ``filler="zeros"`` rather than the
+    image minimum; subsets from ``generator``, not the global NumPy RNG): see
+    :mod:`pl_saliency.functional.faithfulness`. The same subsets are drawn at every ``update`` unless a
+    ``generator`` is passed (its stream then moves on).
+
+    As input to ``update``: ``model``, ``inputs`` (N, C, H, W), ``saliency`` (N, 1, H, W) or
+    (N, C, H, W), ``target`` (N,), ``context`` (unused). ``compute`` returns the mean correlation.
+
+    Speed options: ``chunk_size`` (an int, or ``"auto"`` with ``memory_budget_mb``; never changes the
+    numbers) and ``amp_dtype`` (autocast scoring; changes them slightly).
+
+    Example:
+        >>> import torch
+        >>> from pl_saliency.metrics import FaithfulnessCorrelation
+        >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+        >>> x, y = torch.rand(2, 1, 4, 4), torch.tensor([0, 2])
+        >>> metric = FaithfulnessCorrelation(n_runs=10, subset_size=4)
+        >>> metric.update(model, x, model[1].weight[y].detach().view(2, 1, 4, 4) * x, y)  # exact for a linear model
+        >>> metric.compute()
+        tensor(1.)
+    """
+
+    higher_is_better: bool = True
+    plot_lower_bound: float = -1.0
+    plot_upper_bound: float = 1.0
+
+    def __init__(
+        self,
+        n_runs: int = DEFAULT_RUNS,
+        subset_size: int = DEFAULT_SUBSET_SIZE,
+        filler: Any = "zeros",
+        patch_size: int = 1,
+        score: str = "logit",
+        chunk_size: int | str = 64,
+        generator: torch.Generator | None = None,
+        output_transform: Callable[[Any], Tensor] | None = None,
+        amp_dtype: torch.dtype | None = None,
+        memory_budget_mb: float | None = None,
+        keep_per_sample: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(keep_per_sample=keep_per_sample, **kwargs)
+        self.n_runs = check_positive_int("n_runs", n_runs, minimum=2)
+        self.subset_size = check_positive_int("subset_size", subset_size)
+        self.filler = get_filler(filler)
+        self.patch_size = check_positive_int("patch_size", patch_size)
+        check_choice("score", score, SCORES)
+        self.score = score
+        self.chunk_size, self.memory_budget_mb, self.amp_dtype = check_speed_options(chunk_size, memory_budget_mb, amp_dtype)
+        self.generator = generator
+        self.output_transform = output_transform
+
+    def _definition_items(self) -> dict[str, Any]:
+        items: dict[str, Any] = {
+            "n_runs": self.n_runs,
+            "subset_size": self.subset_size,
+            "filler": self.filler.key,
+            "patch_size": self.patch_size,
+            "score": self.score,
+        }
+        if self.amp_dtype is not None:
+            items["amp_dtype"] = str(self.amp_dtype).replace("torch.", "")
+        return items
+
+    def update(
+        self,
+        model: Callable[[Tensor], Any],
+        inputs: Tensor,
+        saliency: Tensor,
+        target: Tensor,
+        context: BatchContext | None = None,
+    ) -> None:
+        att_sums, drops = _faithfulness_correlation_update(
+            model, inputs, saliency, target, n_runs=self.n_runs, subset_size=self.subset_size, filler=self.filler,
+            patch_size=self.patch_size, score=self.score, chunk_size=self.chunk_size, generator=self.generator,
+            output_transform=self.output_transform, amp_dtype=self.amp_dtype, memory_budget_mb=self.memory_budget_mb,
+        )  # fmt: skip
+        self._accumulate(_faithfulness_correlation_compute(att_sums, drops))
