@@ -4,189 +4,199 @@ a PyTorch Lightning model trains.
 Flat re-exports of the public API; see the sub-packages for the details.
 """
 
-from pl_saliency.callbacks import SaliencyMonitor
+from pl_saliency.callbacks import (
+    SaliencyMonitor,
+)
 from pl_saliency.explainers import (
     CaptumExplainer,
+    DecoyEnhanced,
     Explainer,
     FunctionExplainer,
+    generate_decoys,
     GradCAM,
     Gradient,
     GradientXInput,
     IntegratedGradients,
+    Lime,
+    MeaningfulPerturbation,
+    RISE,
+    SlidingPatchOcclusion,
     SmoothGrad,
 )
-from pl_saliency.functional import deletion_auc, insertion_auc
-from pl_saliency.metrics import DeletionAUC, InsertionAUC
-from pl_saliency.perturbation import Blur, Constant, BatchContext, Mean, Zeros, perturbation_curves
-from pl_saliency.perturbation import GaussianNoise, InpainterFill, NoisyLinear, Telea, UniformNoise
+from pl_saliency.functional import (
+    abpc,
+    adversarial_flip_budget,
+    adversarial_reliability,
+    aopc_lerf,
+    aopc_morf,
+    avg_sensitivity,
+    clean_saliency,
+    decoy_realism,
+    deletion_auc,
+    energy_pointing_game,
+    entropy_complexity,
+    faithfulness_correlation,
+    gini_sparseness,
+    infidelity,
+    insertion_auc,
+    lpips_distance,
+    max_sensitivity,
+    model_parameter_randomization,
+    object_localization_error,
+    pixel_flipping,
+    pointing_game,
+    random_logit,
+    region_perturbation,
+    relevance_mass_accuracy,
+    relevance_rank_accuracy,
+    road,
+    saliency_metric,
+    selectivity,
+)
+from pl_saliency.metrics import (
+    ABPC,
+    AdversarialFlipBudget,
+    AdversarialReliability,
+    AOPCLerf,
+    AOPCMorf,
+    AvgSensitivity,
+    DecoyRealism,
+    DeletionAUC,
+    EnergyPointingGame,
+    EntropyComplexity,
+    FaithfulnessCorrelation,
+    GiniSparseness,
+    Infidelity,
+    InsertionAUC,
+    MaxSensitivity,
+    ModelParameterRandomization,
+    ObjectLocalizationError,
+    PixelFlipping,
+    PointingGame,
+    RandomLogit,
+    RegionPerturbation,
+    RelevanceMassAccuracy,
+    RelevanceRankAccuracy,
+    ROADLerf,
+    ROADMorf,
+    SaliencyMetric,
+    Selectivity,
+)
+from pl_saliency.perturbation import (
+    adversarial_perturbation,
+    BatchContext,
+    Blur,
+    Constant,
+    GaussianNoise,
+    InpainterFill,
+    Mean,
+    NoisyLinear,
+    perturbation_curves,
+    Telea,
+    UniformNoise,
+    Zeros,
+)
+from pl_saliency.analysis import (
+    baseline_sensitivity,
+    BaselineSensitivityReport,
+    coherence_report,
+    CoherenceReport,
+    hyperparameter_robustness,
+    kendall_tau_b,
+    metric_sanity,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Blur",
-    "CaptumExplainer",
-    "Constant",
-    "BatchContext",
-    "DeletionAUC",
-    "Explainer",
-    "FunctionExplainer",
-    "GradCAM",
-    "Gradient",
-    "GradientXInput",
-    "InsertionAUC",
-    "IntegratedGradients",
-    "Mean",
-    "SaliencyMonitor",
-    "SmoothGrad",
-    "Zeros",
     "__version__",
-    "deletion_auc",
-    "insertion_auc",
-    "perturbation_curves",
-    "GaussianNoise",
-    "InpainterFill",
-    "NoisyLinear",
-    "Telea",
-    "UniformNoise",
-]
-
-from pl_saliency.functional import adversarial_flip_budget, adversarial_reliability, clean_saliency  # noqa: E402
-from pl_saliency.metrics import AdversarialFlipBudget, AdversarialReliability  # noqa: E402
-from pl_saliency.perturbation import adversarial_perturbation  # noqa: E402
-
-__all__ += [
-    "AdversarialFlipBudget",
-    "AdversarialReliability",
+    "ABPC",
+    "abpc",
     "adversarial_flip_budget",
     "adversarial_perturbation",
     "adversarial_reliability",
-    "clean_saliency",
-]
-
-from pl_saliency.functional import (  # noqa: E402
-    avg_sensitivity,
-    energy_pointing_game,
-    entropy_complexity,
-    gini_sparseness,
-    infidelity,
-    max_sensitivity,
-    pointing_game,
-    relevance_mass_accuracy,
-    relevance_rank_accuracy,
-)
-from pl_saliency.metrics import (  # noqa: E402
-    AvgSensitivity,
-    EnergyPointingGame,
-    EntropyComplexity,
-    GiniSparseness,
-    Infidelity,
-    MaxSensitivity,
-    PointingGame,
-    RelevanceMassAccuracy,
-    RelevanceRankAccuracy,
-)
-
-__all__ += [
-    "AvgSensitivity",
-    "EnergyPointingGame",
-    "EntropyComplexity",
-    "GiniSparseness",
-    "Infidelity",
-    "MaxSensitivity",
-    "PointingGame",
-    "RelevanceMassAccuracy",
-    "RelevanceRankAccuracy",
-    "avg_sensitivity",
-    "energy_pointing_game",
-    "entropy_complexity",
-    "gini_sparseness",
-    "infidelity",
-    "max_sensitivity",
-    "pointing_game",
-    "relevance_mass_accuracy",
-    "relevance_rank_accuracy",
-]
-
-from pl_saliency.analysis import BaselineSensitivityReport, baseline_sensitivity, kendall_tau_b  # noqa: E402
-from pl_saliency.functional import (  # noqa: E402
-    abpc,
-    aopc_lerf,
-    aopc_morf,
-    pixel_flipping,
-    region_perturbation,
-    road,
-    selectivity,
-)
-from pl_saliency.metrics import (  # noqa: E402
-    ABPC,
-    AOPCLerf,
-    AOPCMorf,
-    PixelFlipping,
-    RegionPerturbation,
-    ROADLerf,
-    ROADMorf,
-    Selectivity,
-)
-
-__all__ += [
-    "ABPC",
-    "AOPCLerf",
-    "AOPCMorf",
-    "BaselineSensitivityReport",
-    "PixelFlipping",
-    "ROADLerf",
-    "ROADMorf",
-    "RegionPerturbation",
-    "Selectivity",
-    "abpc",
+    "AdversarialFlipBudget",
+    "AdversarialReliability",
     "aopc_lerf",
     "aopc_morf",
+    "AOPCLerf",
+    "AOPCMorf",
+    "avg_sensitivity",
+    "AvgSensitivity",
     "baseline_sensitivity",
-    "kendall_tau_b",
-    "pixel_flipping",
-    "region_perturbation",
-    "road",
-    "selectivity",
-]
-
-from pl_saliency.analysis import CoherenceReport, coherence_report, metric_sanity  # noqa: E402
-from pl_saliency.functional import model_parameter_randomization, random_logit  # noqa: E402
-from pl_saliency.metrics import ModelParameterRandomization, RandomLogit  # noqa: E402
-
-__all__ += [
-    "CoherenceReport",
-    "ModelParameterRandomization",
-    "RandomLogit",
+    "BaselineSensitivityReport",
+    "BatchContext",
+    "Blur",
+    "CaptumExplainer",
+    "clean_saliency",
     "coherence_report",
+    "CoherenceReport",
+    "Constant",
+    "decoy_realism",
+    "DecoyEnhanced",
+    "DecoyRealism",
+    "deletion_auc",
+    "DeletionAUC",
+    "energy_pointing_game",
+    "EnergyPointingGame",
+    "entropy_complexity",
+    "EntropyComplexity",
+    "Explainer",
+    "faithfulness_correlation",
+    "FaithfulnessCorrelation",
+    "FunctionExplainer",
+    "GaussianNoise",
+    "generate_decoys",
+    "gini_sparseness",
+    "GiniSparseness",
+    "GradCAM",
+    "Gradient",
+    "GradientXInput",
+    "hyperparameter_robustness",
+    "Infidelity",
+    "infidelity",
+    "InpainterFill",
+    "insertion_auc",
+    "InsertionAUC",
+    "IntegratedGradients",
+    "kendall_tau_b",
+    "Lime",
+    "lpips_distance",
+    "max_sensitivity",
+    "MaxSensitivity",
+    "Mean",
+    "MeaningfulPerturbation",
     "metric_sanity",
     "model_parameter_randomization",
-    "random_logit",
-]
-
-from pl_saliency.explainers import DecoyEnhanced, generate_decoys  # noqa: E402
-from pl_saliency.functional import decoy_realism, lpips_distance  # noqa: E402
-from pl_saliency.metrics import DecoyRealism  # noqa: E402
-
-__all__ += ["DecoyEnhanced", "DecoyRealism", "decoy_realism", "generate_decoys", "lpips_distance"]
-
-from pl_saliency.analysis import hyperparameter_robustness  # noqa: E402
-from pl_saliency.explainers import RISE, Lime, MeaningfulPerturbation, SlidingPatchOcclusion  # noqa: E402
-from pl_saliency.functional import object_localization_error, saliency_metric  # noqa: E402
-from pl_saliency.metrics import ObjectLocalizationError, SaliencyMetric  # noqa: E402
-
-__all__ += [
-    "Lime",
-    "MeaningfulPerturbation",
-    "ObjectLocalizationError",
-    "RISE",
-    "SaliencyMetric",
-    "SlidingPatchOcclusion",
-    "hyperparameter_robustness",
+    "ModelParameterRandomization",
+    "NoisyLinear",
     "object_localization_error",
+    "ObjectLocalizationError",
+    "perturbation_curves",
+    "pixel_flipping",
+    "PixelFlipping",
+    "pointing_game",
+    "PointingGame",
+    "random_logit",
+    "RandomLogit",
+    "region_perturbation",
+    "RegionPerturbation",
+    "relevance_mass_accuracy",
+    "relevance_rank_accuracy",
+    "RelevanceMassAccuracy",
+    "RelevanceRankAccuracy",
+    "RISE",
+    "road",
+    "ROADLerf",
+    "ROADMorf",
     "saliency_metric",
+    "SaliencyMetric",
+    "SaliencyMonitor",
+    "Selectivity",
+    "selectivity",
+    "SlidingPatchOcclusion",
+    "SmoothGrad",
+    "Telea",
+    "UniformNoise",
+    "Zeros",
 ]
-
-from pl_saliency.functional import faithfulness_correlation  # noqa: E402
-from pl_saliency.metrics import FaithfulnessCorrelation  # noqa: E402
-
-__all__ += ["FaithfulnessCorrelation", "faithfulness_correlation"]

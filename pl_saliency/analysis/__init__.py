@@ -1,32 +1,37 @@
 """Meta-analyses over metrics and explainers: how stable are the rankings they produce?"""
 
 from pl_saliency.analysis.baseline_sensitivity import (
-    BaselineSensitivityReport,
     baseline_sensitivity,
+    BaselineSensitivityReport,
     kendall_tau_b,
     plot_tau_heatmap,
     rank_scores,
 )
-
-__all__ = [
-    "BaselineSensitivityReport",
-    "baseline_sensitivity",
-    "kendall_tau_b",
-    "plot_tau_heatmap",
-    "rank_scores",
-]
-
-from pl_saliency.analysis.coherence import (  # noqa: E402
-    CoherenceReport,
+from pl_saliency.analysis.coherence import (
     binarize_maps,
     coherence_report,
+    CoherenceReport,
     invert_maps,
     metric_sanity,
     plot_coherence,
 )
+from pl_saliency.analysis.robustness import (
+    hyperparameter_robustness,
+    RobustnessReport,
+)
 
-__all__ += ["CoherenceReport", "binarize_maps", "coherence_report", "invert_maps", "metric_sanity", "plot_coherence"]
-
-from pl_saliency.analysis.robustness import RobustnessReport, hyperparameter_robustness  # noqa: E402
-
-__all__ += ["RobustnessReport", "hyperparameter_robustness"]
+__all__ = [
+    "baseline_sensitivity",
+    "BaselineSensitivityReport",
+    "binarize_maps",
+    "coherence_report",
+    "CoherenceReport",
+    "hyperparameter_robustness",
+    "invert_maps",
+    "kendall_tau_b",
+    "metric_sanity",
+    "plot_coherence",
+    "plot_tau_heatmap",
+    "rank_scores",
+    "RobustnessReport",
+]

@@ -15,6 +15,22 @@ from pl_saliency.explainers.captum import (
     SmoothGrad,
     resolve_layer,
 )
+from pl_saliency.explainers.decoy import (
+    DecoyEnhanced,
+    DecoyReport,
+    Decoys,
+    dance_postprocess,
+    generate_decoys,
+    patch_positions,
+    range_aggregate,
+)
+from pl_saliency.explainers.removal import (
+    RISE,
+    Lime,
+    MeaningfulPerturbation,
+    RemovalExplainer,
+    SlidingPatchOcclusion,
+)
 
 
 def named_explainers(explainers: Any, name: str = "explainers") -> dict[str, Callable[..., Any]]:
@@ -47,35 +63,25 @@ def named_explainers(explainers: Any, name: str = "explainers") -> dict[str, Cal
 
 __all__ = [
     "CaptumExplainer",
+    "dance_postprocess",
+    "DecoyEnhanced",
+    "DecoyReport",
+    "Decoys",
     "Explainer",
     "FunctionExplainer",
+    "generate_decoys",
     "GradCAM",
     "Gradient",
     "GradientXInput",
     "IntegratedGradients",
-    "SmoothGrad",
+    "Lime",
+    "MeaningfulPerturbation",
     "named_explainers",
+    "patch_positions",
+    "range_aggregate",
+    "RemovalExplainer",
     "resolve_layer",
+    "RISE",
+    "SlidingPatchOcclusion",
+    "SmoothGrad",
 ]
-
-from pl_saliency.explainers.decoy import (  # noqa: E402
-    DecoyEnhanced,
-    DecoyReport,
-    Decoys,
-    dance_postprocess,
-    generate_decoys,
-    patch_positions,
-    range_aggregate,
-)
-
-__all__ += ["DecoyEnhanced", "DecoyReport", "Decoys", "dance_postprocess", "generate_decoys", "patch_positions", "range_aggregate"]
-
-from pl_saliency.explainers.removal import (  # noqa: E402
-    RISE,
-    Lime,
-    MeaningfulPerturbation,
-    RemovalExplainer,
-    SlidingPatchOcclusion,
-)
-
-__all__ += ["Lime", "MeaningfulPerturbation", "RISE", "RemovalExplainer", "SlidingPatchOcclusion"]

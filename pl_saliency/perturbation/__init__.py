@@ -1,5 +1,6 @@
 """Perturbation engine: fillers (how a removed pixel is replaced), orders, and batched curves."""
 
+from pl_saliency.perturbation.adversarial import NORMS, adversarial_perturbation
 from pl_saliency.perturbation.engine import MODES, BatchContext, perturbation_curves
 from pl_saliency.perturbation.fillers import (
     FILLER_NAMES,
@@ -34,38 +35,36 @@ noisy_linear = NoisyLinear
 telea = Telea
 
 __all__ = [
-    "FILLER_NAMES",
-    "MODES",
-    "ORDERS",
-    "TIE_BREAKS",
-    "Blur",
-    "Constant",
+    "adversarial_perturbation",
     "BatchContext",
-    "Filler",
-    "FunctionFiller",
-    "Mean",
-    "Zeros",
+    "Blur",
     "blur",
+    "Constant",
     "constant",
     "feature_grid",
     "feature_scores",
+    "Filler",
+    "FILLER_NAMES",
+    "FunctionFiller",
+    "gaussian_noise",
+    "GaussianNoise",
     "get_filler",
+    "InpainterFill",
+    "Mean",
     "mean",
+    "MODES",
+    "noisy_linear",
+    "NoisyLinear",
+    "NORMS",
+    "ORDERS",
     "perturbation_curves",
     "removal_order",
     "removal_rank",
-    "zeros",
-    "GaussianNoise",
-    "InpainterFill",
-    "NoisyLinear",
     "Telea",
-    "UniformNoise",
-    "gaussian_noise",
-    "noisy_linear",
     "telea",
+    "TIE_BREAKS",
     "uniform_noise",
+    "UniformNoise",
+    "Zeros",
+    "zeros",
 ]
-
-from pl_saliency.perturbation.adversarial import NORMS, adversarial_perturbation  # noqa: E402
-
-__all__ += ["NORMS", "adversarial_perturbation"]
