@@ -177,6 +177,7 @@ METRICS: dict[str, MetricSpec] = {
     "adversarial_flip_budget": MetricSpec("AdversarialFlipBudget"),
     "saliency_metric": MetricSpec("SaliencyMetric"),
     "faithfulness_correlation": MetricSpec("FaithfulnessCorrelation"),
+    "removal_realism": MetricSpec("RemovalRealism"),  # LPIPS backbone weights must be cached (or pnet_rand)
 }
 """Metric names → classes of :mod:`pl_saliency.metrics`, looked up when used (an entry whose class is
 not exported is not offered). Adding a metric that follows the monitor protocol

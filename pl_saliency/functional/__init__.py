@@ -55,6 +55,9 @@ from pl_saliency.functional.saliency_metric import (
     object_localization_error,
     saliency_metric,
 )
+from pl_saliency.functional.realism import (
+    removal_realism,
+)
 
 __all__ = [
     "abpc",
@@ -85,6 +88,7 @@ __all__ = [
     "region_perturbation",
     "relevance_mass_accuracy",
     "relevance_rank_accuracy",
+    "removal_realism",
     "road",
     "saliency_metric",
     "selectivity",

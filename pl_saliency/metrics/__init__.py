@@ -56,6 +56,9 @@ from pl_saliency.metrics.saliency_metric import (
     ObjectLocalizationError,
     SaliencyMetric,
 )
+from pl_saliency.metrics.realism import (
+    RemovalRealism,
+)
 
 __all__ = [
     "ABPC",
@@ -84,6 +87,7 @@ __all__ = [
     "RegionPerturbation",
     "RelevanceMassAccuracy",
     "RelevanceRankAccuracy",
+    "RemovalRealism",
     "ROADLerf",
     "ROADMorf",
     "SaliencyMetric",

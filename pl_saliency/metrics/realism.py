@@ -1,0 +1,100 @@
+"""Realism of removal as a torchmetrics class (state only; the math is in
+:mod:`pl_saliency.functional.realism`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from pl_saliency.functional.realism import _removal_realism_update
+from pl_saliency.metrics.base import SampleScoreMetric
+from pl_saliency.perturbation.engine import BatchContext, check_fractions
+from pl_saliency.perturbation.fillers import get_filler
+
+
+class RemovalRealism(SampleScoreMetric):
+    r"""How far a filler's perturbed inputs drift from the originals: mean LPIPS at given removal
+    fractions (Zhang et al. 2018 LPIPS; the out-of-distribution concern of Rong et al. 2022 and
+    Agarwal & Nguyen 2020); **lower is better**.
+
+    One instance measures one ``filler``: monitor several (``{"realism_zeros": RemovalRealism(filler="zeros"),
+    "realism_telea": RemovalRealism(filler="telea")}``) to compare removal strategies on the same maps.
+    The model is not needed (the ``update`` signature is the monitor's). ``curve()`` is the mean LPIPS
+    per fraction, ``curve_x()`` the fractions. See :mod:`pl_saliency.functional.realism`.
+
+    Example:
+        >>> import torch
+        >>> from pl_saliency.metrics import RemovalRealism
+        >>> metric = RemovalRealism(fractions=(0.0, 0.5), pnet_rand=True)
+        >>> g = torch.Generator().manual_seed(0)
+        >>> x, s = torch.rand(2, 3, 32, 32, generator=g), torch.rand(2, 1, 32, 32, generator=g)
+        >>> metric.update(None, x, s, torch.zeros(2, dtype=torch.long))
+        >>> metric.curve()[0].item()
+        0.0
+    """
+
+    higher_is_better: bool = False
+    plot_lower_bound: float = 0.0
+    curve_label: str = "fraction removed"
+
+    curve_sum: Tensor
+
+    def __init__(
+        self,
+        filler: Any = "zeros",
+        fractions: Any = (0.1, 0.25, 0.5),
+        order: str = "morf",
+        patch_size: int = 1,
+        tie_break: str = "random",
+        tie_seed: int = 0,
+        generator: torch.Generator | None = None,
+        input_range: Any = (0.0, 1.0),
+        net: str = "alex",
+        pnet_rand: bool = False,
+        upsample_to: int | None = None,
+        chunk_size: int = 64,
+        keep_per_sample: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(keep_per_sample=keep_per_sample, **kwargs)
+        self.filler = get_filler(filler)
+        self.fractions = tuple(float(q) for q in check_fractions(fractions))
+        self.settings = dict(
+            filler=self.filler, fractions=self.fractions, order=order, patch_size=patch_size, tie_break=tie_break,
+            tie_seed=tie_seed, generator=generator, input_range=input_range, net=net, pnet_rand=pnet_rand,
+            upsample_to=upsample_to, chunk_size=chunk_size,
+        )  # fmt: skip
+        self.add_state("curve_sum", torch.zeros(len(self.fractions), dtype=torch.float64), dist_reduce_fx="sum")
+        self._last_curve: Tensor | None = None
+
+    def _definition_items(self) -> dict[str, Any]:
+        return {
+            "filler": self.filler.key,
+            "fractions": list(self.fractions),
+            "order": self.settings["order"],
+            "patch_size": self.settings["patch_size"],
+            "net": self.settings["net"],
+            "pnet_rand": self.settings["pnet_rand"],
+        }
+
+    def update(self, model: Any, inputs: Tensor, saliency: Tensor, target: Tensor, context: BatchContext | None = None) -> None:
+        curves = _removal_realism_update(inputs, saliency, **self.settings)
+        self._accumulate(curves.mean(dim=1))
+        self.curve_sum += curves.sum(0).to(self.curve_sum)
+
+    def compute(self) -> Tensor:
+        # states are synced across processes only inside compute: keep the mean curve from here
+        self._last_curve = (self.curve_sum / self.total).float() if self.total > 0 else None
+        return super().compute()
+
+    def curve(self) -> Tensor:
+        """Mean LPIPS per fraction (synced across processes)."""
+        self.compute()
+        if self._last_curve is None:
+            raise RuntimeError("`RemovalRealism.curve()` was called before any `update`.")
+        return self._last_curve
+
+    def curve_x(self) -> Tensor:
+        return torch.tensor(self.fractions, dtype=torch.float32)
