@@ -201,3 +201,13 @@ def test_cifar_download_offline_message(cifar, tmp_path, monkeypatch, no_network
     assert not (tmp_path / "out").exists()
     with pytest.raises(RuntimeError, match=r"CIFAR-10 is not on disk under .* \(downloading is disabled \(--no-download\)\)"):
         cifar.cifar10_datasets(root, download=False)
+
+
+def test_decoy_robustness_example_reports_both_explainers():
+    import runpy
+
+    mod = runpy.run_path(str(Path(__file__).resolve().parent.parent / "examples" / "decoy_robustness.py"))
+    results = mod["run"](["--epochs", "1", "--samples", "8", "--num-patches", "4", "--decoy-steps", "5"])
+    assert set(results) == {"gradient", "dance_gradient"}
+    for r in results.values():
+        assert -1.0 <= r["spearman"] <= 1.0 and r["relative_change"] >= 0.0
