@@ -72,13 +72,13 @@ class DigitsCNN(pl.LightningModule):
         return self.classifier(self.features(x))
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
-        x, y = batch
+        x, y = batch[0], batch[1]  # a third item (localization ground truth) is ignored
         loss = F.cross_entropy(self(x), y)
         self.log("train/loss", loss, prog_bar=True)
         return loss
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
-        x, y = batch
+        x, y = batch[0], batch[1]
         logits = self(x)
         self.log("val/loss", F.cross_entropy(logits, y), prog_bar=True)
         self.log("val/acc", (logits.argmax(1) == y).float().mean(), prog_bar=True)
@@ -87,19 +87,31 @@ class DigitsCNN(pl.LightningModule):
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
 
 
-def default_monitor(num_samples: int = 32, steps: int = 32, verbose: bool = True) -> Any:
-    """The demo's monitor: five explainers × deletion/insertion."""
+def default_monitor(num_samples: int = 32, steps: int = 32, verbose: bool = True, localization: bool = False) -> Any:
+    """The demo's monitor: five explainers × deletion/insertion (+ localization metrics against the
+    digits' boxes and masks with ``localization=True``)."""
     from pl_saliency import (
         DeletionAUC,
+        EnergyPointingGame,
         GradCAM,
         Gradient,
         GradientXInput,
         InsertionAUC,
         IntegratedGradients,
+        PointingGame,
+        RelevanceMassAccuracy,
         SaliencyMonitor,
         SmoothGrad,
     )
+    from pl_saliency.datasets import localization_batch_transform
 
+    metrics: dict[str, Any] = {"deletion_auc": DeletionAUC(steps=steps), "insertion_auc": InsertionAUC(steps=steps)}
+    if localization:
+        metrics.update(
+            pointing_game=PointingGame(tolerance=2.0),
+            energy_pointing_game=EnergyPointingGame(),
+            relevance_mass=RelevanceMassAccuracy(),
+        )
     return SaliencyMonitor(
         explainers=[
             Gradient(),
@@ -108,10 +120,11 @@ def default_monitor(num_samples: int = 32, steps: int = 32, verbose: bool = True
             SmoothGrad(nt_samples=8, stdevs=0.1),
             GradCAM(layer="features.conv3"),
         ],
-        metrics=[DeletionAUC(steps=steps), InsertionAUC(steps=steps)],
+        metrics=metrics,
         num_samples=num_samples,
         verbose=verbose,
         class_names=[str(i) for i in range(10)],
+        batch_transform=localization_batch_transform if localization else None,
     )
 
 
@@ -175,6 +188,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--steps", type=int, default=32, help="deletion/insertion curve points")
     parser.add_argument("--out", type=Path, default=Path("outputs/demo"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--localization",
+        action="store_true",
+        help="digits at random positions on a 48x48 canvas, with boxes and masks: adds pointing game, energy "
+        "pointing game and relevance mass to the scores",
+    )
     args = parser.parse_args(argv)
 
     os.environ.setdefault("WANDB_MODE", "offline")
@@ -189,10 +208,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from pytorch_lightning.loggers import CSVLogger, WandbLogger
 
     pl.seed_everything(args.seed, workers=True, verbose=False)
-    train, val = digits_datasets(args.size)
+    if args.localization:
+        from pl_saliency.datasets import localization_datasets
+
+        train, val = localization_datasets(canvas_size=max(48, args.size), digit_size=16)
+    else:
+        train, val = digits_datasets(args.size)
     model = DigitsCNN()
-    monitor = default_monitor(num_samples=args.num_samples, steps=args.steps)
-    wandb_logger = WandbLogger(project="pl_saliency-demo", save_dir=str(out_dir), offline=True, name="digits-demo")
+    monitor = default_monitor(num_samples=args.num_samples, steps=args.steps, localization=args.localization)
+    name = "digits-localization-demo" if args.localization else "digits-demo"
+    wandb_logger = WandbLogger(project="pl_saliency-demo", save_dir=str(out_dir), offline=True, name=name)
     csv_logger = CSVLogger(str(out_dir), name="csv")
     trainer = pl.Trainer(
         max_epochs=args.epochs,

@@ -374,3 +374,16 @@ def test_undefined_scores_are_absent_not_logged(tmp_path, data):
     header = (Path(logger.log_dir) / "metrics.csv").read_text().splitlines()[0]
     assert "val/saliency/gradient/deletion" in header and "undefined" not in header
     assert monitor.last_scores["gradient/undefined"] is None
+
+
+def test_demo_localization_variant_scores_against_boxes_and_masks(tmp_path):
+    from pl_saliency.demo import main
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = main(["--localization", "--epochs", "1", "--num-samples", "6", "--steps", "8", "--out", str(tmp_path / "loc")])
+    scores = out["monitor"].history[-1]["scores"]
+    for e in ("gradient", "gradcam"):
+        for m in ("pointing_game", "energy_pointing_game", "relevance_mass"):
+            assert 0.0 <= scores[f"{e}/{m}"] <= 1.0
+    assert set(out["monitor"].probe_extras) == {"boxes", "masks"}
