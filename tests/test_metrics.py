@@ -202,3 +202,30 @@ def test_per_sample_needs_flag(tiny_cnn, rgb_batch):
         DeletionAUC().per_sample()
     with pytest.raises(RuntimeError, match="before any `update`"):
         DeletionAUC().curve()
+
+
+def _concrete_metric_classes():
+    import inspect
+
+    import pl_saliency.metrics as M
+    from pl_saliency.metrics.base import SampleScoreMetric
+
+    abstract = {"SampleScoreMetric", "CurveAUCMetric", "CurveMetric", "LocalizationMetric"}
+    return [
+        getattr(M, n)
+        for n in sorted(M.__all__)
+        if inspect.isclass(getattr(M, n)) and issubclass(getattr(M, n), SampleScoreMetric) and n not in abstract
+    ]
+
+
+@pytest.mark.parametrize("cls", _concrete_metric_classes(), ids=lambda c: c.__name__)
+def test_every_metric_plots_and_declares_its_definition(cls):
+    import matplotlib.pyplot as plt
+
+    metric = cls()
+    fig, ax = metric.plot(torch.tensor(0.5))
+    assert isinstance(fig, matplotlib.figure.Figure) and ax is not None
+    plt.close(fig)
+    definition = metric.definition
+    assert definition["metric"] == cls.__name__ and "higher_is_better" in definition
+    assert metric.is_differentiable is False and metric.full_state_update is False
