@@ -1,6 +1,6 @@
 """Benchmark suite: one command, a results table written to ``benchmarks/results.md`` (+ ``.json``).
 
-    .venv/bin/python benchmarks/run.py [--quick] [--full] [--repeats 3] [--device cuda] [--only a,b]
+    .venv/bin/python benchmarks/run.py [--quick] [--full] [--repeats 3] [--device cuda] [--only a,b [--merge]]
 
 Every figure is a ratio measured within one run: the two sides are timed in interleaved rounds
 (A, B, B, A, ...) after a warm-up of each, and the ratio is the median of the per-round ratios of
@@ -805,6 +805,13 @@ def to_markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _load() -> str:
+    try:
+        return "%.1f" % os.getloadavg()[0]
+    except OSError:
+        return "?"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer images and steps (a few minutes on 2 CPU cores)")
@@ -813,6 +820,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunk-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--only", default="", help="comma-separated sections: " + ",".join(SECTIONS))
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the other sections of an existing --out (.json) and replace only those run now")  # fmt: skip
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results.md")
     args = parser.parse_args(argv)
@@ -826,29 +835,37 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown sections {unknown}; choose from {list(SECTIONS)}")
     mode = "quick" if args.quick else "full" if args.full else "default"
     started = time.perf_counter()
-    header = (
-        f"# Benchmark results\n\nMachine: {machine()}; device: {device}; mode: {mode}; every ratio is the median of "
-        f"{args.repeats} interleaved rounds; chunk size {args.chunk_size}.\n"
-    )
-    report = [header]
-    results: dict[str, Any] = {"machine": machine(), "device": str(device), "mode": mode, "repeats": args.repeats}
+    results: dict[str, Any] = {}
+    json_path = args.out.with_suffix(".json")
+    if args.merge and json_path.exists():
+        results = json.loads(json_path.read_text())
+    results.update({"machine": machine(), "device": str(device), "mode": mode, "repeats": args.repeats})
+    meta = results.setdefault("measured", {})
     for key in chosen:
         title, fn = SECTIONS[key]
         print(f"== {title}", flush=True)
-        t0 = time.perf_counter()
+        t0, load = time.perf_counter(), _load()
         try:
             rows = fn(args, device)
         except ImportError as err:
             rows = [{"note": f"skipped: {err}"}]
         results[key] = rows
-        md = to_markdown(rows)
-        print(md, f"({time.perf_counter() - t0:.0f} s)\n", flush=True)
-        report.append(f"## {title}\n\n{md}")
+        meta[key] = {"at": time.strftime("%Y-%m-%d %H:%M"), "load_at_start": load, "mode": mode, "seconds": round(time.perf_counter() - t0)}
+        print(to_markdown(rows), f"({time.perf_counter() - t0:.0f} s)\n", flush=True)
     total = time.perf_counter() - started
-    report.append(f"\nTotal wall time: {total:.0f} s.\n")
     results["wall_s"] = round(total, 1)
+    report = [
+        f"# Benchmark results\n\nMachine: {results['machine']}; device: {device}; every ratio is the median of "
+        f"{args.repeats} interleaved rounds; chunk size {args.chunk_size} unless a row says otherwise.\n"
+    ]
+    for key, (title, _) in SECTIONS.items():
+        if key in results:
+            m = meta.get(key, {})
+            when = f"Measured {m.get('at', '?')} ({m.get('mode', mode)} mode, 1-minute load average {m.get('load_at_start', '?')} at start).\n\n"
+            report.append(f"## {title}\n\n{when}{to_markdown(results[key])}")
+    report.append(f"\nWall time of the last invocation: {total:.0f} s.\n")
     args.out.write_text("\n".join(report))
-    args.out.with_suffix(".json").write_text(json.dumps(results, indent=2, default=str))
+    json_path.write_text(json.dumps(results, indent=2, default=str))
     print(f"written: {args.out} ({total:.0f} s)")
     return 0
 

@@ -33,6 +33,13 @@ def _gray_cnn():
     ).eval()
 
 
+# Scores are float32 (as everywhere in the package) and a model's float32 rounding depends on the
+# batch size (~3e-8 of the logits here); the correlation of score drops that are small next to the
+# logits amplifies it to ~1e-5 (the reference itself moves by 3e-6 between 1 and 2 CPU threads).
+# Equality is therefore checked to 5e-5 on a quantity in [-1, 1].
+CORR_ATOL = 5e-5
+
+
 def _gray_batch(n=4):
     g = _gen(1)
     x = torch.rand(n, 1, 8, 8, generator=g)
@@ -61,7 +68,7 @@ def test_equals_quantus_fed_the_same_subsets(monkeypatch, score):
         theirs = metric(model=model, x_batch=x.numpy(), y_batch=y.numpy(), a_batch=a.numpy(), device="cpu",
                         softmax=score == "probability")  # fmt: skip
     ours = faithfulness_correlation(model, x, a, y, subsets=subsets, score=score, chunk_size=7, reduction="none")
-    np.testing.assert_allclose(ours.numpy(), np.asarray(theirs), atol=1e-5)
+    np.testing.assert_allclose(ours.numpy(), np.asarray(theirs), atol=CORR_ATOL)
     assert np.ptp(np.asarray(theirs)) > 0.05  # not a degenerate comparison
 
 
@@ -89,11 +96,12 @@ def _reference(model, x, sal, y, subsets, fill_value):
 
 def test_matches_step_by_step_reference_rgb(tiny_cnn, rgb_batch):
     x, y = rgb_batch
+    model = tiny_cnn
     sal = torch.randn(4, 3, 12, 12, generator=_gen(3))
-    subsets = draw_subsets(4, 144, 9, 20, _gen(4))
-    ours = faithfulness_correlation(tiny_cnn, x, sal, y, subsets=subsets, filler=Constant(0.5), reduction="none")
-    ref = _reference(tiny_cnn, x, sal, y, subsets, 0.5)
-    np.testing.assert_allclose(ours.numpy(), ref, atol=1e-5)
+    subsets = draw_subsets(4, 144, 9, 30, _gen(4))
+    ours = faithfulness_correlation(model, x, sal, y, subsets=subsets, filler=Constant(0.5), reduction="none")
+    ref = _reference(model, x, sal, y, subsets, 0.5)
+    np.testing.assert_allclose(ours.numpy(), ref, atol=CORR_ATOL)
 
 
 def test_subsets_are_one_key_draw_per_run_whatever_the_blocking(tiny_cnn, rgb_batch):

@@ -48,7 +48,6 @@ from pl_saliency.utils import (
     check_positive_int,
     check_saliency,
     check_target,
-    class_scores,
     eval_mode,
     model_logits,
 )
