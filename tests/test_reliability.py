@@ -234,3 +234,16 @@ def test_empty_batch_is_rejected_by_explainers_and_metrics():
         Gradient()(_model, torch.rand(0, 1, 6, 6), torch.zeros(0, dtype=torch.long))
     with pytest.raises(ValueError, match="`inputs`"):
         DeletionAUC().update(_model, torch.rand(0, 1, 6, 6), torch.rand(0, 1, 6, 6), torch.zeros(0, dtype=torch.long))
+
+
+def test_auto_chunk_size_is_halved_on_oom_too():
+    model = OOMAbove(limit=3)
+    x = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    y = torch.tensor([0, 1, 2, 0])
+    s = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    mon = SaliencyMonitor([Gradient()], [DeletionAUC(steps=8)])
+    metric = DeletionAUC(steps=8, chunk_size="auto")
+    with pytest.warns(UserWarning, match="chunk_size="):
+        mon._update_halving_on_oom(metric, model, x, s, y, BatchContext())
+    assert isinstance(metric.chunk_size, int) and metric.chunk_size <= 3
+    torch.testing.assert_close(metric.compute(), deletion_auc(OOMAbove(limit=99), x, s, y, steps=8))

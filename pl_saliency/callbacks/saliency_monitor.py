@@ -529,14 +529,22 @@ class SaliencyMonitor(*_callback_bases()):  # type: ignore[misc]
             )
 
     def _update_halving_on_oom(self, metric: Metric, model: Any, x: Tensor, sal: Tensor, target: Tensor, context: BatchContext) -> None:
-        """Update; on out-of-memory, halve the metric's ``chunk_size`` (kept for later epochs) and retry."""
+        """Update; on out-of-memory, halve the metric's ``chunk_size`` (kept for later epochs; ``"auto"``
+        becomes half of what the memory budget chose) and retry."""
         while True:
             try:
                 metric.update(model, x, sal, target, context=context)
                 return
             except torch.OutOfMemoryError:
                 chunk = getattr(metric, "chunk_size", None)
-                if not isinstance(chunk, int) or chunk <= 1:
+                if chunk == "auto":  # the budget was too optimistic: continue from what it chose
+                    from pl_saliency.perturbation.engine import auto_chunk_size
+
+                    chunk = auto_chunk_size(
+                        model, x, getattr(metric, "memory_budget_mb", None),
+                        output_transform=getattr(metric, "output_transform", None), amp_dtype=getattr(metric, "amp_dtype", None),
+                    )  # fmt: skip
+                if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk <= 1:
                     raise
                 _free_cache(x.device)
                 metric.chunk_size = chunk // 2
