@@ -187,6 +187,13 @@ def class_scores(logits: Tensor, target: Tensor, score: str = "probability") -> 
     return logits.gather(1, target.view(-1, 1)).squeeze(1).float()
 
 
+def mean_or_nan(score_sum: Tensor, total: Tensor) -> Tensor:
+    """``score_sum / total`` as float32, or NaN when nothing was counted (a metric never updated)."""
+    if total == 0:
+        return torch.tensor(float("nan"), device=score_sum.device)
+    return (score_sum / total).float()
+
+
 def fork_rng(device: torch.device, seed: int) -> contextlib.AbstractContextManager[None]:
     """Fork the global RNG streams (CPU and the device's), seed them, and restore them on exit.
 

@@ -294,11 +294,6 @@ def _adversarial_reliability_update(
     return AdversarialCurves(x=x, curves=curves, scores=scores)
 
 
-def _adversarial_reliability_compute(score_sum: Tensor, total: Tensor) -> Tensor:
-    """Mean score from the summed per-sample scores and their count (NaN when nothing was seen)."""
-    return score_sum / total if total > 0 else torch.tensor(float("nan"), device=score_sum.device)
-
-
 def adversarial_reliability(
     model: Callable[[Tensor], Any],
     inputs: Tensor,

@@ -87,11 +87,6 @@ def _reduce(values: Tensor, reduction: str) -> Tensor:
     return values
 
 
-def _curve_auc_compute(score_sum: Tensor, total: Tensor) -> Tensor:
-    """Mean area from the summed areas and the sample count (NaN when nothing was seen)."""
-    return score_sum / total if total > 0 else torch.tensor(float("nan"), device=score_sum.device)
-
-
 def deletion_auc(
     model: Callable[[Tensor], Any],
     inputs: Tensor,

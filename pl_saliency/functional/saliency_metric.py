@@ -261,11 +261,6 @@ def _saliency_metric_update(
     return scores, area, logp
 
 
-def _saliency_metric_compute(score_sum: Tensor, total: Tensor) -> Tensor:
-    """Mean Saliency Metric from the summed scores and the count (NaN when nothing was seen)."""
-    return score_sum / total if total > 0 else torch.tensor(float("nan"), device=score_sum.device)
-
-
 def saliency_metric(
     model: Callable[[Tensor], Any],
     inputs: Tensor,

@@ -14,7 +14,6 @@ from pl_saliency.functional.adversarial import (
     DEFAULT_FRACTIONS,
     FLIP_BASELINES,
     OUTCOMES,
-    _adversarial_reliability_compute,
     _adversarial_reliability_update,
     _check_attack,
     _flip_budget_update,
@@ -152,9 +151,6 @@ class AdversarialReliability(SampleScoreMetric):
         stacked = torch.stack([res.curves[s] for s in ("relevant", *self.baselines)])  # (S, N, K + 1)
         self.curve_sum += stacked[:, finite].sum(dim=1).to(self.curve_sum)
 
-    def compute(self) -> Tensor:
-        return _adversarial_reliability_compute(self.score_sum, self.total).float()
-
     def _mean_curves(self) -> Tensor:
         self.compute()  # triggers the process sync of the states
         if self.total == 0:
@@ -260,9 +256,6 @@ class AdversarialFlipBudget(SampleScoreMetric):
         finite = self._accumulate(res["relevant"])
         for i, s in enumerate(self.baselines):
             self.baseline_sum[i] += res[s][finite].sum().to(self.baseline_sum)
-
-    def compute(self) -> Tensor:
-        return _adversarial_reliability_compute(self.score_sum, self.total).float()
 
     def compute_baselines(self) -> dict[str, Tensor]:
         """Mean budgets of the baselines over the samples whose map budget is finite."""

@@ -16,6 +16,8 @@ from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities.data import dim_zero_cat
 
+from pl_saliency.utils import mean_or_nan
+
 
 class SampleScoreMetric(Metric):
     """Mean of a per-sample score over every sample seen.
@@ -56,9 +58,7 @@ class SampleScoreMetric(Metric):
         return finite
 
     def compute(self) -> Tensor:
-        if self.total == 0:
-            return torch.tensor(float("nan"), device=self.score_sum.device)
-        return (self.score_sum / self.total).float()
+        return mean_or_nan(self.score_sum, self.total)
 
     def per_sample(self) -> Tensor:
         """This process's per-sample scores, in update order (needs ``keep_per_sample=True``)."""

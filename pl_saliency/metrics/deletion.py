@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from pl_saliency.functional.deletion import _curve_auc_compute, _curve_auc_update
+from pl_saliency.functional.deletion import _curve_auc_update
 from pl_saliency.metrics.base import SampleScoreMetric
 from pl_saliency.perturbation.engine import BatchContext, check_speed_options, curve_fractions
 from pl_saliency.perturbation.fillers import get_filler
@@ -117,7 +117,7 @@ class CurveAUCMetric(SampleScoreMetric):
 
     def compute(self) -> Tensor:
         self._last_curve = (self.curve_sum / self.total).float() if self.total > 0 else None
-        return _curve_auc_compute(self.score_sum, self.total).float()
+        return super().compute()
 
     def curve(self) -> Tensor:
         """Mean curve (steps + 1,) over every sample seen (synced across processes)."""

@@ -13,7 +13,6 @@ from torch import Tensor
 from pl_saliency.functional.saliency_metric import (
     _check_unit,
     _object_localization_update,
-    _saliency_metric_compute,
     _saliency_metric_update,
     check_thresholds,
 )
@@ -93,8 +92,6 @@ class SaliencyMetric(SampleScoreMetric):
         )  # fmt: skip
         self._accumulate(scores)
 
-    def compute(self) -> Tensor:
-        return _saliency_metric_compute(self.score_sum, self.total).float()
 
 
 class ObjectLocalizationError(SampleScoreMetric):
