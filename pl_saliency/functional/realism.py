@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 
 from pl_saliency.functional.decoy import LPIPS_NETS, lpips_distance
-from pl_saliency.perturbation.engine import removal_counts
+from pl_saliency.perturbation.engine import perturbed_chunks, removal_counts
 from pl_saliency.perturbation.fillers import get_filler
 from pl_saliency.perturbation.orders import ORDERS, TIE_BREAKS, feature_grid, feature_scores, removal_order, removal_rank
 from pl_saliency.utils import check_choice, check_inputs, check_positive_int, check_saliency
@@ -74,19 +74,13 @@ def _removal_realism_update(
         generator = torch.Generator().manual_seed(0)
     ranks = removal_rank(removal_order(feature_scores(saliency, feature_id, num_features), order, tie_break, tie_seed, generator))
     pixel_rank = ranks[:, feature_id].unsqueeze(1)  # (N, 1, H, W)
-    substrate = None if fill.mask_dependent else fill.substrate(inputs, generator)
     points = counts.numel()
-    total = n * points
-    out = torch.empty(total, dtype=torch.float32, device=inputs.device)
-    for start in range(0, total, chunk_size):
-        idx = torch.arange(start, min(start + chunk_size, total), device=inputs.device)
-        i, k = idx // points, idx % points
-        removed = pixel_rank[i] < counts[k].view(-1, 1, 1, 1)
-        x = inputs[i]
-        perturbed = fill(x, removed, generator) if substrate is None else torch.where(removed, substrate[i], x)
-        out[idx] = lpips_distance(
-            x, perturbed, input_range=input_range, net=net, pnet_rand=pnet_rand, upsample_to=upsample_to, chunk_size=chunk_size
-        ).float()
+    out = torch.empty(n * points, dtype=torch.float32, device=inputs.device)
+    for start, stop, i, perturbed in perturbed_chunks(inputs, pixel_rank, counts, "deletion", fill, generator, chunk_size):
+        out[start:stop] = lpips_distance(
+            inputs.index_select(0, i), perturbed, input_range=input_range, net=net, pnet_rand=pnet_rand,
+            upsample_to=upsample_to, chunk_size=chunk_size,
+        ).float()  # fmt: skip
     return out.view(n, points)
 
 

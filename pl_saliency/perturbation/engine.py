@@ -31,14 +31,14 @@ import contextlib
 import math
 import warnings
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from pl_saliency.perturbation.fillers import Constant, Zeros, get_filler
+from pl_saliency.perturbation.fillers import Constant, Filler, Zeros, get_filler
 from pl_saliency.perturbation.orders import feature_grid, feature_scores, removal_order, removal_rank
 from pl_saliency.utils import (
     SCORES,
@@ -374,6 +374,43 @@ def resolve_chunk_size(
     )
 
 
+def perturbed_chunks(
+    inputs: Tensor,
+    pixel_rank: Tensor,
+    counts: Tensor,
+    mode: str,
+    fill: Filler,
+    generator: torch.Generator,
+    chunk_size: int,
+) -> Iterator[tuple[int, int, Tensor, Tensor]]:
+    """The perturbed images of a removal path, chunk by chunk: ``(start, stop, image index, images)``.
+
+    Row ``j = i · P + k`` is image ``i`` at curve point ``k`` (P = ``len(counts)``): deletion fills the
+    pixels whose removal rank (``pixel_rank`` (N, 1, H, W)) is below ``counts[k]``, insertion the others.
+    Per-row indices are built once (a few bytes per row, never per pixel), so a chunk costs a handful
+    of tensor ops; mask-independent fillers are computed once, zeros / constants filled in place.
+    """
+    n, points = inputs.shape[0], counts.numel()
+    substrate = None if fill.mask_dependent else fill.substrate(inputs, generator)
+    constant = constant_fill_value(fill)
+    total = n * points
+    image_of_row = torch.arange(total, device=inputs.device) // points
+    threshold_of_row = counts.to(inputs.device, pixel_rank.dtype).repeat(n).view(-1, 1, 1, 1)
+    for start in range(0, total, chunk_size):
+        stop = min(start + chunk_size, total)
+        i, threshold = image_of_row[start:stop], threshold_of_row[start:stop]
+        rank_i = pixel_rank.index_select(0, i)
+        removed = rank_i < threshold if mode == "deletion" else rank_i >= threshold
+        x = inputs.index_select(0, i)
+        if substrate is None:
+            x = fill(x, removed, generator)
+        elif constant is not None:
+            x = x.masked_fill_(removed, constant)
+        else:
+            x = torch.where(removed, substrate.index_select(0, i), x)
+        yield start, stop, i, x
+
+
 def perturbation_curves(
     model: Callable[[Tensor], Any],
     inputs: Tensor,
@@ -469,8 +506,6 @@ def perturbation_curves(
     pixel_rank = ranks[:, feature_id].unsqueeze(1).to(rank_dtype)  # (N, 1, H, W): step at which each pixel goes
     if generator is None:  # one stream for the whole call: stochastic fillers differ from chunk to chunk
         generator = torch.Generator().manual_seed(0)
-    substrate = None if fill.mask_dependent else fill.substrate(inputs, generator)
-    constant = constant_fill_value(fill)  # zeros / constant: fill in place instead of gathering a substrate
 
     total = n * points
     chunk_size = resolve_chunk_size(
@@ -478,26 +513,10 @@ def perturbation_curves(
         amp_dtype=amp_dtype,
     )  # fmt: skip
     curves = torch.empty(total, dtype=torch.float32, device=inputs.device)
-    # row j = i * points + k (image i, curve point k): per-row indices built once, sliced per chunk
-    # (a few bytes per row, never per pixel), so a chunk costs a handful of tensor ops
-    rows = torch.arange(total, device=inputs.device)
-    image_of_row = rows // points
-    threshold_of_row = removed_count.repeat(n).view(-1, 1, 1, 1)
-    target_of_row = target.index_select(0, image_of_row)
+    target_of_row = target.repeat_interleave(points)
     calls = 0
     with torch.no_grad(), eval_mode(model):
-        for start in range(0, total, chunk_size):
-            stop = min(start + chunk_size, total)
-            i, threshold = image_of_row[start:stop], threshold_of_row[start:stop]
-            rank_i = pixel_rank.index_select(0, i)
-            removed = rank_i < threshold if mode == "deletion" else rank_i >= threshold
-            x = inputs.index_select(0, i)
-            if substrate is None:
-                x = fill(x, removed, generator)
-            elif constant is not None:
-                x = x.masked_fill_(removed, constant)
-            else:
-                x = torch.where(removed, substrate.index_select(0, i), x)
+        for start, stop, _, x in perturbed_chunks(inputs, pixel_rank, removed_count, mode, fill, generator, chunk_size):
             curves[start:stop] = score_images(
                 model, x, target_of_row[start:stop], score, output_transform, amp_dtype, check=target if start == 0 else None
             )
