@@ -4,9 +4,6 @@ a PyTorch Lightning model trains.
 Flat re-exports of the public API; see the sub-packages for the details.
 """
 
-from pl_saliency.callbacks import (
-    SaliencyMonitor,
-)
 from pl_saliency.explainers import (
     CaptumExplainer,
     DecoyEnhanced,
@@ -19,9 +16,20 @@ from pl_saliency.explainers import (
     IntegratedGradients,
     Lime,
     MeaningfulPerturbation,
+    RandomMap,
     RISE,
     SlidingPatchOcclusion,
     SmoothGrad,
+)
+from pl_saliency.explainers.layers import TokenLayout
+from pl_saliency.inpainting import InpainterAdapter
+from pl_saliency.evaluation import (
+    ScoreGrid,
+    evaluate,
+)
+from pl_saliency.spec import (
+    CurveSpec,
+    SpeedOptions,
 )
 from pl_saliency.functional import (
     abpc,
@@ -32,7 +40,12 @@ from pl_saliency.functional import (
     avg_sensitivity,
     clean_saliency,
     decoy_realism,
+    bootstrap_ci,
     deletion_auc,
+    gain_over_random,
+    normalized_abpc,
+    normalized_gain,
+    win_rate,
     energy_pointing_game,
     entropy_complexity,
     faithfulness_correlation,
@@ -62,7 +75,11 @@ from pl_saliency.metrics import (
     AOPCMorf,
     AvgSensitivity,
     DecoyRealism,
+    AverageDrop,
+    ControlledScore,
     DeletionAUC,
+    IncreaseInConfidence,
+    NormalizedABPC,
     EnergyPointingGame,
     EntropyComplexity,
     FaithfulnessCorrelation,
@@ -111,6 +128,22 @@ from pl_saliency.analysis import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "TokenLayout",
+    "InpainterAdapter",
+    "AverageDrop",
+    "IncreaseInConfidence",
+    "RandomMap",
+    "bootstrap_ci",
+    "gain_over_random",
+    "normalized_abpc",
+    "normalized_gain",
+    "win_rate",
+    "ControlledScore",
+    "NormalizedABPC",
+    "evaluate",
+    "ScoreGrid",
+    "CurveSpec",
+    "SpeedOptions",
     "__version__",
     "ABPC",
     "abpc",
@@ -204,3 +237,13 @@ __all__ = [
     "UniformNoise",
     "Zeros",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """Lazy attributes: the Lightning callback (importing Lightning costs seconds, so ``import
+    pl_saliency`` does not; ``pl_saliency.SaliencyMonitor`` imports it on first use)."""
+    if name == "SaliencyMonitor":
+        from pl_saliency.callbacks import SaliencyMonitor
+
+        return SaliencyMonitor
+    raise AttributeError(f"module 'pl_saliency' has no attribute {name!r}")

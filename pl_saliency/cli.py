@@ -30,6 +30,7 @@ import inspect
 import json
 import math
 import sys
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -177,7 +178,12 @@ METRICS: dict[str, MetricSpec] = {
     "adversarial_flip_budget": MetricSpec("AdversarialFlipBudget"),
     "saliency_metric": MetricSpec("SaliencyMetric"),
     "faithfulness_correlation": MetricSpec("FaithfulnessCorrelation"),
-    "removal_realism": MetricSpec("RemovalRealism"),  # LPIPS backbone weights must be cached (or pnet_rand)
+    "removal_realism": MetricSpec("RemovalRealism"),
+    "normalized_abpc": MetricSpec("NormalizedABPC"),
+    "average_drop": MetricSpec("AverageDrop"),
+    "increase_in_confidence": MetricSpec("IncreaseInConfidence"),
+    "neighbourhood_deletion_auc": MetricSpec("NeighbourhoodDeletionAUC"),
+    "neighbourhood_insertion_auc": MetricSpec("NeighbourhoodInsertionAUC"),  # LPIPS backbone weights must be cached (or pnet_rand)
 }
 """Metric names → classes of :mod:`pl_saliency.metrics`, looked up when used (an entry whose class is
 not exported is not offered). Adding a metric that follows the monitor protocol
@@ -186,6 +192,7 @@ not exported is not offered). Adding a metric that follows the monitor protocol
 
 NOT_SCORABLE: dict[str, str] = {
     "SampleScoreMetric": "base class",
+    "ControlledScore": "a wrapper of a curve metric (random-order controls), not a metric of its own",
     "CurveAUCMetric": "base class",
     "CurveMetric": "base class",
     "LocalizationMetric": "base class",
@@ -537,12 +544,11 @@ def score_images(
     num_overlays: int = 8,
     progress: bool = True,
 ) -> ScoreResult:
-    """Explain and score ``images`` batch by batch (one shared ``BatchContext`` per batch, as the monitor)."""
-    import copy
-
+    """Explain and score ``images`` batch by batch: images are loaded per batch and fed to the one
+    scoring loop (:class:`~pl_saliency.evaluation.Evaluator`); the first failure stops with its file."""
     from tqdm.auto import tqdm
 
-    from pl_saliency.perturbation import BatchContext
+    from pl_saliency.evaluation import Evaluator
     from pl_saliency.utils import model_logits
 
     if target is None:
@@ -551,15 +557,8 @@ def score_images(
         raise CLIError("--target", f"'label' needs class sub-folders, but {images.root} is a flat folder; use --target prediction.")
     dev = torch.device(device)
     model = model.to(dev).eval()
-    metrics = {e: {m: copy.deepcopy(t) for m, t in metric_templates.items()} for e in explainers}
-    for by_m in metrics.values():
-        for m in by_m.values():
-            m.reset()
-            m.to(dev)
-    targets: list[int] = []
-    predictions: list[int] = []
+    evaluator = Evaluator(model, explainers, metric_templates, target=target, on_error="warn", controls=False, context_series=False, label="pl-saliency", keep_maps=num_overlays)
     overlay_x: list[Tensor] = []
-    overlay_maps: dict[str, list[Tensor]] = {e: [] for e in explainers}
     n = len(images.files)
     bar = tqdm(total=n, unit="img", desc="scoring", disable=not progress, file=sys.stderr, dynamic_ncols=True)
     try:
@@ -576,7 +575,7 @@ def score_images(
             except Exception as err:  # noqa: BLE001
                 hint = " (check --grayscale, --size, --mean/--std)" if start == 0 else ""
                 raise ScoringError(f"the model failed on images of shape {tuple(x.shape)}{hint}: {_one_line(err)}") from err
-            pred = logits.argmax(dim=1)
+            labels = logits.argmax(dim=1)
             if images.labels is not None:
                 labels = torch.tensor(images.labels[start : start + len(paths)], device=dev)
                 n_classes = len(images.classes or ())
@@ -586,48 +585,36 @@ def score_images(
                         f"{images.root} has {n_classes} class folders (labels 0 to {n_classes - 1}), but the model has "
                         f"{logits.shape[1]} outputs; use --target prediction or a folder with at most that many classes.",
                     )
-            t = labels if target == "label" else pred
-            targets += t.tolist()
-            predictions += pred.tolist()
             keep = max(0, min(num_overlays - sum(len(o) for o in overlay_x), len(x)))
             if keep:
                 overlay_x.append(x[:keep].cpu())
-            context = BatchContext()
-            for e, explainer in explainers.items():
-                try:
-                    sal = explainer(model, x, t)
-                except Exception as err:  # noqa: BLE001
-                    raise ScoringError(f"explainer {e!r} failed on {paths[0].name}…: {_one_line(err)}") from err
-                if keep:
-                    overlay_maps[e].append(sal[:keep].detach().cpu())
-                context.explainer = explainer
-                for m, metric in metrics[e].items():
-                    try:
-                        metric.update(model, x, sal, t, context=context)
-                    except Exception as err:  # noqa: BLE001
-                        raise ScoringError(f"metric {m!r} failed on explainer {e!r} ({paths[0].name}…): {_one_line(err)}") from err
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # failures are reported below, one line, with the file
+                evaluator.add(x, labels)
+            if evaluator.errors:
+                err = next(iter(evaluator.errors.values()))
+                raise ScoringError(f"{err.what} failed on {paths[0].name}…: {_one_line(err.error)}") from err.error
             bar.update(len(paths))
     finally:
         bar.close()
+    grid = evaluator.finish()
 
-    scores: dict[str, dict[str, float | None]] = {}
-    per_sample: dict[str, dict[str, list[float | None]]] = {}
+    metrics = {e: {m: grid.metric_objects[(e, m)] for m in metric_templates} for e in explainers}
+    scores: dict[str, dict[str, float | None]] = {e: {m: grid.value(e, m) for m in metric_templates} for e in explainers}
+    per_sample: dict[str, dict[str, list[float | None]]] = {
+        e: {m: [_float(v) for v in grid.per_sample[(e, m)]] for m in metric_templates if (e, m) in grid.per_sample}
+        for e in explainers
+    }
     curves: dict[str, dict[str, Any]] = {}
-    for e, by_m in metrics.items():
-        scores[e], per_sample[e] = {}, {}
-        for m, metric in by_m.items():
-            scores[e][m] = _float(metric.compute())
-            if hasattr(metric, "per_sample") and getattr(metric, "keep_per_sample", False):
-                per_sample[e][m] = [_float(v) for v in metric.per_sample().cpu()]
-            if hasattr(metric, "curve"):
-                try:
-                    c = metric.curve().cpu()
-                except RuntimeError:
-                    continue
-                entry = curves.setdefault(m, {"x": None, "xlabel": _curve_label(metric), "by_explainer": {}})
-                xs = metric.curve_x() if hasattr(metric, "curve_x") else torch.linspace(0, 1, len(c))
-                entry["x"] = [float(v) for v in xs]
-                entry["by_explainer"][e] = [_float(v) for v in c]
+    for m, by_e in grid.curves.items():
+        curves[m] = {
+            "x": [float(v) for v in grid.curve_x[m]],
+            "xlabel": _curve_label(metric_templates[m]),
+            "by_explainer": {e: [_float(v) for v in c] for e, c in by_e.items()},
+        }
+    targets = grid.targets.tolist()
+    predictions = grid.predictions.tolist()
+    overlay_maps = {e: grid.maps[e][: sum(len(o) for o in overlay_x)] for e in explainers if e in grid.maps}
     return ScoreResult(
         images=images,
         explainers=dict(explainers),
@@ -639,7 +626,7 @@ def score_images(
         per_sample=per_sample,
         curves=curves,
         overlay_inputs=torch.cat(overlay_x) if overlay_x else None,
-        overlay_maps={e: torch.cat(v) for e, v in overlay_maps.items() if v},
+        overlay_maps=overlay_maps,
     )
 
 

@@ -2,8 +2,9 @@
 monitor attached, logging to an offline W&B run and a CSV file.
 
 Run it with ``python examples/digits_demo.py`` (or ``python -m pl_saliency.demo``). Nothing is
-downloaded: the digits ship inside scikit-learn. The pieces (``digits_datasets``, ``DigitsCNN``)
-are reused by the test suite.
+downloaded: the digits ship inside scikit-learn. The data and the model live in
+:mod:`pl_saliency.datasets` (``digits_datasets``, ``DigitsCNN``; re-exported here); this module holds
+the demo's monitor, plots and entry point, and is not imported by ``import pl_saliency``.
 """
 
 from __future__ import annotations
@@ -16,75 +17,22 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
 
+from pl_saliency.datasets import digits_datasets, digits_tensors, localization_batch_transform, localization_datasets
+from pl_saliency.datasets.cnn import DigitsCNN
 
-def digits_tensors(size: int = 32) -> tuple[Tensor, Tensor]:
-    """All 1,797 digits as (N, 1, size, size) floats in [0, 1] (bilinear upsampling of the 8×8
-    originals, values 0–16 scaled by 1/16) and (N,) int64 labels."""
-    try:
-        from sklearn.datasets import load_digits
-    except ImportError as err:
-        raise ModuleNotFoundError("The digits demo needs scikit-learn: `pip install scikit-learn`.") from err
-    if size < 8:
-        raise ValueError(f"Argument `size` must be at least 8, but got {size}.")
-    digits = load_digits()
-    x = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
-    if size != 8:
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False).clamp(0, 1)
-    return x, torch.tensor(digits.target, dtype=torch.long)
-
-
-def digits_datasets(size: int = 32, val_fraction: float = 0.2, seed: int = 0) -> tuple[TensorDataset, TensorDataset]:
-    """A fixed train/validation split of the digits (a seeded permutation, independent of the global RNG)."""
-    x, y = digits_tensors(size)
-    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
-    n_val = int(round(len(x) * val_fraction))
-    val, train = perm[:n_val], perm[n_val:]
-    return TensorDataset(x[train], y[train]), TensorDataset(x[val], y[val])
-
-
-class DigitsCNN(pl.LightningModule):
-    """A small CNN with BatchNorm and dropout: ``features`` (three conv blocks) then ``classifier``.
-
-    Grad-CAM's usual layer is ``"features.conv3"``, the last convolution (8×8 maps for 32×32 inputs).
-    """
-
-    def __init__(self, num_classes: int = 10, lr: float = 5e-3, channels: int = 1) -> None:
-        super().__init__()
-        self.save_hyperparameters()
-        self.features = nn.Sequential()
-        self.features.add_module("conv1", nn.Conv2d(channels, 16, 3, padding=1))
-        self.features.add_module("bn1", nn.BatchNorm2d(16))
-        self.features.add_module("relu1", nn.ReLU())
-        self.features.add_module("pool1", nn.MaxPool2d(2))
-        self.features.add_module("conv2", nn.Conv2d(16, 32, 3, padding=1))
-        self.features.add_module("bn2", nn.BatchNorm2d(32))
-        self.features.add_module("relu2", nn.ReLU())
-        self.features.add_module("pool2", nn.MaxPool2d(2))
-        self.features.add_module("conv3", nn.Conv2d(32, 64, 3, padding=1))
-        self.features.add_module("relu3", nn.ReLU())
-        self.classifier = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.2), nn.Linear(64, num_classes))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.classifier(self.features(x))
-
-    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
-        x, y = batch[0], batch[1]  # a third item (localization ground truth) is ignored
-        loss = F.cross_entropy(self(x), y)
-        self.log("train/loss", loss, prog_bar=True)
-        return loss
-
-    def validation_step(self, batch: Any, batch_idx: int) -> None:
-        x, y = batch[0], batch[1]
-        logits = self(x)
-        self.log("val/loss", F.cross_entropy(logits, y), prog_bar=True)
-        self.log("val/acc", (logits.argmax(1) == y).float().mean(), prog_bar=True)
-
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+__all__ = [
+    "default_monitor",
+    "DigitsCNN",
+    "digits_datasets",
+    "digits_tensors",
+    "fit_with_monitor",
+    "main",
+    "prepare_offline_run",
+    "save_plots",
+]
 
 
 def default_monitor(num_samples: int = 32, steps: int = 32, verbose: bool = True, localization: bool = False) -> Any:
@@ -103,7 +51,6 @@ def default_monitor(num_samples: int = 32, steps: int = 32, verbose: bool = True
         SaliencyMonitor,
         SmoothGrad,
     )
-    from pl_saliency.datasets import localization_batch_transform
 
     metrics: dict[str, Any] = {"deletion_auc": DeletionAUC(steps=steps), "insertion_auc": InsertionAUC(steps=steps)}
     if localization:
@@ -142,7 +89,7 @@ def save_plots(monitor: Any, model: nn.Module, out_dir: Path) -> list[Path]:
     if curves:
         fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 4), squeeze=False)
         for ax, (m, by_expl) in zip(axes[0], curves.items()):
-            x = monitor._metrics[next(iter(by_expl))][m].curve_x()
+            x = monitor.last_grid.curve_x[m]
             for e, c in by_expl.items():
                 ax.plot(x.numpy(), c.numpy(), label=e)
             ax.set_title(m)
@@ -180,6 +127,65 @@ def save_plots(monitor: Any, model: nn.Module, out_dir: Path) -> list[Path]:
     return written
 
 
+def prepare_offline_run(out: Path | str) -> Path:
+    """Set up a demo process: W&B offline and silent (unless set already), at most 2 CPU threads, the
+    output folder created, and W&B's data dir (logged tables) beside the runs for `wandb sync`."""
+    os.environ.setdefault("WANDB_MODE", "offline")
+    os.environ.setdefault("WANDB_SILENT", "true")
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    out_dir = Path(out).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("WANDB_DATA_DIR", str(out_dir / "wandb_data"))
+    return out_dir
+
+
+def fit_with_monitor(
+    model: pl.LightningModule,
+    train: Dataset,
+    val: Dataset,
+    monitor: Any,
+    *,
+    out_dir: Path,
+    project: str,
+    name: str,
+    csv_name: str,
+    epochs: int,
+    seed: int = 0,
+    batch_size: int = 32,
+) -> dict[str, Any]:
+    """Train ``model`` on CPU with ``monitor`` attached, logging to an offline W&B run (under
+    ``out_dir/wandb``) and a CSV file (``out_dir/csv_name``); the W&B run is finished on return.
+
+    Returns ``{"run_dir": offline W&B run folder, "csv": metrics.csv path, "trainer": the trainer}``."""
+    from pytorch_lightning.loggers import CSVLogger, WandbLogger
+
+    wandb_logger = WandbLogger(project=project, save_dir=str(out_dir), offline=True, name=name)
+    csv_logger = CSVLogger(str(out_dir), name=csv_name)
+    trainer = pl.Trainer(
+        max_epochs=epochs,
+        accelerator="cpu",
+        devices=1,
+        logger=[wandb_logger, csv_logger],
+        callbacks=[monitor],
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=False,
+        deterministic=True,
+        log_every_n_steps=10,
+        num_sanity_val_steps=0,
+    )
+    try:
+        trainer.fit(
+            model,
+            DataLoader(train, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed)),
+            DataLoader(val, batch_size=128),
+        )
+        run_dir = Path(wandb_logger.experiment.dir).parent
+    finally:
+        wandb_logger.experiment.finish()
+    return {"run_dir": run_dir, "csv": Path(csv_logger.log_dir) / "metrics.csv", "trainer": trainer}
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=4)
@@ -196,56 +202,30 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     args = parser.parse_args(argv)
 
-    os.environ.setdefault("WANDB_MODE", "offline")
-    os.environ.setdefault("WANDB_SILENT", "true")
-    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
-    out_dir = args.out.resolve()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    # W&B keeps logged tables as run artifacts in its data dir; keep them beside the run for `wandb sync`
-    os.environ.setdefault("WANDB_DATA_DIR", str(out_dir / "wandb_data"))
+    out_dir = prepare_offline_run(args.out)
     started = time.perf_counter()
-
-    from pytorch_lightning.loggers import CSVLogger, WandbLogger
 
     pl.seed_everything(args.seed, workers=True, verbose=False)
     if args.localization:
-        from pl_saliency.datasets import localization_datasets
-
         train, val = localization_datasets(canvas_size=max(48, args.size), digit_size=16)
     else:
         train, val = digits_datasets(args.size)
     model = DigitsCNN()
     monitor = default_monitor(num_samples=args.num_samples, steps=args.steps, localization=args.localization)
     name = "digits-localization-demo" if args.localization else "digits-demo"
-    wandb_logger = WandbLogger(project="pl_saliency-demo", save_dir=str(out_dir), offline=True, name=name)
-    csv_logger = CSVLogger(str(out_dir), name="csv")
-    trainer = pl.Trainer(
-        max_epochs=args.epochs,
-        accelerator="cpu",
-        devices=1,
-        logger=[wandb_logger, csv_logger],
-        callbacks=[monitor],
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        enable_progress_bar=False,
-        deterministic=True,
-        log_every_n_steps=10,
-    )
-    trainer.fit(
-        model,
-        DataLoader(train, batch_size=32, shuffle=True, generator=torch.Generator().manual_seed(args.seed)),
-        DataLoader(val, batch_size=128),
-    )
-    run_dir = Path(wandb_logger.experiment.dir).parent
-    wandb_logger.experiment.finish()
+    run = fit_with_monitor(
+        model, train, val, monitor, out_dir=out_dir, project="pl_saliency-demo", name=name, csv_name="csv",
+        epochs=args.epochs, seed=args.seed,
+    )  # fmt: skip
+    run_dir = run["run_dir"]
     plots = save_plots(monitor, model, out_dir)
     elapsed = time.perf_counter() - started
     print("\nDone in {:.0f} s.".format(elapsed))
     print(f"Offline W&B run:  {run_dir}   (upload later with `wandb sync {run_dir}`)")
-    print(f"CSV metrics:      {Path(csv_logger.log_dir) / 'metrics.csv'}")
+    print(f"CSV metrics:      {run['csv']}")
     for p in plots:
         print(f"Plot:             {p}")
-    return {"run_dir": run_dir, "csv": Path(csv_logger.log_dir) / "metrics.csv", "plots": plots, "monitor": monitor}
+    return {"run_dir": run_dir, "csv": run["csv"], "plots": plots, "monitor": monitor}
 
 
 if __name__ == "__main__":

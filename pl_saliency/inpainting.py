@@ -16,24 +16,25 @@ trains one in well under a minute), so that ``InpainterFill(model)`` can be trie
 * :func:`fill_error` — the mean absolute error of any filler on given holes, to compare an inpainter
   with zeros, blur or Telea.
 
-Plugging a real inpainter (LaMa, DeepFill ports, …) works the same way: wrap it in a module with
-``forward(inputs, mask)`` working in the classifier's input space (un-normalize, resize to the
-inpainter's resolution, call it, resize back, re-normalize) and pass ``InpainterFill(module)`` as the
-``filler`` of any metric or explainer; see ``docs/removal_explainers.md``.
+* :class:`InpainterAdapter` — plugs a pretrained generative inpainter (a DeepFill or LaMa port with
+  your weights; nothing is downloaded) into the classifier's input space: un-normalize, channel count
+  and order, value range, resolution (resize or pad), mask convention and call signature, and back.
+  Pass ``InpainterFill(InpainterAdapter(net, ...))`` as the ``filler`` of any metric or explainer, or
+  the adapter to ``X.generative(...)``; see ``docs/removal_explainers.md``.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pl_saliency.utils import check_inputs, check_positive_int, eval_mode
+from pl_saliency.utils import check_choice, check_inputs, check_positive_int, eval_mode
 
 
 class TinyInpainter(nn.Module):
@@ -198,4 +199,206 @@ def inpaint(model: nn.Module, images: Tensor, holes: Tensor) -> Tensor:
         return model(images, holes.to(images.dtype))
 
 
-__all__ = ["TinyInpainter", "fill_error", "inpaint", "random_holes", "train_inpainter"]
+ADAPTER_CALLS: tuple[str, ...] = ("image_mask", "concat")
+MASK_CONVENTIONS: tuple[str, ...] = ("removed", "kept")
+CHANNEL_ORDERS: tuple[str, ...] = ("rgb", "bgr")
+
+
+def _check_stats(name: str, value: Any) -> Tensor | None:
+    if value is None:
+        return None
+    t = torch.as_tensor(value, dtype=torch.float64).reshape(-1)
+    if t.numel() == 0 or not torch.isfinite(t).all():
+        raise ValueError(f"Argument `{name}` must be a finite number or a sequence of per-channel numbers, but got {value!r}.")
+    return t
+
+
+class InpainterAdapter(nn.Module):
+    r"""A pretrained generative inpainter as ``(inputs, hole) -> inputs`` in the classifier's input space.
+
+    Generative inpainters have their own conventions; this module converts to and from them, so that
+    :class:`~pl_saliency.perturbation.imputation.InpainterFill` (``mask_convention="removed"``, its
+    default) can call any of them. ``forward(inputs (B, C, H, W), hole (B, 1, H, W))``, 1 = removed:
+
+    1. un-normalize: ``image = inputs · input_std + input_mean`` (per channel; omit both when the
+       classifier's inputs are already in [0, 1]), then clamp to [0, 1];
+    2. channels: ``net_channels=3`` with one-channel inputs repeats the gray channel; ``net_channels=1``
+       with three-channel inputs takes their mean; ``channel_order="bgr"`` reverses RGB (DeepFill-v1
+       reads BGR, as in the seed code's ``CAInpainter``);
+    3. value range: ``image → lo + (hi − lo) · image`` for ``net_range=(lo, hi)`` (DeepFill: (−1, 1),
+       LaMa: (0, 1));
+    4. resolution: ``size=(h, w)`` resizes image and hole bilinearly (``align_corners=False``) to the
+       network's resolution, the hole then binarized at > 1/2 (the seed code resizes 224 → 256 and
+       thresholds its mask at ``max(0.5, (max + min) / 2)``, 1/2 for a binary mask); or, with
+       ``size=None``, ``pad_to_multiple=k`` pads bottom/right by reflection up to a multiple of ``k``
+       (LaMa's habit, 8) and crops back;
+    5. the holes of the image are set to ``hole_value`` (in the network's range), the mask is given as
+       ``hole`` (``net_mask="removed"``) or ``1 − hole`` (``"kept"``), and the network is called as
+       ``net(image, mask)`` (``call="image_mask"``) or ``net(cat([image, mask], 1))`` (``"concat"``);
+       ``output_transform`` picks the image out of a structured output;
+    6. everything undone in reverse order: resize back (or crop), to [0, 1], channel order and count,
+       re-normalize.
+
+    Kept pixels are not guaranteed to survive the round trip (resizing blurs them); ``InpainterFill``
+    keeps the original kept pixels, as the seed code composites ``x ⊙ m + G(x, m) ⊙ (1 − m)``
+    (``formal_SP_single_image.py`` l. 65-66). The adapter runs without gradients in eval mode when called
+    through ``InpainterFill``. ``net`` is registered as a sub-module (moved by ``.to()``).
+
+    Example:
+        >>> import torch
+        >>> from pl_saliency.perturbation.imputation import InpainterFill
+        >>> class MeanFill(torch.nn.Module):  # a stand-in: holes get the mean of the known pixels
+        ...     def forward(self, img, mask):
+        ...         known = (img * (1 - mask)).sum((2, 3), keepdim=True) / (1 - mask).sum((2, 3), keepdim=True)
+        ...         return img * (1 - mask) + known * mask
+        >>> adapter = InpainterAdapter(MeanFill(), input_mean=0.5, input_std=0.25, net_range=(-1.0, 1.0), size=16)
+        >>> x = torch.zeros(1, 1, 8, 8)
+        >>> hole = torch.zeros(1, 1, 8, 8, dtype=torch.bool)
+        >>> hole[..., 2:4, 2:4] = True
+        >>> InpainterFill(adapter)(x, hole).abs().max() < 1e-6
+        tensor(True)
+    """
+
+    def __init__(
+        self,
+        net: Callable[..., Any],
+        *,
+        input_mean: float | Sequence[float] | Tensor | None = None,
+        input_std: float | Sequence[float] | Tensor | None = None,
+        net_range: tuple[float, float] = (0.0, 1.0),
+        net_channels: int | None = None,
+        channel_order: str = "rgb",
+        size: int | tuple[int, int] | None = None,
+        pad_to_multiple: int = 1,
+        net_mask: str = "removed",
+        call: str = "image_mask",
+        hole_value: float = 0.0,
+        output_transform: Callable[[Any], Tensor] | None = None,
+    ) -> None:
+        super().__init__()
+        if not callable(net):
+            raise TypeError(f"Argument `net` must be a callable inpainting network, but got {type(net).__name__}.")
+        if (input_mean is None) != (input_std is None):
+            raise ValueError("Arguments `input_mean` and `input_std` must be given together (or both None), but only one was given.")
+        self.input_mean = _check_stats("input_mean", input_mean)
+        self.input_std = _check_stats("input_std", input_std)
+        if self.input_std is not None and not (self.input_std > 0).all():
+            raise ValueError(f"Argument `input_std` must be positive, but got {input_std!r}.")
+        if (
+            not isinstance(net_range, (tuple, list)) or len(net_range) != 2
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in net_range)
+            or not net_range[0] < net_range[1]
+        ):  # fmt: skip
+            raise ValueError(f"Argument `net_range` must be a pair (low, high) of finite numbers with low < high, but got {net_range!r}.")
+        if net_channels is not None and net_channels not in (1, 3):
+            raise ValueError(f"Argument `net_channels` must be 1, 3 or None (the inputs' channels), but got {net_channels!r}.")
+        check_choice("channel_order", channel_order, CHANNEL_ORDERS)
+        check_choice("net_mask", net_mask, MASK_CONVENTIONS)
+        check_choice("call", call, ADAPTER_CALLS)
+        if size is not None:
+            size = (size, size) if isinstance(size, int) and not isinstance(size, bool) else size
+            if not isinstance(size, (tuple, list)) or len(size) != 2:
+                raise ValueError(f"Argument `size` must be an int >= 1, a pair (h, w) of them, or None, but got {size!r}.")
+            size = (check_positive_int("size", size[0]), check_positive_int("size", size[1]))
+        pad_to_multiple = check_positive_int("pad_to_multiple", pad_to_multiple)
+        if size is not None and pad_to_multiple > 1:
+            raise ValueError(f"Arguments `size` and `pad_to_multiple` exclude each other, but got size={size} and pad_to_multiple={pad_to_multiple}.")
+        if isinstance(hole_value, bool) or not isinstance(hole_value, (int, float)) or not math.isfinite(hole_value):
+            raise TypeError(f"Argument `hole_value` must be a finite number, but got {hole_value!r}.")
+        if output_transform is not None and not callable(output_transform):
+            raise TypeError(f"Argument `output_transform` must be callable or None, but got {type(output_transform).__name__}.")
+        self.net = net
+        self.net_range = (float(net_range[0]), float(net_range[1]))
+        self.net_channels = net_channels
+        self.channel_order = channel_order
+        self.size = size
+        self.pad_to_multiple = pad_to_multiple
+        self.net_mask = net_mask
+        self.call = call
+        self.hole_value = float(hole_value)
+        self.output_transform = output_transform
+
+    def _stats(self, x: Tensor) -> tuple[Tensor, Tensor] | None:
+        if self.input_mean is None or self.input_std is None:
+            return None
+        c = x.shape[1]
+        mean, std = self.input_mean, self.input_std
+        if mean.numel() not in (1, c) or std.numel() not in (1, c):
+            raise ValueError(
+                f"Arguments `input_mean` / `input_std` must have 1 or {c} values (the inputs' channels), "
+                f"but have {mean.numel()} / {std.numel()}."
+            )
+        return mean.to(x).view(1, -1, 1, 1), std.to(x).view(1, -1, 1, 1)
+
+    def to_net(self, inputs: Tensor) -> Tensor:
+        """Steps 1-3: classifier space → the network's channels, order and value range (no resizing)."""
+        stats = self._stats(inputs)
+        img = inputs if stats is None else inputs * stats[1] + stats[0]
+        img = img.clamp(0, 1)
+        c = img.shape[1]
+        if self.net_channels == 3 and c == 1:
+            img = img.expand(-1, 3, -1, -1)
+        elif self.net_channels == 1 and c == 3:
+            img = img.mean(1, keepdim=True)
+        elif self.net_channels is not None and self.net_channels != c:
+            raise ValueError(f"Argument `inputs` must have 1 or 3 channels to convert to `net_channels={self.net_channels}`, but has {c}.")
+        if self.channel_order == "bgr":
+            img = img.flip(1)
+        lo, hi = self.net_range
+        return lo + (hi - lo) * img
+
+    def from_net(self, out: Tensor, channels: int) -> Tensor:
+        """Step 6 without resizing: the network's range, order and channels → classifier space."""
+        lo, hi = self.net_range
+        img = (out - lo) / (hi - lo)
+        if self.channel_order == "bgr":
+            img = img.flip(1)
+        if img.shape[1] != channels:
+            img = img.mean(1, keepdim=True) if channels == 1 else img.expand(-1, channels, -1, -1)
+        stats = self._stats(img)
+        return img if stats is None else (img - stats[0]) / stats[1]
+
+    def forward(self, inputs: Tensor, hole: Tensor) -> Tensor:
+        inputs = check_inputs(inputs)
+        n, c, h, w = inputs.shape
+        if not isinstance(hole, Tensor) or hole.shape != (n, 1, h, w):
+            got = tuple(hole.shape) if isinstance(hole, Tensor) else type(hole).__name__
+            raise ValueError(f"Argument `hole` must have shape ({n}, 1, {h}, {w}) (1 = removed), but got {got}.")
+        img = self.to_net(inputs)
+        m = hole.to(img.dtype)
+        if self.size is not None:
+            img = F.interpolate(img, size=self.size, mode="bilinear", align_corners=False)
+            m = (F.interpolate(m, size=self.size, mode="bilinear", align_corners=False) > 0.5).to(img.dtype)
+        elif self.pad_to_multiple > 1:
+            k = self.pad_to_multiple
+            ph, pw = (-h) % k, (-w) % k
+            if ph or pw:
+                mode = "reflect" if ph < h and pw < w else "replicate"
+                img = F.pad(img, (0, pw, 0, ph), mode=mode)
+                m = F.pad(m, (0, pw, 0, ph), mode="constant", value=0.0)
+        img = img * (1 - m) + self.hole_value * m
+        given = m if self.net_mask == "removed" else 1 - m
+        out = self.net(img, given) if self.call == "image_mask" else self.net(torch.cat([img, given], 1))
+        if self.output_transform is not None:
+            out = self.output_transform(out)
+        if not isinstance(out, Tensor) or out.ndim != 4 or out.shape[0] != n or out.shape[-2:] != img.shape[-2:]:
+            got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+            raise ValueError(
+                f"Argument `net` must return images ({n}, C, {img.shape[2]}, {img.shape[3]}) (use `output_transform` "
+                f"to pick them out of a structured output), but returned {got}."
+            )
+        out = out.to(inputs.dtype)
+        if self.size is not None:
+            out = F.interpolate(out, size=(h, w), mode="bilinear", align_corners=False)
+        else:
+            out = out[..., :h, :w]
+        return self.from_net(out, c)
+
+    def extra_repr(self) -> str:
+        return (
+            f"net_range={self.net_range}, net_channels={self.net_channels}, channel_order={self.channel_order!r}, "
+            f"size={self.size}, pad_to_multiple={self.pad_to_multiple}, net_mask={self.net_mask!r}, call={self.call!r}"
+        )
+
+
+__all__ = ["InpainterAdapter", "TinyInpainter", "fill_error", "inpaint", "random_holes", "train_inpainter"]

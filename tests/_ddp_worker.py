@@ -99,12 +99,102 @@ def make_validation() -> tuple[Any, Any]:
     return model, DataLoader(val, batch_size=VAL_BATCH, shuffle=False)
 
 
-def make_monitor() -> Any:
+def make_monitor(**kwargs: Any) -> Any:
+    """The monitor of the trainer-level parts; ``stratify=False`` so that the ranks' probes (first samples
+    of each rank's shard) make up exactly the single process's probe (the first samples)."""
     from pl_saliency import DeletionAUC, Gradient, SaliencyMonitor
 
-    return SaliencyMonitor(
-        explainers=[Gradient()], metrics=[DeletionAUC(steps=STEPS)], num_samples=NUM_PROBE, log_images=False
+    options = dict(explainers=[Gradient()], metrics=[DeletionAUC(steps=STEPS)], num_samples=NUM_PROBE, log_images=False, stratify=False)
+    options.update(kwargs)
+    return SaliencyMonitor(**options)
+
+
+def failing_on_rank(rank: int) -> Any:
+    """A deletion AUC whose update raises on process ``rank`` only."""
+    from pl_saliency import DeletionAUC
+
+    class FailsOnRank(DeletionAUC):
+        def update(self, *args: Any, **kwargs: Any) -> None:
+            import torch.distributed as dist
+
+            if dist.is_initialized() and dist.get_rank() == rank:
+                raise RuntimeError(f"planted failure on rank {rank}")
+            super().update(*args, **kwargs)
+
+    return FailsOnRank(steps=STEPS)
+
+
+#: the monitor settings of the report / failure parts (also run in one process by the tests)
+REPORTS = dict(
+    coherence={"binarize": None},
+    baseline_sensitivity={"fillers": {"zeros": "zeros", "mean": "mean"}, "metrics": ("deletion_auc", "insertion_auc"), "steps": STEPS},
+)
+
+
+def make_report_monitor() -> Any:
+    from pl_saliency import DeletionAUC, Gradient, GradientXInput, InsertionAUC
+
+    return make_monitor(
+        explainers=[Gradient(), GradientXInput()], metrics=[DeletionAUC(steps=STEPS), InsertionAUC(steps=STEPS)], **REPORTS
     )
+
+
+def run_monitor_validate(world_size: int, out_dir: Path, monitor: Any) -> dict[str, Any]:
+    model, loader = make_validation()
+    trainer = make_trainer(world_size, out_dir, monitor)
+    results = trainer.validate(model, loader, verbose=False)
+    return {
+        "validate": {k: float(v) for k, v in results[0].items()},
+        "callback_metrics": {k: float(v) for k, v in trainer.callback_metrics.items()},
+        "last_scores": dict(monitor.last_scores),
+    }
+
+
+def run_reports(world_size: int, out_dir: Path) -> dict[str, Any]:
+    return run_monitor_validate(world_size, out_dir / "reports", make_report_monitor())
+
+
+def run_fail_one(world_size: int, out_dir: Path) -> dict[str, Any]:
+    """A metric failing on rank 1 only, on_error='warn': every rank skips it; the other metric is logged."""
+    import warnings
+
+    from pl_saliency import DeletionAUC
+
+    monitor = make_monitor(metrics={"fails": failing_on_rank(1), "deletion_auc": DeletionAUC(steps=STEPS)})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = run_monitor_validate(world_size, out_dir / "fail_one", monitor)
+    out["warnings"] = [str(w.message) for w in caught if "SaliencyMonitor" in str(w.message)]
+    return out
+
+
+def run_raise_one(world_size: int, out_dir: Path) -> dict[str, Any]:
+    """The same failure with on_error='raise': every rank raises (none waits in a collective)."""
+    monitor = make_monitor(metrics={"fails": failing_on_rank(1)}, on_error="raise")
+    try:
+        run_monitor_validate(world_size, out_dir / "raise_one", monitor)
+    except Exception as err:  # noqa: BLE001 - the expected outcome
+        return {"raised": f"{type(err).__name__}: {err}"}
+    return {"raised": None}
+
+
+def run_controls(rank: int, world_size: int) -> dict[str, Any]:
+    """ControlledScore of deletion on each rank's share (5 + 3): the synced controls."""
+    from pl_saliency.metrics import ControlledScore, DeletionAUC
+
+    model, x, sal, y = make_problem()
+    metric = ControlledScore(DeletionAUC(steps=STEPS), repeats=4, seed=3)
+    a, b = ((0, 5), (5, 8))[rank] if world_size == 2 else (0, 8)
+    metric.update(model, x[a:b], sal[a:b], y[a:b])
+    out = {k: float(v) for k, v in metric.compute().items()}
+    from torchmetrics.utilities.data import dim_zero_cat
+
+    if world_size > 1:
+        metric.sync()  # gathers the "cat" states in rank order
+    out["random_per_sample"] = dim_zero_cat(metric.random_scores).clone()
+    if world_size > 1:
+        metric.unsync()
+    return out
 
 
 def make_trainer(devices: int, save_dir: Path, monitor: Any) -> Any:
@@ -177,6 +267,10 @@ def main(argv: list[str]) -> int:
     parts = (
         ("metric", lambda: run_metric_cases(rank)),
         ("trainer", lambda: run_trainer_validate(rank, world_size, out_dir)),
+        ("controls", lambda: run_controls(rank, world_size)),
+        ("reports", lambda: run_reports(world_size, out_dir)),
+        ("fail_one", lambda: run_fail_one(world_size, out_dir)),
+        ("raise_one", lambda: run_raise_one(world_size, out_dir)),
     )
     for part, fn in parts:
         try:
@@ -188,7 +282,7 @@ def main(argv: list[str]) -> int:
     torch.save(record, out_dir / f"rank{rank}.pt")
     if dist.is_initialized():
         dist.destroy_process_group()
-    return 0 if len(record) == 3 else 1
+    return 0 if len(record) == 1 + len(parts) else 1
 
 
 if __name__ == "__main__":

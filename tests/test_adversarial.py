@@ -199,7 +199,8 @@ FRACTIONS = (0.01, 0.05, 0.1, 0.2, 0.5)
 def test_region_map_beats_random_and_inverted_maps_at_every_fraction(region_setup, score):
     model, x, y, region, good = region_setup
     random_map = torch.rand(6, 1, 12, 12, generator=torch.Generator().manual_seed(9))
-    kw = dict(fractions=FRACTIONS, eps=0.02, score=score, reduction="none", return_curves=True)
+    # rank="signed": the inverted map -good must rank the region last (the default |R| ranks it first)
+    kw = dict(fractions=FRACTIONS, eps=0.02, score=score, rank="signed", reduction="none", return_curves=True)
     runs = {
         name: adversarial_reliability(model, x, s, y, generator=torch.Generator().manual_seed(0), **kw)
         for name, s in (("good", good), ("random", random_map), ("inverted", -good))

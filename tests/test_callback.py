@@ -153,7 +153,7 @@ def test_validate_path_under_inference_mode(tmp_path, data):
         trainer = make_trainer(tmp_path, [monitor], inference_mode=inference_mode)
         (results,) = trainer.validate(model, vl, verbose=False)
         assert {"val/saliency/gradient/deletion_auc", "val/saliency/smoothgrad/insertion_auc"} <= set(results)
-        assert all(v is not None for v in monitor.last_scores.values())
+        assert all(v is not None for k, v in monitor.last_scores.items() if k.count("/") == 1 or k.endswith("/gain"))
         assert all(p.grad is None for p in model.parameters())
 
 
@@ -184,6 +184,11 @@ class StateProbe(Callback):
         self.checked += 1
 
 
+def global_rng_explainer(model, inputs, target):
+    """A user explainer written carelessly: it draws from the global RNG (as an unseeded Captum Lime would)."""
+    return torch.rand_like(inputs[:, :1]) + 0.0 * inputs[:, :1]
+
+
 def _train(tmp_path, data, with_monitor):
     pl.seed_everything(123)
     model = DigitsCNN()
@@ -193,7 +198,10 @@ def _train(tmp_path, data, with_monitor):
         callbacks.insert(
             0,
             SaliencyMonitor(
-                explainers=[Gradient(), SmoothGrad(nt_samples=3), IntegratedGradients(n_steps=4), GradCAM("features.conv3")],
+                explainers={
+                    "gradient": Gradient(), "smoothgrad": SmoothGrad(nt_samples=3), "ig": IntegratedGradients(n_steps=4),
+                    "gradcam": GradCAM("features.conv3"), "draws_global_rng": global_rng_explainer,
+                },
                 metrics=[DeletionAUC(steps=8, order="random", generator=torch.Generator().manual_seed(0)), InsertionAUC(steps=8)],
                 num_samples=8,
             ),
@@ -216,6 +224,7 @@ def test_training_is_bit_identical_with_and_without_monitor(tmp_path, data):
             other = o1["state"][pid][name]
             assert torch.equal(val, other) if isinstance(val, torch.Tensor) else val == other
     assert torch.equal(rng0, rng1)  # the global RNG stream was not consumed by the monitor
+    # (the monitor included an explainer drawing from the global RNG: it ran under a forked RNG)
 
 
 def test_resume_continues_history_and_probe(tmp_path, data):
@@ -296,7 +305,7 @@ def test_dict_batches_need_and_use_batch_transform(tmp_path, data):
     vl = DataLoader(DictDataset(val), batch_size=16)
     monitor = small_monitor(batch_transform=lambda b: (b["pixels"], b["cls"]))
     make_trainer(tmp_path, [monitor], max_epochs=1).fit(DictModule(), tl, vl)
-    assert all(v is not None for v in monitor.last_scores.values())
+    assert all(v is not None for k, v in monitor.last_scores.items() if k.count("/") == 1 or k.endswith("/gain"))
 
     plain = small_monitor()
     with pytest.warns(UserWarning, match="batch_transform"):
@@ -308,8 +317,14 @@ def test_verbose_prints_table(tmp_path, data, capsys):
     monitor = small_monitor(verbose=True)
     make_trainer(tmp_path, [monitor], max_epochs=1).fit(DigitsCNN(), *loaders(data))
     out = capsys.readouterr().out
-    assert "saliency scores — epoch 0" in out and "deletion_auc ↓" in out and "insertion_auc ↑" in out
+    # the headline: gain over a random order with its interval and win rate; the controls' raw values below
+    assert "saliency scores — epoch 0 (gain over a random order ± 95% CI; win rate)" in out
+    assert "deletion_auc gain ↑" in out and "insertion_auc gain ↑" in out and " ± " in out
+    assert "random-order control (raw): deletion_auc" in out
     assert "gradcam" in out
+    plain = small_monitor(controls=False)
+    plain.last_scores = {"gradient/deletion_auc": 0.25}
+    assert "deletion_auc ↓" in plain.format_table() and "0.2500" in plain.format_table()
 
 
 @pytest.mark.parametrize(
@@ -342,10 +357,11 @@ def test_state_key_and_state_dict_roundtrip():
     m = small_monitor(log_prefix="val/sal")
     assert "val/sal" in m.state_key
     m.history = [{"epoch": 0, "global_step": 4, "scores": {"gradient/deletion_auc": 0.5}}]
-    m._probe_x, m._probe_y = [torch.ones(2, 1, 4, 4)], [torch.tensor([1, 2])]
+    m._probe.set(torch.rand(2, 1, 4, 4), torch.tensor([1, 2]), {})
     other = small_monitor(log_prefix="val/sal")
     other.load_state_dict(m.state_dict())
     assert other.history == m.history and torch.equal(other.probe[0], m.probe[0])
+    assert torch.equal(other.probe_ids, m.probe_ids) and len(set(m.probe_ids.tolist())) == 2
 
 
 def test_demo_runs_offline(tmp_path):

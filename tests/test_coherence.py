@@ -310,7 +310,7 @@ def test_on_error_warn_scores_nan(tiny_cnn, rgb_batch):
     metrics = {"mprt": ModelParameterRandomization(), "del": DeletionAUC(steps=4)}  # tensors: no explainer for MPRT
     with pytest.raises(ValueError, match="`explainer` is needed"):
         coherence_report(tiny_cnn, x, y, maps, metrics)
-    with pytest.warns(UserWarning, match="metric 'mprt' failed on '[ab]'"):
+    with pytest.warns(UserWarning, match="metric 'mprt' on explainer '[ab]' failed"):
         report = coherence_report(tiny_cnn, x, y, maps, metrics, on_error="warn", binarize=None)
     assert torch.isnan(report.scores["raw"][0]).all() and torch.isfinite(report.scores["raw"][1]).all()
     assert torch.isnan(report.tau["raw"][0, 1])

@@ -203,3 +203,50 @@ def test_trainer_ddp_logs_single_process_value(ddp_job, single_process_validate)
             atol=1e-5,
             rtol=0,
         )
+
+
+# ---------------------------------------------------------------------------------------------- controls, reports, failures
+
+
+def test_random_controls_do_not_depend_on_the_process_split(ddp_job):
+    """The random-order control is keyed by sample id: 5 + 3 samples on two ranks give the single
+    process's per-sample controls, and the same gain, interval and win rate."""
+    ranks = _part(ddp_job, "controls")
+    ref = worker.run_controls(0, 1)
+    for r in ranks:
+        torch.testing.assert_close(r["random_per_sample"], ref["random_per_sample"], atol=1e-6, rtol=0)
+        for key in ("value", "random", "gain", "gain_ci_low", "gain_ci_high", "win_rate"):
+            assert r[key] == pytest.approx(ref[key], abs=1e-6), key
+
+
+@pytest.fixture(scope="module")
+def single_process_reports(tmp_path_factory) -> dict[str, Any]:
+    return worker.run_reports(1, tmp_path_factory.mktemp("single_reports"))
+
+
+def test_reports_log_the_single_process_numbers_on_the_union_probe(ddp_job, single_process_reports):
+    ranks = _part(ddp_job, "reports")
+    ref = single_process_reports["validate"]
+    report_keys = [k for k in ref if "/coherence/" in k or "/baseline_sensitivity/" in k]
+    assert report_keys, ref
+    assert any("/coherence/" in k for k in report_keys) and any("/baseline_sensitivity/" in k for k in report_keys)
+    for r in ranks:  # every rank logs the report of the whole probe, equal to one process's
+        for k in report_keys:
+            assert r["validate"][k] == pytest.approx(ref[k], abs=1e-5, nan_ok=True), k
+        for k in ("val/saliency/gradient/deletion_auc", "val/saliency/gradient/deletion_auc/gain"):
+            assert r["validate"][k] == pytest.approx(ref[k], abs=1e-5), k
+
+
+def test_failure_on_one_rank_is_absent_on_every_rank(ddp_job):
+    ranks = _part(ddp_job, "fail_one")
+    for rank, r in enumerate(ranks):
+        assert "val/saliency/gradient/fails" not in r["validate"]
+        assert r["last_scores"].get("gradient/fails") is None
+        assert "val/saliency/gradient/deletion_auc" in r["validate"]  # the run goes on, other scores logged
+    assert any("planted failure on rank 1" in w for w in ranks[1]["warnings"])
+
+
+def test_raise_on_one_rank_raises_on_every_rank(ddp_job):
+    ranks = _part(ddp_job, "raise_one")
+    assert "planted failure on rank 1" in ranks[1]["raised"]
+    assert ranks[0]["raised"] is not None and "failed on another process" in ranks[0]["raised"]

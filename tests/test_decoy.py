@@ -108,7 +108,7 @@ def test_decoys_keep_layer_stay_in_range_and_move_only_their_patch(tiny_cnn, rgb
         input_range = ((0 - mean) / std, (1 - mean) / std)
     out = generate_decoys(
         tiny_cnn, x, layer, patch_size=3, stride=2, num_patches=7, epsilon=epsilon, epsilon_scale=scale,
-        input_range=input_range, chunk_size=5,
+        input_range=input_range, chunk_size=5, patch_sampling="random", coverage="flush",  # the first release's layout
     )  # fmt: skip
     n, d = 2, 14
     assert out.decoys.shape == (n, d, 3, 12, 12) and out.positions.shape == (7, 2)
@@ -137,7 +137,7 @@ def test_decoys_keep_layer_stay_in_range_and_move_only_their_patch(tiny_cnn, rgb
     assert (out.linf > 0).float().mean() > 0.9
     assert (inside[:, 0::2] > 0).float().mean() > 0.9 and (inside[:, 1::2] < 0).float().mean() > 0.9
     assert (out.deviation / out.epsilon[:, None]).amax() > 0.99
-    assert set(map(tuple, out.positions.tolist())) <= set(map(tuple, patch_positions(12, 12, 3, 2).tolist()))
+    assert set(map(tuple, out.positions.tolist())) <= set(map(tuple, patch_positions(12, 12, 3, 2, "flush").tolist()))
 
 
 def test_decoys_closed_form_of_a_saturated_unit():
@@ -182,7 +182,7 @@ def test_decoy_enhanced_equals_step_by_step_reference(tiny_cnn, rgb_batch, aggre
     channel value, |.| and max over channels, winsorize (numpy) and rescale: the explainer's map."""
     x, y = rgb_batch
     x, y = x[:2], y[:2]
-    kwargs = dict(patch_size=3, num_patches=5, steps=30, epsilon=0.02)
+    kwargs = dict(patch_size=3, num_patches=5, iterations=30, epsilon=0.02)
     explainer = DecoyEnhanced(Gradient(), layer="conv2", aggregate=aggregate, chunk_size=7, seed=4, **kwargs)  # chunks cross samples
     got = explainer(tiny_cnn, x, y)
     out = generate_decoys(tiny_cnn, x, "conv2", generator=torch.Generator().manual_seed(4), **kwargs)
@@ -214,13 +214,13 @@ def test_decoy_enhanced_plain_callable_and_lower_resolution_maps(tiny_cnn, rgb_b
     def pooled(model, inputs, target):  # a deterministic "explainer" at half resolution
         return F.avg_pool2d(inputs.sum(1, keepdim=True), 2)
 
-    explainer = DecoyEnhanced(pooled, layer="conv1", num_patches=4, steps=20, winsorize=None, rescale=False, name="pooled")
+    explainer = DecoyEnhanced(pooled, layer="conv1", num_patches=4, iterations=20, winsorize=None, rescale=False, name="pooled")
     got = explainer(tiny_cnn, x, y)
-    out = generate_decoys(tiny_cnn, x, "conv1", num_patches=4, steps=20, generator=torch.Generator().manual_seed(0))
+    out = generate_decoys(tiny_cnn, x, "conv1", num_patches=4, iterations=20, generator=torch.Generator().manual_seed(0))
     maps = F.interpolate(pooled(None, out.decoys.flatten(0, 1), None), size=(12, 12), mode="bilinear", align_corners=False)
     torch.testing.assert_close(got, range_aggregate(maps.view(2, 8, 1, 12, 12)), atol=1e-6, rtol=1e-5)
     # Grad-CAM through the raw path: one channel, the right shape, finite
-    cam = DecoyEnhanced(GradCAM("conv2"), layer="conv1", num_patches=2, steps=10)(tiny_cnn, x, y)
+    cam = DecoyEnhanced(GradCAM("conv2"), layer="conv1", num_patches=2, iterations=10)(tiny_cnn, x, y)
     assert cam.shape == (2, 1, 12, 12) and torch.isfinite(cam).all()
 
 
@@ -282,7 +282,7 @@ def test_seeded_budgeted_deterministic_and_hygienic(tiny_cnn, rgb_batch):
     x, y = x[:2], y[:2]
     tiny_cnn.train()
     params = {k: v.clone() for k, v in tiny_cnn.state_dict().items()}
-    explainer = DecoyEnhanced(Gradient(), layer="conv2", num_patches=3, steps=20, seed=1)
+    explainer = DecoyEnhanced(Gradient(), layer="conv2", num_patches=3, iterations=20, seed=1, patch_sampling="random")
     assert explainer.decoys_per_sample(12, 12) == 6 and explainer.name == "dance_gradient"
     rng = torch.random.get_rng_state()
     a = explainer(tiny_cnn, x, y)
@@ -292,12 +292,12 @@ def test_seeded_budgeted_deterministic_and_hygienic(tiny_cnn, rgb_batch):
     assert torch.equal(torch.random.get_rng_state(), rng)  # the global RNG is untouched
     assert tiny_cnn.training and all(p.grad is None for p in tiny_cnn.parameters())
     assert all(torch.equal(v, params[k]) for k, v in tiny_cnn.state_dict().items())
-    other = DecoyEnhanced(Gradient(), layer="conv2", num_patches=3, steps=20, seed=2)
+    other = DecoyEnhanced(Gradient(), layer="conv2", num_patches=3, iterations=20, seed=2, patch_sampling="random")
     other(tiny_cnn, x, y)
     assert not torch.equal(other.last_report.positions, positions)
     g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
-    d1 = generate_decoys(tiny_cnn, x, "conv1", num_patches=4, steps=10, generator=g1)
-    d2 = generate_decoys(tiny_cnn, x, "conv1", num_patches=4, steps=10, generator=g2)
+    d1 = generate_decoys(tiny_cnn, x, "conv1", num_patches=4, iterations=10, generator=g1, patch_sampling="random")
+    d2 = generate_decoys(tiny_cnn, x, "conv1", num_patches=4, iterations=10, generator=g2, patch_sampling="random")
     assert torch.equal(d1.decoys, d2.decoys) and torch.equal(d1.positions, d2.positions)
     # inside Lightning's validation (inference mode) and beside the plain explainer in a monitor spec
     with torch.inference_mode():
@@ -350,12 +350,13 @@ def test_realism_report_and_metric(tiny_cnn):
     model = tiny_cnn
     x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(7))
     y = torch.tensor([1, 3])
-    explainer = DecoyEnhanced(Gradient(), layer="conv1", patch_size=4, num_patches=3, steps=20, lpips_net="alex", pnet_rand=True)
+    explainer = DecoyEnhanced(Gradient(), layer="conv1", patch_size=4, num_patches=3, iterations=20, lpips_net="alex", pnet_rand=True,
+                              patch_sampling="random")  # fmt: skip
     saliency = explainer(model, x, y)
     report = explainer.last_report
     assert report.lpips.shape == (2, 6) and (report.lpips >= 0).all()
     # the same decoys through the functional path give the same realism
-    out = generate_decoys(model, x, "conv1", patch_size=4, num_patches=3, steps=20)
+    out = generate_decoys(model, x, "conv1", patch_size=4, num_patches=3, iterations=20, patch_sampling="random")
     real = decoy_realism(x, out, lpips_net="alex", pnet_rand=True)
     torch.testing.assert_close(real["lpips"], report.lpips, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(real["deviation"], out.deviation / out.epsilon[:, None])
@@ -463,7 +464,7 @@ def test_errors_explainer_and_aggregation(tiny_cnn, rgb_batch):
         DecoyEnhanced(Gradient(), layer="conv1", lpips_net="resnet")
     with pytest.raises(ValueError, match=r"`num_patches` must be an int >= 1"):
         DecoyEnhanced(Gradient(), layer="conv1", num_patches=0)
-    bad = DecoyEnhanced(lambda m, i, t: i.sum(), layer="conv1", num_patches=1, steps=2)
+    bad = DecoyEnhanced(lambda m, i, t: i.sum(), layer="conv1", num_patches=1, iterations=2)
     with pytest.raises(ValueError, match=r"`explainer` must return a \(N, C, h, w\) tensor for N decoys"):
         bad(tiny_cnn, x, y)
     with pytest.raises(ValueError, match=r"`saliency` must have shape \(N, D, ...\)"):
@@ -488,7 +489,7 @@ def test_errors_realism(tiny_cnn, rgb_batch):
         DecoyRealism(measure="ssim")
     with pytest.raises(ValueError, match=r"`reduction` must be one of"):
         DecoyRealism(reduction="median")
-    explainer = DecoyEnhanced(Gradient(), layer="conv1", num_patches=1, steps=2)
+    explainer = DecoyEnhanced(Gradient(), layer="conv1", num_patches=1, iterations=2)
     saliency = explainer(tiny_cnn, x, y)
     with pytest.raises(ValueError, match=r"`context` must be a BatchContext whose `explainer` is the DecoyEnhanced"):
         DecoyRealism(measure="linf").update(tiny_cnn, x, saliency, y)
@@ -509,7 +510,7 @@ def test_in_the_monitor_beside_the_plain_explainer(tmp_path):
     from pl_saliency.demo import DigitsCNN, digits_datasets
 
     train, val = digits_datasets(size=16)
-    dance = DecoyEnhanced(Gradient(), layer="features.relu2", num_patches=2, steps=10, lpips_net="alex", pnet_rand=True, lpips_upsample_to=32)
+    dance = DecoyEnhanced(Gradient(), layer="features.relu2", num_patches=2, iterations=10, lpips_net="alex", pnet_rand=True, lpips_upsample_to=32)
     monitor = SaliencyMonitor(
         explainers=[Gradient(), dance],
         metrics={"deletion": DeletionAUC(steps=4), "lpips": DecoyRealism(), "dev": DecoyRealism(measure="deviation", reduction="max")},

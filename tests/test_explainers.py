@@ -774,3 +774,89 @@ def test_base_explainer_is_abstract(strided_cnn, rgb_batch):
     with pytest.raises(NotImplementedError):
         Explainer()(strided_cnn, x, y)
     assert all(m.training is False for m in strided_cnn.modules())
+
+
+# --------------------------------------------------------------------------------------------------
+# 9. Models that break gradients, targets beyond the classes, invalid arguments at construction
+# --------------------------------------------------------------------------------------------------
+
+
+class DetachingCNN(nn.Module):
+    """Detaches its input before the network: the logits depend on the parameters, not on x."""
+
+    def __init__(self, net: nn.Module, how: str) -> None:
+        super().__init__()
+        self.net, self.how = net, how
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.how == "detach":
+            return self.net(x.detach())
+        if self.how == "no_grad":
+            with torch.no_grad():
+                return self.net(x)
+        return self.net(torch.as_tensor(x.detach().numpy()))
+
+
+GRADIENT_EXPLAINERS = {k: EXPLAINERS[k] for k in ("function", "gradient", "gradient_x_input", "integrated_gradients", "smoothgrad", "guided_backprop")}
+
+
+@pytest.mark.parametrize("how", ["detach", "no_grad", "numpy"])
+@pytest.mark.parametrize("make", list(GRADIENT_EXPLAINERS.values()), ids=list(GRADIENT_EXPLAINERS))
+def test_model_that_detaches_its_input(make, how, strided_cnn, rgb_batch):
+    x, y = rgb_batch
+    model = DetachingCNN(strided_cnn, how).eval()
+    with pytest.raises(ValueError, match="`model`: saliency needs gradients to flow from the output to the inputs"):
+        make()(model, x, y)
+    assert no_grads(strided_cnn) and not any(m.training for m in model.modules())
+
+
+def test_gradcam_on_a_no_grad_model_names_model(strided_cnn, rgb_batch):
+    x, y = rgb_batch
+    with pytest.raises(ValueError, match="`model`: saliency needs gradients to flow from the output to the explained `layer`"):
+        GradCAM("net.conv2")(DetachingCNN(strided_cnn, "no_grad").eval(), x, y)
+
+
+@explainer_params
+def test_target_beyond_the_classes(make, strided_cnn, rgb_batch):
+    x, _ = rgb_batch
+    bad = torch.tensor([0, 1, 5, 2])  # the model has 5 classes
+    with pytest.raises(ValueError, match=r"`target` must hold class indices below the model's 5 outputs, but got 5"):
+        make()(strided_cnn, x, bad)
+    for m in strided_cnn.modules():
+        assert not m._forward_hooks
+
+
+@output_transform_params
+def test_target_beyond_the_classes_through_output_transform(make, strided_cnn, rgb_batch):
+    x, _ = rgb_batch
+    with pytest.raises(ValueError, match="`target`.*5 outputs, but got 7"):
+        make(strided_cnn, output_transform=lambda out: out[0])(TupleModel(strided_cnn), x, torch.tensor([7, 0, 1, 2]))
+
+
+@pytest.mark.parametrize(
+    ("make", "arg", "error"),
+    [
+        (lambda: SmoothGrad(stdevs=float("nan")), "stdevs", ValueError),
+        (lambda: SmoothGrad(stdevs=float("inf")), "stdevs", ValueError),
+        (lambda: SmoothGrad(nt_samples_batch_size=0), "nt_samples_batch_size", ValueError),
+        (lambda: SmoothGrad(nt_samples_batch_size=2.0), "nt_samples_batch_size", TypeError),
+        (lambda: SmoothGrad(seed="0"), "seed", TypeError),
+        (lambda: SmoothGrad(seed=None), "seed", TypeError),
+        (lambda: IntegratedGradients(method="simpson"), "method", ValueError),
+        (lambda: IntegratedGradients(baseline=float("nan")), "baseline", ValueError),
+        (lambda: IntegratedGradients(baseline="black"), "baseline", ValueError),
+        (lambda: IntegratedGradients(baseline=torch.tensor([0, 1])), "baseline", ValueError),
+        (lambda: IntegratedGradients(baseline=torch.tensor([0.0, float("inf")])), "baseline", ValueError),
+        (lambda: IntegratedGradients(internal_batch_size=0), "internal_batch_size", ValueError),
+        (lambda: GradCAM("conv2", relu="yes"), "relu", TypeError),
+        (lambda: GradCAM(""), "layer", ValueError),
+        (lambda: CaptumExplainer(ca.Saliency, seed=1.5), "seed", TypeError),
+        (lambda: CaptumExplainer(ca.LayerGradCam, layer=""), "layer", ValueError),
+        (lambda: CaptumExplainer(ca.LayerGradCam, layer=2), "layer", TypeError),
+        (lambda: Gradient(output_transform="logits"), "output_transform", TypeError),
+        (lambda: FunctionExplainer(grad_fn, output_transform=0), "output_transform", TypeError),
+    ],
+)
+def test_invalid_arguments_are_rejected_at_construction(make, arg, error):
+    with pytest.raises(error, match=f"`{arg}`"):
+        make()

@@ -47,16 +47,22 @@ def test_wandb_define_metric_summary_config_and_history_chart(tmp_path, loaders)
     (run,) = run_dirs(tmp_path)
 
     defined = {r.name: r for r in records(run, "metric") if r.name}
-    dele, ins = defined["val/saliency/gradient/deletion_auc"], defined["val/saliency/gradcam/insertion_auc"]
-    assert dele.step_metric == "epoch" and dele.summary.min and not dele.summary.max
-    assert ins.step_metric == "epoch" and ins.summary.max and not ins.summary.min
+    # raw curve scores are confounded with the model's confidence: their summary is the last value
+    for key in ("val/saliency/gradient/deletion_auc", "val/saliency/gradcam/insertion_auc", "val/saliency/deletion_auc/random",
+                "val/saliency/gradient/deletion_auc/gain_ci_low", "val/saliency/context/confidence"):
+        d = defined[key]
+        assert d.step_metric == "epoch" and d.summary.last and not d.summary.min and not d.summary.max, key
+    # the direction-aware best only for the controlled gain keys (higher = better than random)
+    for key in ("val/saliency/gradient/deletion_auc/gain", "val/saliency/gradcam/insertion_auc/gain",
+                "val/saliency/gradient/deletion_auc/win_rate"):
+        d = defined[key]
+        assert d.step_metric == "epoch" and d.summary.max and not d.summary.min, key
 
-    # the summary keeps the best value in the metric's direction
     s = summary(run)
     series = [h["scores"]["gradient/deletion_auc"] for h in mon.history]
-    assert s["val/saliency/gradient/deletion_auc"]["min"] == pytest.approx(min(series))
-    series = [h["scores"]["gradcam/insertion_auc"] for h in mon.history]
-    assert s["val/saliency/gradcam/insertion_auc"]["max"] == pytest.approx(max(series))
+    assert s["val/saliency/gradient/deletion_auc"]["last"] == pytest.approx(series[-1])
+    series = [h["scores"]["gradcam/insertion_auc/gain"] for h in mon.history]
+    assert s["val/saliency/gradcam/insertion_auc/gain"]["max"] == pytest.approx(max(series))
 
     # the run config records every metric's definition
     cfg = config(run)["saliency_monitor"]
@@ -65,7 +71,7 @@ def test_wandb_define_metric_summary_config_and_history_chart(tmp_path, loaders)
     assert cfg["metrics"]["deletion_auc"]["higher_is_better"] is False
     assert set(cfg["explainers"]) == {"gradient", "gradcam"}
 
-    # a chart of each score over epochs per explainer
+    # a chart of each metric's gain over a random order, over epochs per explainer
     rows = history(run)
     charts = [r for r in rows if r.get("val/saliency/history/deletion_auc_table/_type") == "table-file"]
     assert len(charts) == 3
@@ -75,7 +81,7 @@ def test_wandb_define_metric_summary_config_and_history_chart(tmp_path, loaders)
     assert len(last["data"]) == 2 * 3  # two explainers × three epochs
     cols = last["columns"]
     got = sorted((row[cols.index("lineKey")], row[cols.index("step")], row[cols.index("lineVal")]) for row in last["data"])
-    want = sorted((e, h["epoch"], h["scores"][f"{e}/deletion_auc"]) for e in ("gradient", "gradcam") for h in mon.history)
+    want = sorted((e, h["epoch"], h["scores"][f"{e}/deletion_auc/gain"]) for e in ("gradient", "gradcam") for h in mon.history)
     assert [g[:2] for g in got] == [w[:2] for w in want]
     assert [g[2] for g in got] == pytest.approx([w[2] for w in want])
 
@@ -236,3 +242,119 @@ def test_adversarial_baselines_and_cleaned_overlays_are_logged(tmp_path, loaders
     from PIL import Image
 
     assert Image.open(first).size == (2 * 16, 16)  # original | cleaned
+
+
+# --------------------------------------------------------------------------------------------------
+# Overlays a person can read: diverging colormap for signed maps, sequential for unsigned, percentile clipping
+# --------------------------------------------------------------------------------------------------
+
+import numpy as np  # noqa: E402
+
+from pl_saliency.loggers import colormap, display_uint8, heatmap, normalize_map  # noqa: E402
+from pl_saliency.loggers.images import (  # noqa: E402
+    DEFAULT_CLIP_PERCENTILE,
+    DEFAULT_COLORMAP,
+    check_overlay_options,
+    display_values,
+    diverging_colormap,
+    overlay_options,
+    resolve_colormap,
+    to_display,
+)
+
+
+def test_overlay_defaults_and_run_config_options():
+    assert (DEFAULT_COLORMAP, DEFAULT_CLIP_PERCENTILE) == ("auto", 99.0)
+    assert overlay_options() == {"overlay_colormap": "auto", "overlay_clip_percentile": 99.0}
+    assert overlay_options("diverging", 95) == {"overlay_colormap": "diverging", "overlay_clip_percentile": 95.0}
+    for bad in ("jet", None, ""):
+        with pytest.raises(ValueError, match="`colormap`"):
+            check_overlay_options(bad, 99.0)
+    for bad in (0, -1, 100.5, float("nan"), True, "99"):
+        with pytest.raises(ValueError, match="`clip_percentile`"):
+            check_overlay_options("auto", bad)
+    with pytest.raises(ValueError, match="`colormap`"):
+        overlay(torch.rand(1, 4, 4), torch.rand(1, 4, 4), colormap="viridis")
+
+
+def test_colormaps_match_matplotlib_viridis_and_rdbu_r():
+    cm = pytest.importorskip("matplotlib").colormaps
+    pos = np.linspace(0, 1, 5)
+    assert np.allclose(colormap(torch.tensor(pos)).numpy(), cm["viridis"](pos)[:, :3], atol=6e-3)
+    pos = np.linspace(0, 1, 11)
+    ours = diverging_colormap(torch.tensor(pos * 2 - 1, dtype=torch.float32)).numpy()
+    assert np.allclose(ours, cm["RdBu_r"](pos)[:, :3], atol=1.5e-2)
+    assert np.allclose(diverging_colormap(torch.tensor(0.0)).numpy(), [0xF7 / 255] * 3)  # zero is neutral grey
+
+
+def test_display_values_equal_a_numpy_percentile_reference():
+    g = torch.Generator().manual_seed(0)
+    s = torch.randn(1, 16, 16, generator=g)
+    s[0, 3, 4], s[0, 9, 1] = 40.0, -25.0  # outliers
+    a = s.numpy().reshape(16, 16).astype(np.float64)
+    for q in (99.0, 90.0, 100.0):
+        p = np.percentile(np.abs(a), q)
+        assert np.allclose(display_values(s, True, q).numpy(), np.clip(a / p, -1, 1), atol=1e-6)
+        lo, hi = a.min(), np.percentile(a, q)
+        assert np.allclose(display_values(s, False, q).numpy(), np.clip((a - lo) / (hi - lo), 0, 1), atol=1e-6)
+    # clip_percentile=100 is plain min-max: the former display of unsigned maps
+    assert torch.allclose(display_values(s, False, 100.0), normalize_map(s), atol=1e-6)
+
+
+def test_percentile_clipping_makes_a_sparse_gradient_map_visible():
+    g = torch.Generator().manual_seed(1)
+    s = torch.rand(1, 64, 64, generator=g) * 0.01
+    s.view(-1)[torch.randperm(64 * 64, generator=g)[:10]] = 1.0  # ten extreme pixels
+    assert display_values(s, False, 100.0).median() < 0.02  # min-max: everything but 10 pixels at the bottom
+    assert display_values(s, False, 99.0).median() > 0.4
+    # a map that is zero almost everywhere: the percentile is 0, the maximum is used instead
+    sparse = torch.zeros(1, 32, 32)
+    sparse[0, 5, 5] = 2.0
+    assert display_values(sparse, False, 99.0)[5, 5] == 1.0 and display_values(sparse, True, 99.0)[5, 5] == 1.0
+    assert not display_values(torch.full((1, 8, 8), 3.0), False, 99.0).any()  # constant: 0
+
+
+def test_signed_map_is_drawn_diverging_centred_at_zero():
+    g = torch.Generator().manual_seed(2)
+    img = torch.rand(3, 8, 8, generator=g)
+    s = torch.zeros(1, 8, 8)
+    s[0, :2] = 1.0  # evidence for the class
+    s[0, -2:] = -1.0  # evidence against
+    assert resolve_colormap("auto", s) == "diverging"
+    out = overlay(img, s)
+    base = display_uint8(img)
+    assert torch.equal(out[2:6], base[2:6])  # zero saliency leaves the image itself
+    blend = lambda heat: (0.5 * to_display(img) + 0.5 * heat).mul(255).round().to(torch.uint8)  # noqa: E731
+    assert torch.equal(out[:2], blend(diverging_colormap(torch.tensor(1.0)))[:2])
+    assert torch.equal(out[-2:], blend(diverging_colormap(torch.tensor(-1.0)))[-2:])
+    red, blue = heatmap(s)[0, 0].int(), heatmap(s)[-1, 0].int()
+    assert red[0] > red[2] + 50 and blue[2] > blue[0] + 50
+    assert torch.equal(heatmap(s)[4, 4], torch.tensor([0xF7, 0xF7, 0xF7], dtype=torch.uint8))
+    # the former sequential drawing would have tinted the zero rows: the test tells them apart
+    assert not torch.equal(overlay(img, s, colormap="sequential")[2:6], base[2:6])
+
+
+def test_unsigned_map_is_drawn_sequential_with_constant_opacity():
+    g = torch.Generator().manual_seed(3)
+    img, s = torch.rand(1, 8, 8, generator=g), torch.rand(1, 8, 8, generator=g)
+    assert resolve_colormap("auto", s) == "sequential"
+    base = to_display(img)
+    for q in (99.0, 100.0):
+        want = (0.3 * colormap(display_values(s, False, q)) + 0.7 * base).mul(255).round().to(torch.uint8)
+        assert torch.equal(overlay(img, s, alpha=0.3, clip_percentile=q), want)
+    old = (0.5 * colormap(normalize_map(s)) + 0.5 * base).mul(255).round().to(torch.uint8)
+    assert torch.equal(overlay(img, s, clip_percentile=100.0), old)
+
+
+def test_overlay_grid_decides_the_colormap_once_per_explainer():
+    g = torch.Generator().manual_seed(4)
+    x = torch.rand(2, 3, 8, 8, generator=g)
+    signed = torch.rand(2, 1, 8, 8, generator=g)
+    signed[1, 0, 0, 0] = -0.5  # only the second sample has a negative value
+    unsigned = torch.rand(2, 1, 8, 8, generator=g)
+    grid = overlay_grid(x, {"gxi": signed, "grad": unsigned}, max_images=2)
+    assert torch.equal(grid[0:8, 8:16], overlay(x[0], signed[0], colormap="diverging"))
+    assert not torch.equal(grid[0:8, 8:16], overlay(x[0], signed[0]))  # alone, sample 0 would be sequential
+    assert torch.equal(grid[0:8, 16:24], overlay(x[0], unsigned[0], colormap="sequential"))
+    forced = overlay_grid(x, {"gxi": signed}, max_images=2, colormap="sequential", clip_percentile=100.0)
+    assert torch.equal(forced[8:16, 8:16], overlay(x[1], signed[1], colormap="sequential", clip_percentile=100.0))

@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader
 
 from pl_saliency import DeletionAUC, Gradient, InsertionAUC, SaliencyMonitor
 from pl_saliency.demo import DigitsCNN, digits_datasets
+from pl_saliency.evaluation import Evaluator
 from pl_saliency.functional import deletion_auc, insertion_auc
 from pl_saliency.perturbation import BatchContext, perturbation_curves
 from pl_saliency.perturbation.orders import removal_order
@@ -45,24 +46,25 @@ def test_metric_update_halves_chunk_size_on_oom():
     x = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     y = torch.tensor([0, 1, 2, 0])
     s = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(1))
-    mon = SaliencyMonitor([Gradient()], [DeletionAUC(steps=8)])
-    metric = DeletionAUC(steps=8, chunk_size=36)
+    template = DeletionAUC(steps=8, chunk_size=36)
+    ev = Evaluator(model, {"map": s}, {"deletion_auc": template}, controls=False, context_series=False)
     with pytest.warns(UserWarning, match="chunk_size=9"):
-        mon._update_halving_on_oom(metric, model, x, s, y, BatchContext())
-    assert metric.chunk_size == 9 and max(model.sizes[-4:]) <= 9
+        ev._update(("map", "deletion_auc"), x, s, y, BatchContext())
+    metric = ev.metrics[("map", "deletion_auc")]
+    assert metric.chunk_size == 9 and template.chunk_size == 9 and max(model.sizes[-4:]) <= 9  # kept for later epochs
     torch.testing.assert_close(metric.compute(), deletion_auc(OOMAbove(limit=99), x, s, y, steps=8, chunk_size=9))
-    tiny = DeletionAUC(steps=8, chunk_size=1)
+    tiny = Evaluator(OOMAbove(limit=0), {"map": s}, {"d": DeletionAUC(steps=8, chunk_size=1)}, controls=False)
     with pytest.raises(torch.OutOfMemoryError):
-        mon._update_halving_on_oom(tiny, OOMAbove(limit=0), x, s, y, BatchContext())
+        tiny._update(("map", "d"), x, s, y, BatchContext())
 
 
 def test_explainer_splits_batch_on_oom():
     model = OOMAbove(limit=3)
     x = torch.rand(7, 1, 8, 8)
     y = torch.randint(0, 3, (7,))
-    mon = SaliencyMonitor([Gradient()], [DeletionAUC(steps=8)])
+    ev = Evaluator(model, {"gradient": Gradient()}, {"d": DeletionAUC(steps=8)})
     with pytest.warns(UserWarning, match="retrying in halves"):
-        maps = mon._explain_splitting_on_oom(Gradient(), model, x, y)
+        maps = ev._explain(Gradient(), x, y)
     ref = Gradient()(OOMAbove(limit=99), x, y)
     torch.testing.assert_close(maps, ref)
 
@@ -241,9 +243,9 @@ def test_auto_chunk_size_is_halved_on_oom_too():
     x = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     y = torch.tensor([0, 1, 2, 0])
     s = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(1))
-    mon = SaliencyMonitor([Gradient()], [DeletionAUC(steps=8)])
-    metric = DeletionAUC(steps=8, chunk_size="auto")
+    ev = Evaluator(model, {"map": s}, {"d": DeletionAUC(steps=8, chunk_size="auto")}, controls=False)
     with pytest.warns(UserWarning, match="chunk_size="):
-        mon._update_halving_on_oom(metric, model, x, s, y, BatchContext())
+        ev._update(("map", "d"), x, s, y, BatchContext())
+    metric = ev.metrics[("map", "d")]
     assert isinstance(metric.chunk_size, int) and metric.chunk_size <= 3
     torch.testing.assert_close(metric.compute(), deletion_auc(OOMAbove(limit=99), x, s, y, steps=8))

@@ -23,6 +23,7 @@ from pl_saliency.explainers.removal import (
     grid_segments,
     lime_samples,
     rise_masks,
+    seed_window_starts,
     slic_segments,
     tv_norm,
     weighted_ridge,
@@ -132,6 +133,93 @@ def test_window_starts_cover_every_position():
     assert window_starts(12, 5, 3).tolist() == [0, 3, 6, 9]  # the last window is cut at the border
     assert window_starts(12, 4, 4).tolist() == [0, 4, 8]
     assert window_starts(7, 7, 2).tolist() == [0]
+
+
+def formal_sp_reference(model: nn.Module, image: torch.Tensor, neuron: int, patch: int, stride: int, size: int) -> np.ndarray:
+    """A numpy/torch port of the seed code's SP (anguyen8/generative-attribution-methods,
+    ``formal_SP_single_image.py``): masks from ``view_as_windows`` over the index matrix (l. 157-172),
+    batches of ``int((size - patch) / stride) + 1`` masks (l. 166, 174), ``delta = p0 - softmax(model(
+    data * image))[:, neuron]`` (l. 35-49), concatenated and reshaped to (n, n) (l. 83-86)."""
+    from skimage.util import view_as_windows
+
+    c = image.shape[1]
+    input_shape = (c, size, size)
+    total_dim = int(np.prod(input_shape))
+    index_matrix = np.arange(total_dim).reshape(input_shape)
+    idx_patches = view_as_windows(index_matrix, (c, patch, patch), stride).reshape((-1, c, patch, patch))
+    batch_mask = torch.zeros((idx_patches.shape[0],) + input_shape)
+    for i, p in enumerate(idx_patches):
+        mask = torch.ones(total_dim)
+        mask[p.reshape(-1)] = 0
+        batch_mask[i] = mask.reshape(input_shape)
+    batch_size = int((size - patch) / stride) + 1
+    loader = torch.utils.data.DataLoader(batch_mask, batch_size=batch_size, shuffle=False)
+    with torch.no_grad():
+        eval0 = torch.nn.Softmax(dim=1)(model(image)).data[0, neuron]
+        heat = torch.Tensor()
+        for data in loader:
+            softmax_out = torch.nn.Softmax(dim=1)(model(data * image))
+            heat = torch.cat((heat, eval0 - softmax_out.data[:, neuron]))
+    sqrt_shape = len(loader)
+    return np.reshape(heat.numpy(), (sqrt_shape, sqrt_shape))
+
+
+@pytest.mark.parametrize("patch, stride", [(4, 2), (5, 3), (3, 4), (12, 5)])
+def test_occlusion_window_rule_equals_the_seed_codes_formal_sp(cnn, batch, patch, stride):
+    from skimage.transform import resize
+
+    x, y = batch
+    sp = SlidingPatchOcclusion(patch, stride, rule="window", chunk_size=5)
+    grid = sp.window_scores(cnn, x, y)
+    n = (12 - patch) // stride + 1
+    assert grid.shape == (3, 1, n, n)
+    for i in range(3):
+        ref = formal_sp_reference(cnn, x[i : i + 1], int(y[i]), patch, stride, 12)
+        assert_close(grid[i, 0], torch.from_numpy(ref).float(), **TOL)
+        assert np.abs(ref).max() > 1e-4
+    sal = sp(cnn, x, y)  # the grid resized as formal_plot_figure.py does: skimage resize to (H, W)
+    for i in range(3):
+        ref = resize(grid[i, 0].double().numpy(), (12, 12))
+        assert_close(sal[i, 0], torch.from_numpy(ref).float(), **TOL)
+
+
+def test_occlusion_window_rule_keeps_one_value_per_window_and_uses_the_filler(cnn, batch):
+    x, y = batch
+    grid = SlidingPatchOcclusion(6, 6, rule="window", filler=0.5, score="logit").window_scores(cnn, x, y)
+    with torch.no_grad():
+        base = cnn(x).gather(1, y[:, None])[:, 0]
+        for r in range(2):
+            for c in range(2):
+                xk = x.clone()
+                xk[:, :, 6 * r : 6 * r + 6, 6 * c : 6 * c + 6] = 0.5
+                assert_close(grid[:, 0, r, c], base - cnn(xk).gather(1, y[:, None])[:, 0], **TOL)
+    # the mean rule spreads the same windows' drops on their pixels (no overlap at stride = patch)
+    mean = SlidingPatchOcclusion(6, 6, filler=0.5, score="logit")(cnn, x, y)
+    assert_close(mean[:, :, :6, 6:], grid[:, :, :1, 1:].expand(-1, -1, 6, 6), **TOL)
+    assert seed_window_starts(12, 5, 3).tolist() == [0, 3, 6]  # no cut window, unlike window_starts
+    assert seed_window_starts(12, 3, 4).tolist() == [0, 4, 8]
+
+
+def test_generative_without_inpainter_is_deprecated_and_named_after_telea():
+    with pytest.warns(DeprecationWarning, match=r"SlidingPatchOcclusion.telea\(\)"):
+        e = SlidingPatchOcclusion.generative(patch_size=4, stride=2)
+    assert isinstance(e.filler, Telea) and e.name == "occlusion_telea" and e.patch_size == (4, 4)
+    with pytest.warns(DeprecationWarning):
+        e = RISE.generative(Telea(radius=5), name="old")
+    assert e.filler.radius == 5 and e.name == "old"
+
+
+def test_split_modules_reexport_the_same_objects():
+    import pl_saliency.explainers as ex
+    from pl_saliency.explainers import lime, meaningful_perturbation, occlusion, removal, removal_base, rise
+
+    assert removal.SlidingPatchOcclusion is occlusion.SlidingPatchOcclusion is ex.SlidingPatchOcclusion
+    assert removal.Lime is lime.Lime and removal.LimeFit is lime.LimeFit
+    assert removal.MeaningfulPerturbation is meaningful_perturbation.MeaningfulPerturbation
+    assert removal.RISE is rise.RISE and removal.mirror_interpolation is rise.mirror_interpolation
+    assert removal.RemovalExplainer is removal_base.RemovalExplainer
+    for name in removal.__all__:
+        assert getattr(removal, name) is not None
 
 
 def test_occlusion_mask_dependent_filler_matches_step_by_step_reference(cnn, batch):
@@ -382,8 +470,8 @@ def test_meaningful_perturbation_defaults_follow_the_seed_code():
     mp = MeaningfulPerturbation()
     assert (mp.iterations, mp.lr, mp.l1_coeff, mp.tv_coeff, mp.tv_beta, mp.jitter) == (300, 0.1, 1e-4, 1e-2, 3.0, 4)
     assert mp.filler.key == "blur(10,61)" and not mp.perturb_binary and mp._mask_shape(224, 224) == (28, 28)
-    g = MeaningfulPerturbation.generative()
-    assert isinstance(g.filler, Telea) and g.perturb_binary and g.name == "meaningful_perturbation_g"
+    g = MeaningfulPerturbation.telea()
+    assert isinstance(g.filler, Telea) and g.perturb_binary and g.name == "meaningful_perturbation_telea"
 
 
 def test_tv_norm_and_binarize_threshold_by_hand():
@@ -471,10 +559,12 @@ def test_output_transform_for_tuple_models(make, cnn, batch):
 
 
 def test_generative_variants():
-    for cls in (SlidingPatchOcclusion, Lime, MeaningfulPerturbation, RISE):
-        e = cls.generative()
-        assert isinstance(e.filler, Telea) and e.name == f"{cls.default_name}_g"
     inp = nn.Identity()
+    for cls in (SlidingPatchOcclusion, Lime, MeaningfulPerturbation, RISE):
+        e = cls.telea(radius=2)
+        assert isinstance(e.filler, Telea) and e.filler.radius == 2 and e.name == f"{cls.default_name}_telea"
+        g = cls.generative(inp)
+        assert isinstance(g.filler, InpainterFill) and g.name == f"{cls.default_name}_g"
     e = RISE.generative(lambda x, m: x, name="rise_inp")
     assert isinstance(e.filler, InpainterFill) and e.name == "rise_inp"
     assert SlidingPatchOcclusion.generative(Constant(0.5)).filler.key == "constant(0.5)"
@@ -498,6 +588,9 @@ def test_generative_variants():
         (lambda: SlidingPatchOcclusion(seed=1.5), TypeError, "`seed` must be an int"),
         (lambda: SlidingPatchOcclusion(generator=0), TypeError, "`generator` must be a torch.Generator"),
         (lambda: SlidingPatchOcclusion.generative(filler="zeros"), ValueError, "`filler` is set by `generative()`"),
+        (lambda: SlidingPatchOcclusion.telea(filler="zeros"), ValueError, "`filler` is set by `telea()`"),
+        (lambda: SlidingPatchOcclusion.generative(42), TypeError, "`inpainter` must be a callable"),
+        (lambda: SlidingPatchOcclusion(rule="max"), ValueError, "`rule` must be one of"),
         (lambda: Lime(num_samples=1), ValueError, "`num_samples` must be an int >= 2"),
         (lambda: Lime(segmentation="quickshift"), ValueError, "`segmentation` must be one of"),
         (lambda: Lime(alpha=0.0), ValueError, "`alpha` must be a number in (0, inf]"),

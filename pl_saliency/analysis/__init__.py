@@ -20,7 +20,42 @@ from pl_saliency.analysis.robustness import (
     RobustnessReport,
 )
 
+from pl_saliency.analysis.reliability import (
+    krippendorff_alpha,
+    ranking_reliability,
+    image_rankings,
+    metric_correlation,
+    reliability_report,
+    coherence_reliability,
+    ReliabilityReport,
+)
+
+from pl_saliency.analysis.heldout import (
+    choose_on_heldout,
+    heldout_localization_threshold,
+    HeldoutChoice,
+)
+
+from pl_saliency.analysis.interpretation_attacks import (
+    interpretation_attack,
+    explanation_sensitivity,
+    InterpretationAttack,
+)
+
 __all__ = [
+    "interpretation_attack",
+    "explanation_sensitivity",
+    "InterpretationAttack",
+    "choose_on_heldout",
+    "heldout_localization_threshold",
+    "HeldoutChoice",
+    "krippendorff_alpha",
+    "ranking_reliability",
+    "image_rankings",
+    "metric_correlation",
+    "reliability_report",
+    "coherence_reliability",
+    "ReliabilityReport",
     "baseline_sensitivity",
     "BaselineSensitivityReport",
     "binarize_maps",

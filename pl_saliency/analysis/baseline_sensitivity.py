@@ -45,7 +45,7 @@ from pl_saliency.metrics import (
     ROADMorf,
     Selectivity,
 )
-from pl_saliency.perturbation.engine import BatchContext
+from pl_saliency.evaluation import evaluate
 from pl_saliency.perturbation.fillers import get_filler
 from pl_saliency.utils import check_inputs, check_model, check_positive_int, check_saliency, check_target
 
@@ -437,8 +437,7 @@ def baseline_sensitivity(
                 key = get_filler(spec).key
                 settings.append({"setting": label, "filler": fname, "filler_key": key, "steps": s, "patch_size": p})
 
-    context = BatchContext()
-    scores = {m: torch.full((len(settings), len(explainers)), math.nan, dtype=torch.float64) for m in factories}
+    built: dict[str, Metric] = {}
     directions: dict[str, bool | None] = {}
     definitions: dict[str, dict[str, Any]] = {}
     for si, setting in enumerate(settings):
@@ -458,11 +457,20 @@ def baseline_sensitivity(
             directions.setdefault(m, getattr(metric, "higher_is_better", None))
             if si == 0 and hasattr(metric, "definition"):
                 definitions[m] = {k: v for k, v in metric.definition.items() if k not in _SETTING_KWARGS}
-            metric = metric.to(inputs.device)
-            for ei, e in enumerate(explainers):
-                metric.reset()
-                metric.update(model, inputs, saliency[e], target, context=context)
-                scores[m][si, ei] = float(metric.compute())
+            built[f"{si}:{m}"] = metric.to(inputs.device)
+    # one evaluation: every setting's metrics share one batch context, so identical curves (a metric that
+    # ignores a setting) are computed once; raw scores, computed on this process's data only
+    grid = evaluate(
+        model, inputs, target, saliency, built, on_error="raise", controls=False, context_series=False, curves=False, predict=False,
+        label="baseline_sensitivity",
+    )  # fmt: skip
+    means = grid.means()
+    scores = {
+        m: torch.tensor(
+            [[means[f"{si}:{m}"][e] for e in explainers] for si in range(len(settings))], dtype=torch.float64
+        ).view(len(settings), len(explainers))
+        for m in factories
+    }
     ranks = {m: rank_scores(scores[m], directions[m]) for m in factories}
     tau = {m: kendall_tau_b(scores[m].unsqueeze(1), scores[m].unsqueeze(0)) for m in factories}
     return BaselineSensitivityReport(
@@ -473,6 +481,6 @@ def baseline_sensitivity(
         scores=scores,
         ranks=ranks,
         tau=tau,
-        model_calls=context.model_calls,
+        model_calls=grid.model_calls,
         definitions=definitions,
     )

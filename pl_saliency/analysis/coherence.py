@@ -202,16 +202,6 @@ def _check_extras(extras: Any, n: int) -> dict[str, Any]:
     return dict(extras)
 
 
-def _fresh(metric: Any) -> Any:
-    """A clone of ``metric`` with empty state that keeps per-sample scores when it can."""
-    clone = metric.clone() if hasattr(metric, "clone") else copy.deepcopy(metric)
-    if hasattr(clone, "reset"):
-        clone.reset()
-    if hasattr(clone, "keep_per_sample"):
-        clone.keep_per_sample = True
-    return clone
-
-
 def _score_grid(
     model: Any,
     inputs: Tensor,
@@ -224,41 +214,21 @@ def _score_grid(
     on_error: str,
     label: str,
 ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, Tensor | None]]]:
-    """Mean and per-sample scores ``[metric][explainer]`` of every map under every metric."""
+    """Mean and per-sample scores ``[metric][explainer]`` of every map under every metric: one
+    :func:`~pl_saliency.evaluate` call (raw scores, no controls, computed on this process's data only)."""
+    from pl_saliency.evaluation import evaluate
+
     n = inputs.shape[0]
-    bs = n if batch_size is None else batch_size
-    clones = {(e, m): _fresh(metric) for e in maps for m, metric in metrics.items()}
-    failed: set[tuple[str, str]] = set()
-    for start in range(0, n, bs):
-        sl = slice(start, start + bs)
-        context = BatchContext(extras={k: (v[sl] if isinstance(v, Tensor) else v) for k, v in extras.items()})
-        x, y = inputs[sl], target[sl]
-        for e, sal in maps.items():
-            context.explainer = explainers.get(e)
-            for m in metrics:
-                if (e, m) in failed:
-                    continue
-                try:
-                    clones[(e, m)].update(model, x, sal[sl], y, context=context)
-                except Exception as err:
-                    if on_error == "raise":
-                        raise
-                    warnings.warn(f"{label}: metric {m!r} failed on {e!r} ({type(err).__name__}: {err}); its score is NaN.", stacklevel=3)
-                    failed.add((e, m))
-    means: dict[str, dict[str, float]] = {m: {} for m in metrics}
+    grid = evaluate(
+        model, inputs, target, dict(maps), dict(metrics), extras=extras, batch_size=batch_size, on_error=on_error,
+        controls=False, context_series=False, curves=False, predict=False, label=label, explainer_objects=explainers,
+    )  # fmt: skip
+    means = grid.means()
     samples: dict[str, dict[str, Tensor | None]] = {m: {} for m in metrics}
-    for (e, m), clone in clones.items():
-        if (e, m) in failed:
-            means[m][e], samples[m][e] = math.nan, None
-            continue
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            means[m][e] = float(clone.compute())
-        per = None
-        if getattr(clone, "keep_per_sample", False) and callable(getattr(clone, "per_sample", None)):
-            per = clone.per_sample().detach().double().cpu()
-            per = per if per.shape == (n,) else None
-        samples[m][e] = per
+    for m in metrics:
+        for e in maps:
+            per = grid.per_sample.get((e, m))
+            samples[m][e] = per.double() if per is not None and per.shape == (n,) and (e, m) not in grid.failures else None
     return means, samples
 
 

@@ -13,8 +13,8 @@ from pl_saliency.explainers.captum import (
     GradientXInput,
     IntegratedGradients,
     SmoothGrad,
-    resolve_layer,
 )
+from pl_saliency.explainers.layers import TokenLayout, conv_layer_names, resolve_layer
 from pl_saliency.explainers.decoy import (
     DecoyEnhanced,
     DecoyReport,
@@ -24,6 +24,7 @@ from pl_saliency.explainers.decoy import (
     patch_positions,
     range_aggregate,
 )
+from pl_saliency.explainers.random_map import RandomMap
 from pl_saliency.explainers.removal import (
     RISE,
     Lime,
@@ -62,7 +63,9 @@ def named_explainers(explainers: Any, name: str = "explainers") -> dict[str, Cal
 
 
 __all__ = [
+    "RandomMap",
     "CaptumExplainer",
+    "conv_layer_names",
     "dance_postprocess",
     "DecoyEnhanced",
     "DecoyReport",
@@ -84,4 +87,5 @@ __all__ = [
     "RISE",
     "SlidingPatchOcclusion",
     "SmoothGrad",
+    "TokenLayout",
 ]

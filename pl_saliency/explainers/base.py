@@ -10,11 +10,18 @@ Every explainer
   running statistics are not updated, dropout is off);
 * reduces its raw attribution to one channel by its documented rule: ``abs`` first (if set), then
   ``reduce`` over channels (``"sum"``, ``"mean"``, ``"max"``), then bilinear upsampling of
-  lower-resolution maps to the input size.
+  lower-resolution maps to the input size;
+* checks what the model gives back: a logits tensor (N, K) (else ``output_transform`` is named),
+  ``target`` below K, and gradients that reach the inputs (a model that detaches its input is a
+  ``ValueError`` naming ``model``, not autograd's "does not require grad");
+* runs ``torch.compile``'d models eagerly when it uses module hooks (``uses_hooks``, or a
+  ``layer``): hooks added after compilation are invisible to a compiled graph. Gradient-only
+  explainers keep the compiled forward.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from pl_saliency.explainers.layers import eager, unwrap_compiled
 from pl_saliency.utils import (
     REDUCTIONS,
     check_choice,
@@ -34,12 +42,52 @@ from pl_saliency.utils import (
 )
 
 
-def _require_tensor_output(module: torch.nn.Module, args: Any, output: Any) -> None:
-    if not isinstance(output, Tensor):
-        raise TypeError(
-            f"Argument `model` must return a logits tensor (N, K), but returned {type(output).__name__}; "
-            "pass `output_transform` to pick the logits out of it."
-        )
+_NO_GRAD_PHRASES = (
+    "does not require grad",
+    "appears to not have been used in the graph",
+    "does not have a grad_fn",
+    "doesn't require gradient",
+)
+
+
+class _OutputCheck:
+    """Checks a model output once it is produced: a tensor (N, K) and ``target`` below K.
+
+    Used as a forward hook on the model (``hook``) or applied to the output of a function
+    (``__call__``), so that a bad target is a clear error before any indexing happens.
+    """
+
+    def __init__(self, target: Tensor) -> None:
+        self.max_target = int(target.max()) if target.numel() else -1
+
+    def __call__(self, out: Any) -> Any:
+        if not isinstance(out, Tensor):
+            raise TypeError(
+                f"Argument `model` must return a logits tensor (N, K), but returned {type(out).__name__}; "
+                "pass `output_transform` to pick the logits out of it."
+            )
+        if out.ndim == 2 and self.max_target >= out.shape[1]:
+            raise ValueError(
+                f"Argument `target` must hold class indices below the model's {out.shape[1]} outputs, "
+                f"but got {self.max_target}."
+            )
+        return out
+
+    def hook(self, module: torch.nn.Module, args: Any, output: Any) -> None:
+        self(output)
+
+
+def _gradient_error(err: RuntimeError, layer: Any) -> ValueError | None:
+    """autograd's "does not require grad" errors, said in the user's terms (None for other errors)."""
+    msg = str(err)
+    if not any(p in msg for p in _NO_GRAD_PHRASES):
+        return None
+    where = "the inputs" if layer is None else "the explained `layer`"
+    return ValueError(
+        f"Argument `model`: saliency needs gradients to flow from the output to {where}, but the model's output "
+        "does not depend on them differentiably (does its forward detach the input, call `.detach()`/`.numpy()`, "
+        f"or run under `torch.no_grad()`?). autograd said: {msg.splitlines()[0]}"
+    )
 
 
 class Explainer:
@@ -47,6 +95,9 @@ class Explainer:
     attribution (N, C', h, w) computed with gradients enabled."""
 
     default_name: str = "explainer"
+    #: True for explainers that register module hooks (Grad-CAM, Captum layer and modified-backward
+    #: methods): they get the module itself as ``forward`` and run ``torch.compile``'d code eagerly.
+    uses_hooks: bool = False
 
     def __init__(
         self,
@@ -61,6 +112,8 @@ class Explainer:
             raise TypeError(f"Argument `abs` must be a bool, but got {type(abs).__name__} {abs!r}.")
         if name is not None and (not isinstance(name, str) or not name or "/" in name):
             raise ValueError(f"Argument `name` must be a non-empty string without '/', but got {name!r}.")
+        if output_transform is not None and not callable(output_transform):
+            raise TypeError(f"Argument `output_transform` must be callable output -> logits, but got {type(output_transform).__name__}.")
         self.abs = abs
         self.reduce = reduce
         self.name = name or self.default_name
@@ -69,24 +122,52 @@ class Explainer:
     def _attribute(self, model: Any, forward: Callable[[Tensor], Tensor], inputs: Tensor, target: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def _forward(self, model: Callable[[Tensor], Any]) -> Callable[[Tensor], Tensor]:
-        if self.output_transform is None and isinstance(model, torch.nn.Module):
+    def _runs_eager(self) -> bool:
+        inner = getattr(self, "explainer", None)
+        return bool(
+            self.uses_hooks or getattr(self, "layer", None) is not None
+            or (isinstance(inner, Explainer) and inner._runs_eager())
+        )  # fmt: skip
+
+    def _forward(self, model: Callable[[Tensor], Any], check: Callable[[Any], Any] | None = None) -> Callable[[Tensor], Tensor]:
+        """What the attribution calls: the module itself for hook-based explainers (hooks need it),
+        else a function returning checked logits (``check`` is applied to every raw output)."""
+        if self.output_transform is None and isinstance(model, torch.nn.Module) and self._runs_eager():
             return model
-        return lambda x: model_logits(model, x, self.output_transform)
+
+        def forward(x: Tensor) -> Tensor:
+            logits = model_logits(model, x, self.output_transform)
+            if check is not None:
+                check(logits)
+            return logits
+
+        return forward
 
     def __call__(self, model: Callable[[Tensor], Any], inputs: Tensor, target: Tensor) -> Tensor:
         check_model(model)
         check_inputs(inputs)
         target = check_target(target, inputs.shape[0]).to(inputs.device)
-        # The module itself is handed to Captum (hook-based methods need it): check its output with a hook.
+        runs_eager = self._runs_eager()
+        inner = unwrap_compiled(model) if runs_eager else model
+        check = _OutputCheck(target)
+        # Hook-based explainers get the module itself: check its output with a hook.
         hook = None
-        if self.output_transform is None and isinstance(model, torch.nn.Module) and not isinstance(model, torch.jit.ScriptModule):
-            hook = model.register_forward_hook(_require_tensor_output)
+        if runs_eager and self.output_transform is None and isinstance(inner, torch.nn.Module) and not isinstance(inner, torch.jit.ScriptModule):
+            hook = inner.register_forward_hook(check.hook)
         try:
-            with eval_mode(model), torch.inference_mode(False), torch.enable_grad():
+            with (
+                eval_mode(inner), eager(inner) if runs_eager else contextlib.nullcontext(),
+                torch.inference_mode(False), torch.enable_grad(),
+            ):  # fmt: skip
                 x = inputs.detach().clone().requires_grad_(True)
                 t = target.clone()
-                raw = self._attribute(model, self._forward(model), x, t)
+                try:
+                    raw = self._attribute(inner, self._forward(inner, check), x, t)
+                except RuntimeError as err:
+                    better = _gradient_error(err, getattr(self, "layer", None))
+                    if better is None:
+                        raise
+                    raise better from err
         finally:
             if hook is not None:
                 hook.remove()

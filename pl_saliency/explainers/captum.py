@@ -7,6 +7,8 @@ defaults are listed per class. Captum computes gradients with ``torch.autograd.g
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -14,7 +16,37 @@ import torch
 from torch import Tensor
 
 from pl_saliency.explainers.base import Explainer
+from pl_saliency.explainers.layers import (
+    AUTO,
+    LayerCapture,
+    check_layer_spec,
+    check_reshape_transform,
+    layer_name,
+    resolve_layer,
+    spatial_map,
+)
 from pl_saliency.utils import check_positive_int, fork_rng
+
+IG_METHODS: tuple[str, ...] = ("gausslegendre", "riemann_right", "riemann_left", "riemann_middle", "riemann_trapezoid")
+
+
+def _check_optional_positive_int(name: str, value: Any) -> int | None:
+    return None if value is None else check_positive_int(name, value)
+
+
+def _check_seed(name: str, value: Any, allow_none: bool) -> int | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        expected = "an int or None" if allow_none else "an int"
+        raise TypeError(f"Argument `{name}` must be {expected}, but got {type(value).__name__} {value!r}.")
+    return value
+
+
+def _check_bool(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"Argument `{name}` must be a bool, but got {type(value).__name__} {value!r}.")
+    return value
 
 
 def _captum_attr() -> Any:
@@ -23,23 +55,6 @@ def _captum_attr() -> Any:
     except ImportError as err:  # pragma: no cover - captum is a dependency
         raise ModuleNotFoundError("Captum-backed explainers need captum: `pip install captum`.") from err
     return captum_attr
-
-
-def resolve_layer(model: Any, layer: Any, name: str = "layer") -> torch.nn.Module:
-    """A layer given as a module or as a dotted name (``"features.3"``) inside ``model``."""
-    if isinstance(layer, torch.nn.Module):
-        return layer
-    if isinstance(layer, str):
-        if not isinstance(model, torch.nn.Module):
-            raise TypeError(f"Argument `{name}` is the name {layer!r}, which needs an nn.Module model, but got {type(model).__name__}.")
-        try:
-            return model.get_submodule(layer)
-        except AttributeError as err:
-            names = [n for n, _ in model.named_modules() if n][:20]
-            raise ValueError(f"Argument `{name}` must name a sub-module of the model, e.g. {names}, but got {layer!r}.") from err
-    if callable(layer):
-        return resolve_layer(model, layer(model), name)
-    raise TypeError(f"Argument `{name}` must be an nn.Module, a dotted module name or a function of the model, but got {type(layer).__name__}.")
 
 
 class Gradient(Explainer):
@@ -92,7 +107,15 @@ class IntegratedGradients(Explainer):
     ) -> None:
         super().__init__(abs=abs, reduce=reduce, **kwargs)
         self.n_steps = check_positive_int("n_steps", n_steps)
-        self.baseline, self.method, self.internal_batch_size = baseline, method, internal_batch_size
+        if method not in IG_METHODS:
+            raise ValueError(f"Argument `method` must be one of {IG_METHODS}, but got {method!r}.")
+        if isinstance(baseline, Tensor):
+            if not baseline.is_floating_point() or not torch.isfinite(baseline).all():
+                raise ValueError(f"Argument `baseline` must be a finite floating tensor, but got dtype {baseline.dtype} with non-finite or integer values.")
+        elif isinstance(baseline, bool) or not isinstance(baseline, (int, float)) or not math.isfinite(baseline):
+            raise ValueError(f"Argument `baseline` must be a finite number or a tensor broadcastable to the inputs, but got {baseline!r}.")
+        self.baseline, self.method = baseline, method
+        self.internal_batch_size = _check_optional_positive_int("internal_batch_size", internal_batch_size)
 
     def _attribute(self, model: Any, forward: Callable[[Tensor], Tensor], inputs: Tensor, target: Tensor) -> Tensor:
         baseline = self.baseline.to(inputs) if isinstance(self.baseline, Tensor) else self.baseline
@@ -127,9 +150,11 @@ class SmoothGrad(Explainer):
     ) -> None:
         super().__init__(abs=abs, reduce=reduce, **kwargs)
         self.nt_samples = check_positive_int("nt_samples", nt_samples)
-        if isinstance(stdevs, bool) or not isinstance(stdevs, (int, float)) or stdevs < 0:
-            raise ValueError(f"Argument `stdevs` must be a non-negative number, but got {stdevs!r}.")
-        self.stdevs, self.nt_samples_batch_size, self.seed = float(stdevs), nt_samples_batch_size, seed
+        if isinstance(stdevs, bool) or not isinstance(stdevs, (int, float)) or not math.isfinite(stdevs) or stdevs < 0:
+            raise ValueError(f"Argument `stdevs` must be a finite non-negative number, but got {stdevs!r}.")
+        self.stdevs = float(stdevs)
+        self.nt_samples_batch_size = _check_optional_positive_int("nt_samples_batch_size", nt_samples_batch_size)
+        self.seed = _check_seed("seed", seed, allow_none=False)
 
     def _attribute(self, model: Any, forward: Callable[[Tensor], Tensor], inputs: Tensor, target: Tensor) -> Tensor:
         ca = _captum_attr()
@@ -141,24 +166,92 @@ class SmoothGrad(Explainer):
 
 
 class GradCAM(Explainer):
-    """Grad-CAM (Selvaraju et al. 2017) through Captum's ``LayerGradCam`` on a layer you choose.
+    """Grad-CAM (Selvaraju et al. 2017) on a layer you choose.
 
-    Rule: ReLU(Σ_k α_k A^k) with α_k the spatial mean of ∂f_c/∂A^k, one channel at the layer's
-    resolution, upsampled bilinearly (``align_corners=False``) to the input size. ``layer`` is a
-    module, a dotted name inside the model (``"features.3"``), or a function ``model -> module``.
+    Rule: ReLU(Σ_k α_k A^k) with A the layer's output read as a spatial map (N, C, h, w) and α_k
+    the spatial mean of ∂f_c/∂A^k; one channel at the layer's resolution, upsampled bilinearly
+    (``align_corners=False``) to the input size. For convolution outputs this is Captum's
+    ``LayerGradCam(relu_attributions=True)`` (tested equal); like Captum, a layer that runs several
+    times in one forward pass is explained at its last call, and downstream in-place operations see
+    a clone of the layer's output.
+
+    Args:
+        layer: a module, a dotted name inside the model (``"features.3"``; resolved through
+            ``torch.compile`` wrappers), or a function ``model -> module``. Checked at first use: it
+            must run in the forward pass and give an output readable as a spatial map.
+        relu: apply the final ReLU (the paper's rule); ``False`` keeps negative evidence.
+        reshape_transform: how the layer's output becomes (N, C, h, w): ``"auto"`` (default:
+            convolution maps as they are, vision-transformer tokens with class/register tokens
+            dropped and folded to the patch grid, Swin's channels-last stages permuted; see
+            :func:`pl_saliency.explainers.layers.auto_layout`), ``None`` (the output must already
+            be (N, C, h, w)), a :class:`~pl_saliency.explainers.TokenLayout`, or any callable
+            ``output -> (N, C, h, w)`` (applied to the activations and to their gradients, as
+            pytorch-grad-cam's ``reshape_transform``).
+
+    On a ViT, the last block's output reaches the class score only through the class token, so
+    its patch-token gradients are zero: choose the last block's first norm
+    (torchvision ``"encoder.layers.encoder_layer_<L-1>.ln_1"``, timm ``"blocks.<L-1>.norm1"``), as
+    pytorch-grad-cam's ViT example does; a zero map of that kind warns.
     """
 
     default_name = "gradcam"
+    uses_hooks = True
 
-    def __init__(self, layer: Any, *, relu: bool = True, abs: bool = False, reduce: str = "sum", **kwargs: Any) -> None:  # noqa: A002
-        if not isinstance(layer, (torch.nn.Module, str)) and not callable(layer):
-            raise TypeError(f"Argument `layer` must be an nn.Module, a dotted module name or a function of the model, but got {type(layer).__name__}.")
+    def __init__(
+        self,
+        layer: Any,
+        *,
+        relu: bool = True,
+        reshape_transform: Any = AUTO,
+        abs: bool = False,  # noqa: A002
+        reduce: str = "sum",
+        **kwargs: Any,
+    ) -> None:
+        check_layer_spec(layer)
         super().__init__(abs=abs, reduce=reduce, **kwargs)
-        self.layer, self.relu = layer, relu
+        self.layer, self.relu = layer, _check_bool("relu", relu)
+        self.reshape_transform = check_reshape_transform(reshape_transform)
 
     def _attribute(self, model: Any, forward: Callable[[Tensor], Tensor], inputs: Tensor, target: Tensor) -> Tensor:
         layer = resolve_layer(model, self.layer)
-        return _captum_attr().LayerGradCam(forward, layer).attribute(inputs, target=target, relu_attributions=self.relu)
+        name = layer_name(model, layer, self.layer)
+        with LayerCapture(layer) as capture:
+            logits = forward(inputs)
+        capture.check_ran(name)
+        size = (int(inputs.shape[-2]), int(inputs.shape[-1]))
+        read = dict(transform=self.reshape_transform, model=model, layer=layer, name=name, input_size=size)
+        acts = spatial_map(capture.output, **read)
+        if not capture.output.requires_grad:
+            raise ValueError(
+                f"Argument `model`: saliency needs gradients to flow from the output to the explained `layer` {name!r}, "
+                "but its output does not require grad (does the forward detach it, or run under `torch.no_grad()`?)."
+            )
+        score = logits.gather(1, target.view(-1, 1)).sum()
+        (grad,) = torch.autograd.grad(score, capture.output)
+        grads = spatial_map(grad, **read)
+        weights = grads.mean(dim=(2, 3), keepdim=True)
+        cam = (weights * acts).sum(dim=1, keepdim=True)
+        if not grads.any() and grad.any():
+            warnings.warn(
+                f"GradCAM on layer {name!r}: the class score reaches this layer only through tokens that are not part of "
+                "the map (class/register tokens), so the map is zero. On a ViT choose the last block's first norm "
+                "(torchvision 'encoder.layers.encoder_layer_<L-1>.ln_1', timm 'blocks.<L-1>.norm1').",
+                UserWarning,
+                stacklevel=3,
+            )
+        return torch.relu(cam) if self.relu else cam
+
+    def __repr__(self) -> str:
+        return f"GradCAM(layer={layer_repr(self.layer)}, relu={self.relu}, name={self.name!r}, abs={self.abs}, reduce={self.reduce!r})"
+
+
+def layer_repr(layer: Any) -> str:
+    """A layer spec as it reads in a run config: the name, or the module's type."""
+    if isinstance(layer, str):
+        return repr(layer)
+    if isinstance(layer, torch.nn.Module):
+        return f"<{type(layer).__name__}>"
+    return getattr(layer, "__name__", type(layer).__name__)
 
 
 class CaptumExplainer(Explainer):
@@ -168,19 +261,28 @@ class CaptumExplainer(Explainer):
         method: a Captum attribution class (``captum.attr.GuidedBackprop``), constructed per call as
             ``method(forward)`` or ``method(forward, layer)``; or a function ``forward -> attribution
             object`` for methods needing more constructor arguments.
-        layer: for layer methods, as :class:`GradCAM`'s ``layer``.
+        layer: for layer methods, as :class:`GradCAM`'s ``layer`` (checked at first use: it must run
+            in the forward pass).
+        reshape_transform: for layer methods whose attribution has the layer output's shape
+            (``LayerActivation``, ``LayerGradientXActivation``, ``LayerIntegratedGradients``,
+            ``LayerConductance``): how it becomes (N, C, h, w), as :class:`GradCAM`'s. Captum's
+            ``LayerGradCam`` reduces before that could happen: on token layers use :class:`GradCAM`.
         seed: if given, the call runs under a forked global RNG seeded with it (for stochastic methods).
         **attribute_kwargs: passed to ``.attribute(inputs, target=target, ...)``.
 
     Rule: Captum's attribution, then ``abs`` / ``reduce`` (defaults ``abs=False, reduce="sum"``)
-    and bilinear upsampling to the input size.
+    and bilinear upsampling to the input size. Captum methods may hook modules (Guided Backprop,
+    DeepLift, every layer method), so a ``torch.compile``'d model runs eagerly here.
     """
+
+    uses_hooks = True
 
     def __init__(
         self,
         method: Any,
         *,
         layer: Any = None,
+        reshape_transform: Any = AUTO,
         seed: int | None = None,
         abs: bool = False,  # noqa: A002
         reduce: str = "sum",
@@ -190,15 +292,55 @@ class CaptumExplainer(Explainer):
     ) -> None:
         if not callable(method):
             raise TypeError(f"Argument `method` must be a Captum attribution class or a factory function, but got {type(method).__name__}.")
+        check_layer_spec(layer, allow_none=True)
         default = getattr(method, "__name__", type(method).__name__)
         super().__init__(abs=abs, reduce=reduce, name=name or default.lower(), output_transform=output_transform)
-        self.method, self.layer, self.seed, self.attribute_kwargs = method, layer, seed, attribute_kwargs
+        self.method, self.layer, self.attribute_kwargs = method, layer, attribute_kwargs
+        self.seed = _check_seed("seed", seed, allow_none=True)
+        self.reshape_transform = check_reshape_transform(reshape_transform)
 
     def _attribute(self, model: Any, forward: Callable[[Tensor], Tensor], inputs: Tensor, target: Tensor) -> Tensor:
-        attr = self.method(forward) if self.layer is None else self.method(forward, resolve_layer(model, self.layer))
+        if self.layer is None:
+            return self._run(self.method(forward), inputs, target)
+        layer = resolve_layer(model, self.layer)
+        name = layer_name(model, layer, self.layer)
+        with LayerCapture(layer, clone=False) as capture:
+            try:
+                raw = self._run(self.method(forward, layer), inputs, target)
+            except AssertionError:  # Captum: "Forward hook did not obtain any outputs for given layer"
+                capture.check_ran(name)
+                raise
+        capture.check_ran(name)
+        if self.attribute_kwargs.get("attribute_to_layer_input"):
+            return raw  # attributions of the layer's input: read as they come
+        size = (int(inputs.shape[-2]), int(inputs.shape[-1]))
+        output = capture.output
+        read = dict(transform=self.reshape_transform, model=model, layer=layer, name=name, input_size=size)
+        as_map = spatial_map(output, **read)
+        if as_map is output:
+            return raw  # a (N, C, h, w) layer: Captum's attribution is used as it is
+        if _is_layer_gradcam(self.method):
+            raise ValueError(
+                f"Argument `layer`: {name!r} gives {tuple(output.shape)}, not a (N, C, h, w) map; Captum's LayerGradCam "
+                "averages over the wrong dimensions there. Use pl_saliency.GradCAM, which reads token layouts."
+            )
+        if not isinstance(raw, Tensor) or raw.shape != output.shape:
+            got = tuple(raw.shape) if isinstance(raw, Tensor) else type(raw).__name__
+            raise ValueError(
+                f"Argument `reshape_transform`: the attribution of {getattr(self.method, '__name__', 'method')} has shape {got}, not the "
+                f"layer output's {tuple(output.shape)}, so it cannot be read as a map the same way."
+            )
+        return spatial_map(raw, **read)
+
+    def _run(self, attr: Any, inputs: Tensor, target: Tensor) -> Tensor:
         if not hasattr(attr, "attribute"):
             raise TypeError(f"Argument `method` must build an object with `.attribute`, but built {type(attr).__name__}.")
         if self.seed is None:
             return attr.attribute(inputs, target=target, **self.attribute_kwargs)
         with fork_rng(inputs.device, self.seed):
             return attr.attribute(inputs, target=target, **self.attribute_kwargs)
+
+
+def _is_layer_gradcam(method: Any) -> bool:
+    lgc = getattr(_captum_attr(), "LayerGradCam", None)
+    return isinstance(method, type) and lgc is not None and issubclass(method, lgc)

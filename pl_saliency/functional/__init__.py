@@ -21,6 +21,13 @@ from pl_saliency.functional.decoy import (
     lpips_distance,
     lpips_weights_path,
 )
+from pl_saliency.functional.controls import (
+    bootstrap_ci,
+    gain_over_random,
+    normalized_abpc,
+    normalized_gain,
+    win_rate,
+)
 from pl_saliency.functional.deletion import (
     deletion_auc,
     insertion_auc,
@@ -59,7 +66,75 @@ from pl_saliency.functional.realism import (
     removal_realism,
 )
 
+from pl_saliency.functional.confidence import (
+    average_drop,
+    increase_in_confidence,
+    explanation_maps,
+)
+
+from pl_saliency.functional.transforms import (
+    positive_part,
+    minmax_normalize,
+    clip_percentile,
+    blur_maps,
+    box_maps,
+    transform_maps,
+    map_percentile,
+)
+
+from pl_saliency.functional.neighbourhood import (
+    neighbourhood_curves,
+    neighbourhood_auc,
+    neighbourhood_schedule,
+)
+
+from pl_saliency.functional.adversarial import (
+    adversarial_reliability_normalized,
+    simplified_image,
+    SimplifiedImage,
+    authors_relevance,
+    normalized_score,
+    NormalizedScore,
+    gradient_oracle,
+    FlipBudgets,
+)
+
+from pl_saliency.functional.fidelity import (
+    dance_fidelity,
+    sensitivity_ratio,
+    dance_map,
+)
+
 __all__ = [
+    "dance_fidelity",
+    "sensitivity_ratio",
+    "dance_map",
+    "adversarial_reliability_normalized",
+    "simplified_image",
+    "SimplifiedImage",
+    "authors_relevance",
+    "normalized_score",
+    "NormalizedScore",
+    "gradient_oracle",
+    "FlipBudgets",
+    "neighbourhood_curves",
+    "neighbourhood_auc",
+    "neighbourhood_schedule",
+    "positive_part",
+    "minmax_normalize",
+    "clip_percentile",
+    "blur_maps",
+    "box_maps",
+    "transform_maps",
+    "map_percentile",
+    "average_drop",
+    "increase_in_confidence",
+    "explanation_maps",
+    "bootstrap_ci",
+    "gain_over_random",
+    "normalized_abpc",
+    "normalized_gain",
+    "win_rate",
     "abpc",
     "adversarial_flip_budget",
     "adversarial_reliability",

@@ -223,3 +223,30 @@ def decoy_realism(
             chunk_size=chunk_size,
         ).view(n, d)  # fmt: skip
     return out
+
+
+# ----------------------------------------------------------------------------------------- DANCE aggregation
+
+
+def range_aggregate(saliency: Tensor) -> Tensor:
+    """Eq. 3 of DANCE: per feature, max minus min over the decoy axis; (N, D, ...) -> (N, ...)."""
+    if not isinstance(saliency, Tensor) or saliency.ndim < 2:
+        got = tuple(saliency.shape) if isinstance(saliency, Tensor) else type(saliency).__name__
+        raise ValueError(f"Argument `saliency` must have shape (N, D, ...) with the decoys on dim 1, but got {got}.")
+    return saliency.amax(dim=1) - saliency.amin(dim=1)
+
+
+def dance_postprocess(saliency: Tensor, winsorize: float | None = 0.95, rescale: bool = True) -> Tensor:
+    """DANCE's post-processing of a (N, 1, H, W) map after ``|.|`` and the channel maximum: clip each map
+    at its ``winsorize`` quantile (the paper: the 95th percentile), then rescale it linearly to [0, 1]
+    (min to 0, max to 1; a constant map becomes 0)."""
+    n = saliency.shape[0]
+    flat = saliency.reshape(n, -1).float()
+    if winsorize is not None:
+        q = torch.quantile(flat, winsorize, dim=1, keepdim=True)
+        flat = torch.minimum(flat, q)
+    if rescale:
+        lo, hi = flat.amin(dim=1, keepdim=True), flat.amax(dim=1, keepdim=True)
+        span = hi - lo
+        flat = torch.where(span > 0, (flat - lo) / torch.where(span > 0, span, torch.ones_like(span)), torch.zeros_like(flat))
+    return flat.view_as(saliency)

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from pl_saliency.loggers.images import display_uint8, overlay
+from pl_saliency.loggers.images import DEFAULT_CLIP_PERCENTILE, DEFAULT_COLORMAP, display_uint8, overlay_batch
 
 
 def find_tensorboard_logger(loggers: Sequence[Any]) -> Any | None:
@@ -19,17 +19,36 @@ def find_tensorboard_logger(loggers: Sequence[Any]) -> Any | None:
     return None
 
 
-def overlay_grid(images: Tensor, maps: Mapping[str, Tensor], max_images: int) -> Tensor:
-    """(H', W', 3) uint8 grid: one row per sample (the image, then one overlay per explainer)."""
+def overlay_grid(
+    images: Tensor,
+    maps: Mapping[str, Tensor],
+    max_images: int,
+    *,
+    colormap: str = DEFAULT_COLORMAP,
+    clip_percentile: float = DEFAULT_CLIP_PERCENTILE,
+) -> Tensor:
+    """(H', W', 3) uint8 grid: one row per sample (the image, then one overlay per explainer).
+
+    ``colormap`` / ``clip_percentile`` as :func:`pl_saliency.loggers.overlay`; ``"auto"`` is decided
+    per explainer over all its maps (a column never mixes the diverging and the sequential map).
+    """
     k = min(max_images, len(images))
-    rows = []
-    for i in range(k):
-        tiles = [display_uint8(images[i])] + [overlay(images[i], m[i]) for m in maps.values()]
-        rows.append(torch.cat(tiles, dim=1))
-    return torch.cat(rows, dim=0)
+    columns = [[display_uint8(images[i]) for i in range(k)]]
+    columns += [overlay_batch(images, m, colormap=colormap, clip_percentile=clip_percentile, max_images=k) for m in maps.values()]
+    return torch.cat([torch.cat([col[i] for col in columns], dim=1) for i in range(k)], dim=0)
 
 
-def log_overlays_to_tensorboard(logger: Any, tag: str, images: Tensor, maps: Mapping[str, Tensor], step: int, max_images: int) -> None:
+def log_overlays_to_tensorboard(
+    logger: Any,
+    tag: str,
+    images: Tensor,
+    maps: Mapping[str, Tensor],
+    step: int,
+    max_images: int,
+    *,
+    colormap: str = DEFAULT_COLORMAP,
+    clip_percentile: float = DEFAULT_CLIP_PERCENTILE,
+) -> None:
     """Write the overlay grid as one image (columns: image, then explainers in order)."""
-    grid = overlay_grid(images, maps, max_images)
+    grid = overlay_grid(images, maps, max_images, colormap=colormap, clip_percentile=clip_percentile)
     logger.experiment.add_image(tag, grid.numpy(), global_step=step, dataformats="HWC")

@@ -30,3 +30,51 @@ def format_scores_table(
             cells.append(("—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4f}").rjust(c))
         lines.append("  ".join([e.ljust(width)] + cells))
     return "\n".join(lines)
+
+
+def format_controlled_table(
+    scores: Mapping[str, float | None],
+    explainers: Sequence[str],
+    directions: Mapping[str, bool | None],
+    title: str = "saliency scores",
+) -> str:
+    """The monitor's headline table: per curve metric ``gain ± h`` (``h`` the larger distance from the
+    gain to its 95 % interval's ends; higher = better than a random order) and the win rate; metrics
+    without a control show their raw value with the direction arrow. Below: the controls' raw values.
+
+    Example:
+        >>> print(format_controlled_table(
+        ...     {"g/deletion_auc/gain": 0.05, "g/deletion_auc/gain_ci_low": 0.03, "g/deletion_auc/gain_ci_high": 0.08,
+        ...      "g/deletion_auc/win_rate": 0.75, "deletion_auc/random": 0.2}, ["g"], {"deletion_auc": False}))
+        saliency scores (gain over a random order ± 95% CI; win rate)
+        explainer  deletion_auc gain ↑
+        g          +0.050 ± 0.030  75%
+        random-order control (raw): deletion_auc 0.2000
+    """
+    metrics = list(directions)
+    controlled = {m: any(f"{e}/{m}/gain" in scores for e in explainers) for m in metrics}
+    heads = [f"{m} gain ↑" if controlled[m] else f"{m}{ {True: ' ↑', False: ' ↓'}.get(directions[m], '') }" for m in metrics]
+    width = max([len("explainer")] + [len(e) for e in explainers])
+
+    def cell(e: str, m: str) -> str:
+        if not controlled[m]:
+            v = scores.get(f"{e}/{m}")
+            return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4f}"
+        g = scores.get(f"{e}/{m}/gain")
+        if g is None or math.isnan(g):
+            return "—"
+        lo, hi, win = (scores.get(f"{e}/{m}/{k}") for k in ("gain_ci_low", "gain_ci_high", "win_rate"))
+        half = "" if lo is None or hi is None else f" ± {max(g - lo, hi - g):.3f}"
+        rate = "" if win is None else f"  {win:.0%}"
+        return f"{g:+.3f}{half}{rate}"
+
+    rows = [[cell(e, m) for m in metrics] for e in explainers]
+    cols = [max([len(h)] + [len(r[j]) for r in rows]) for j, h in enumerate(heads)]
+    title = title + (" (gain over a random order ± 95% CI; win rate)" if any(controlled.values()) else "")
+    lines = [title, "  ".join(["explainer".ljust(width)] + [h.ljust(c) for h, c in zip(heads, cols)]).rstrip()]
+    for e, r in zip(explainers, rows):
+        lines.append("  ".join([e.ljust(width)] + [v.ljust(c) for v, c in zip(r, cols)]).rstrip())
+    randoms = [f"{m} {scores[f'{m}/random']:.4f}" for m in metrics if scores.get(f"{m}/random") is not None]
+    if randoms:
+        lines.append("random-order control (raw): " + ", ".join(randoms))
+    return "\n".join(lines)

@@ -8,7 +8,7 @@ from typing import Any
 
 from torch import Tensor
 
-from pl_saliency.loggers.images import display_uint8, overlay
+from pl_saliency.loggers.images import DEFAULT_CLIP_PERCENTILE, DEFAULT_COLORMAP, display_uint8, overlay_batch, resolve_colormap
 
 
 def import_wandb() -> Any:
@@ -37,12 +37,17 @@ def saliency_table(
     scores: Mapping[str, Mapping[str, Tensor]],
     epoch: int,
     class_names: Sequence[str] | None = None,
+    *,
+    colormap: str = DEFAULT_COLORMAP,
+    clip_percentile: float = DEFAULT_CLIP_PERCENTILE,
 ) -> Any:
     """A ``wandb.Table``: one row per probe sample.
 
     Columns: ``sample_id`` (stable across epochs), ``epoch``, ``image``, ``target``, ``prediction``,
     ``overlay/<explainer>`` per explainer, and ``<explainer>/<metric>`` per-sample scores.
     ``scores[explainer][metric]`` holds one value per sample (or is empty when unavailable).
+    ``colormap`` / ``clip_percentile``: see :func:`pl_saliency.loggers.overlay` (``"auto"`` is decided
+    per explainer over all its maps).
     """
     wandb = import_wandb()
     names = list(maps)
@@ -51,13 +56,15 @@ def saliency_table(
     columns += [f"overlay/{e}" for e in names] + [f"{e}/{m}" for e, m in score_cols]
     table = wandb.Table(columns=columns)
 
+    overlays = {e: overlay_batch(images, maps[e], colormap=colormap, clip_percentile=clip_percentile) for e in names}
+
     def label(c: int) -> Any:
         return class_names[c] if class_names is not None else c
 
     for row, sid in enumerate(sample_ids):
         cells: list[Any] = [int(sid), int(epoch), wandb.Image(display_uint8(images[row]).numpy())]
         cells += [label(int(targets[row])), label(int(predictions[row]))]
-        cells += [wandb.Image(overlay(images[row], maps[e][row]).numpy()) for e in names]
+        cells += [wandb.Image(overlays[e][row].numpy()) for e in names]
         for e, m in score_cols:
             vals = scores[e][m]
             cells.append(float(vals[row]) if row < len(vals) else None)
@@ -66,26 +73,39 @@ def saliency_table(
 
 
 def overlay_images(
-    images: Tensor, maps: Tensor, captions: Sequence[str], max_images: int | None = None
+    images: Tensor,
+    maps: Tensor,
+    captions: Sequence[str],
+    max_images: int | None = None,
+    *,
+    colormap: str = DEFAULT_COLORMAP,
+    clip_percentile: float = DEFAULT_CLIP_PERCENTILE,
 ) -> list[Any]:
-    """A list of ``wandb.Image`` overlays (for an image panel with a step slider)."""
+    """A list of ``wandb.Image`` overlays (for an image panel with a step slider); one explainer's maps."""
     wandb = import_wandb()
-    k = len(images) if max_images is None else min(max_images, len(images))
-    return [wandb.Image(overlay(images[i], maps[i]).numpy(), caption=captions[i]) for i in range(k)]
+    tiles = overlay_batch(images, maps, colormap=colormap, clip_percentile=clip_percentile, max_images=max_images)
+    return [wandb.Image(t.numpy(), caption=captions[i]) for i, t in enumerate(tiles)]
 
 
 def side_by_side_images(
-    images: Tensor, before: Tensor, after: Tensor, captions: Sequence[str], max_images: int | None = None
+    images: Tensor,
+    before: Tensor,
+    after: Tensor,
+    captions: Sequence[str],
+    max_images: int | None = None,
+    *,
+    colormap: str = DEFAULT_COLORMAP,
+    clip_percentile: float = DEFAULT_CLIP_PERCENTILE,
 ) -> list[Any]:
-    """``wandb.Image`` per sample: the overlay of ``before`` and of ``after`` side by side."""
+    """``wandb.Image`` per sample: the overlay of ``before`` and of ``after`` side by side (one
+    colormap for both: ``"auto"`` is decided over ``before`` and ``after`` together)."""
     import torch
 
     wandb = import_wandb()
-    k = len(images) if max_images is None else min(max_images, len(images))
-    return [
-        wandb.Image(torch.cat([overlay(images[i], before[i]), overlay(images[i], after[i])], dim=1).numpy(), caption=captions[i])
-        for i in range(k)
-    ]
+    kind = resolve_colormap(colormap, torch.cat([before.reshape(-1), after.reshape(-1)]))
+    opts = dict(colormap=kind, clip_percentile=clip_percentile, max_images=max_images)
+    pairs = zip(overlay_batch(images, before, **opts), overlay_batch(images, after, **opts))
+    return [wandb.Image(torch.cat([b, a], dim=1).numpy(), caption=captions[i]) for i, (b, a) in enumerate(pairs)]
 
 
 def curve_chart(x: Tensor, curves: Mapping[str, Tensor], title: str, xname: str) -> Any:

@@ -24,6 +24,10 @@ from pl_saliency.metrics.complexity import (
 from pl_saliency.metrics.decoy import (
     DecoyRealism,
 )
+from pl_saliency.metrics.controls import (
+    ControlledScore,
+    NormalizedABPC,
+)
 from pl_saliency.metrics.deletion import (
     CurveAUCMetric,
     DeletionAUC,
@@ -60,7 +64,23 @@ from pl_saliency.metrics.realism import (
     RemovalRealism,
 )
 
+from pl_saliency.metrics.confidence import (
+    AverageDrop,
+    IncreaseInConfidence,
+)
+
+from pl_saliency.metrics.neighbourhood import (
+    NeighbourhoodDeletionAUC,
+    NeighbourhoodInsertionAUC,
+)
+
 __all__ = [
+    "NeighbourhoodDeletionAUC",
+    "NeighbourhoodInsertionAUC",
+    "AverageDrop",
+    "IncreaseInConfidence",
+    "ControlledScore",
+    "NormalizedABPC",
     "ABPC",
     "AdversarialFlipBudget",
     "AdversarialReliability",

@@ -9,16 +9,23 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from pl_saliency.functional.adversarial import (
+from pl_saliency.functional.adversarial import _adversarial_reliability_update
+from pl_saliency.functional.adversarial_base import (
     BASELINES,
     DEFAULT_FRACTIONS,
-    FLIP_BASELINES,
     OUTCOMES,
-    _adversarial_reliability_update,
+    RANKINGS,
     _check_attack,
-    _flip_budget_update,
     check_baselines,
     check_fractions,
+)
+from pl_saliency.functional.flip_budget import (
+    FLIP_BASELINES,
+    PREPROCESS,
+    PROTOCOLS,
+    SEARCHES,
+    SHUFFLES,
+    _flip_budget_update,
 )
 from pl_saliency.metrics.base import SampleScoreMetric
 from pl_saliency.perturbation.adversarial import check_positive_float
@@ -34,8 +41,9 @@ class AdversarialReliability(SampleScoreMetric):
     Definition (our top-k formulation; the paper's full text was not available, see
     :mod:`pl_saliency.functional.adversarial` for the provenance and where we differ from the
     authors' code): for each fraction ``q`` of ``fractions`` (default 1, 5, 10, 20, 50 %), an
-    untargeted PGD attack (default L∞, ``eps=8/255``, 10 steps of ``2.5 eps / steps``, no random
-    start) confined to the ``max(1, floor(qF + 1/2))`` most relevant of the F features changes the
+    untargeted PGD attack (default L∞, ``eps=8/255`` for inputs in [0, 1], 10 iterations of
+    ``2.5 eps / iterations``, no random start) confined to the ``max(1, floor(qF + 1/2))`` most
+    relevant of the F features (ranked by ``|R|``; ``rank="signed"`` for the signed map) changes the
     outcome by ``f_c(x) - f_c(x + delta_q)`` (``outcome="drop"``, softmax probability of the target
     class, or its logit with ``score="logit"``) or by ``1[prediction changed]`` (``outcome="flip"``).
     A sample's score is the mean change over the sweep; the metric is the mean over samples (NaN
@@ -47,7 +55,7 @@ class AdversarialReliability(SampleScoreMetric):
 
     - ``model``: callable (N, C, H, W) -> logits (N, K); not registered as a sub-module
     - ``inputs``: (N, C, H, W) float images in the model's input space (``eps`` is in its units)
-    - ``saliency``: (N, 1, H, W) or (N, C, H, W) maps (ranked by signed value)
+    - ``saliency``: (N, 1, H, W) or (N, C, H, W) maps (ranked by ``|R|`` unless ``rank="signed"``)
     - ``target``: (N,) int64 class indices (the attacked class)
     - ``context``: optional :class:`~pl_saliency.perturbation.BatchContext` (results are memoized)
 
@@ -61,7 +69,7 @@ class AdversarialReliability(SampleScoreMetric):
         >>> from pl_saliency.metrics import AdversarialReliability
         >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
         >>> _ = torch.manual_seed(0)
-        >>> metric = AdversarialReliability(fractions=(0.25, 0.5), eps=0.1, steps=2)
+        >>> metric = AdversarialReliability(fractions=(0.25, 0.5), eps=0.1, iterations=2, bounds=(0.0, 1.0))
         >>> x, y = torch.rand(2, 1, 4, 4), torch.tensor([0, 2])
         >>> metric.update(model, x, torch.rand(2, 1, 4, 4), y)
         >>> metric.compute().shape, metric.curve().shape, sorted(metric.compute_baselines())
@@ -78,7 +86,7 @@ class AdversarialReliability(SampleScoreMetric):
         self,
         fractions: Sequence[float] = DEFAULT_FRACTIONS,
         eps: float = 8 / 255,
-        steps: int = 10,
+        iterations: int | None = None,
         step_size: float | None = None,
         norm: str = "linf",
         random_start: bool = False,
@@ -93,11 +101,18 @@ class AdversarialReliability(SampleScoreMetric):
         chunk_size: int = 64,
         output_transform: Callable[[Any], Tensor] | None = None,
         keep_per_sample: bool = False,
+        *,
+        rank: str = "abs",
+        steps: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(keep_per_sample=keep_per_sample, **kwargs)
         self.fractions = check_fractions(fractions)
-        self.eps, self.steps, self.step_size = _check_attack(eps, steps, step_size, norm, random_start)
+        self.eps, self.iterations, self.step_size = _check_attack(
+            eps, iterations, step_size, norm, random_start, steps=steps, owner="AdversarialReliability"
+        )
+        check_choice("rank", rank, RANKINGS)
+        self.rank = rank
         check_choice("outcome", outcome, OUTCOMES)
         check_choice("score", score, SCORES)
         check_choice("tie_break", tie_break, TIE_BREAKS)
@@ -119,7 +134,7 @@ class AdversarialReliability(SampleScoreMetric):
         return {
             "fractions": list(self.fractions),
             "eps": self.eps,
-            "steps": self.steps,
+            "iterations": self.iterations,
             "step_size": self.step_size,
             "norm": self.norm,
             "random_start": self.random_start,
@@ -127,6 +142,7 @@ class AdversarialReliability(SampleScoreMetric):
             "outcome": self.outcome,
             "score": self.score,
             "baselines": list(self.baselines),
+            "rank": self.rank,
             "patch_size": self.patch_size,
             "tie_break": self.tie_break,
         }
@@ -140,9 +156,9 @@ class AdversarialReliability(SampleScoreMetric):
         context: BatchContext | None = None,
     ) -> None:
         res = _adversarial_reliability_update(
-            model, inputs, saliency, target, fractions=self.fractions, eps=self.eps, steps=self.steps,
+            model, inputs, saliency, target, fractions=self.fractions, eps=self.eps, iterations=self.iterations,
             step_size=self.step_size, norm=self.norm, random_start=self.random_start, bounds=self.bounds,
-            outcome=self.outcome, score=self.score, baselines=self.baselines, patch_size=self.patch_size,
+            outcome=self.outcome, score=self.score, baselines=self.baselines, rank=self.rank, patch_size=self.patch_size,
             tie_break=self.tie_break, tie_seed=self.tie_seed, generator=self.generator, chunk_size=self.chunk_size,
             output_transform=self.output_transform, context=context,
         )  # fmt: skip
@@ -181,15 +197,17 @@ class AdversarialReliability(SampleScoreMetric):
 class AdversarialFlipBudget(SampleScoreMetric):
     r"""Flip budget of Valle, Pimentel & Veloso's code (IJCNN 2020); **lower is better**.
 
-    Definition (see :func:`pl_saliency.functional.adversarial_flip_budget`): the smallest L1 budget
-    ``sigma`` per channel of the one-step perturbation ``x + sigma * (R / sum R) * sign(grad)`` (``R``
-    the map min-max scaled to [0, 1], ``grad`` the gradient of the cross-entropy of ``target``) at
-    which the prediction changes, searched on the grid ``j * max_budget / resolution`` (default the
+    Definition (see :mod:`pl_saliency.functional.flip_budget`): the smallest L1 budget ``sigma`` of
+    the one-step perturbation ``x + sigma * (w / ||w||_1) * sign(grad)`` (``w`` the preprocessed map:
+    ``|R|`` min-max scaled under ``protocol="package"``, the authors' 8-bit ``final_map`` under
+    ``protocol="authors"``; ``grad`` the gradient of the cross-entropy of ``target``) at which the
+    prediction changes, searched on the grid ``j * max_budget / resolution`` (default the
     authors' integers up to 10000; samples that never flip score ``max_budget * (1 + 1/resolution)``).
     The metric is the mean over samples. The baselines (``"inverse"`` = ``1 - R``, ``"shuffled"``,
     ``"inverse_shuffled"``: smallest budget over ``shuffles`` random pixel permutations) are averaged
-    alongside: ``compute_baselines()``. Budgets depend on image size and input scale: compare them
-    within one setting.
+    alongside: ``compute_baselines()``; ``compute_linf()`` is the mean ``‖δ‖∞`` at the flip of the
+    map (samples that flip; the L1 budget rewards sparse maps, whose flip needs larger pixel changes).
+    Budgets depend on image size and input scale: compare them within one setting.
 
     Update protocol as :class:`AdversarialReliability`.
 
@@ -220,9 +238,20 @@ class AdversarialFlipBudget(SampleScoreMetric):
         chunk_size: int = 64,
         output_transform: Callable[[Any], Tensor] | None = None,
         keep_per_sample: bool = False,
+        *,
+        protocol: str = "package",
+        preprocess: str | None = None,
+        search: str | None = None,
+        shuffle: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(keep_per_sample=keep_per_sample, **kwargs)
+        check_choice("protocol", protocol, PROTOCOLS)
+        for name, value, choices in (("preprocess", preprocess, PREPROCESS), ("search", search, SEARCHES),
+                                     ("shuffle", shuffle, SHUFFLES)):  # fmt: skip
+            if value is not None:
+                check_choice(name, value, choices)
+        self.protocol, self.preprocess, self.search, self.shuffle = protocol, preprocess, search, shuffle
         self.max_budget = check_positive_float("max_budget", max_budget)
         self.resolution = check_positive_int("resolution", resolution)
         self.baselines = check_baselines(baselines, FLIP_BASELINES)
@@ -231,6 +260,8 @@ class AdversarialFlipBudget(SampleScoreMetric):
         self.generator, self.output_transform = generator, output_transform
         object.__setattr__(self, "plot_upper_bound", self.max_budget * (1 + 1 / self.resolution))
         self.add_state("baseline_sum", torch.zeros(len(self.baselines), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("linf_sum", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("linf_count", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
 
     def _definition_items(self) -> dict[str, Any]:
         return {
@@ -238,6 +269,10 @@ class AdversarialFlipBudget(SampleScoreMetric):
             "resolution": self.resolution,
             "baselines": list(self.baselines),
             "shuffles": self.shuffles,
+            "protocol": self.protocol,
+            "preprocess": self.preprocess,
+            "search": self.search,
+            "shuffle": self.shuffle,
         }
 
     def update(
@@ -250,12 +285,24 @@ class AdversarialFlipBudget(SampleScoreMetric):
     ) -> None:
         res = _flip_budget_update(
             model, inputs, saliency, target, max_budget=self.max_budget, resolution=self.resolution,
-            baselines=self.baselines, shuffles=self.shuffles, generator=self.generator, chunk_size=self.chunk_size,
+            baselines=self.baselines, shuffles=self.shuffles, protocol=self.protocol, preprocess=self.preprocess,
+            search=self.search, shuffle=self.shuffle, generator=self.generator, chunk_size=self.chunk_size,
             output_transform=self.output_transform,
         )  # fmt: skip
-        finite = self._accumulate(res["relevant"])
+        finite = self._accumulate(res.budget["relevant"])
         for i, s in enumerate(self.baselines):
-            self.baseline_sum[i] += res[s][finite].sum().to(self.baseline_sum)
+            self.baseline_sum[i] += res.budget[s][finite].sum().to(self.baseline_sum)
+        linf = res.linf["relevant"]
+        flipped = torch.isfinite(linf)
+        self.linf_sum += linf[flipped].sum().to(self.linf_sum)
+        self.linf_count += flipped.sum().to(self.linf_count)
+
+    def compute_linf(self) -> Tensor:
+        """Mean ``‖δ‖∞`` at the flip of the maps, over the samples that flip (NaN if none did)."""
+        self.compute()
+        if self.linf_count == 0:
+            return torch.tensor(float("nan"))
+        return (self.linf_sum / self.linf_count).float()
 
     def compute_baselines(self) -> dict[str, Tensor]:
         """Mean budgets of the baselines over the samples whose map budget is finite."""

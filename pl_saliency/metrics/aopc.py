@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from pl_saliency.functional.aopc import _abpc_update, _aopc_update
+from pl_saliency.functional.aopc import _abpc_update, _aopc_from_curves, _aopc_update
 from pl_saliency.functional.region import (
     _pixel_flipping_update,
     _region_perturbation_update,
@@ -20,9 +20,19 @@ from pl_saliency.functional.region import (
 )
 from pl_saliency.metrics.deletion import CurveAUCMetric
 from pl_saliency.perturbation.engine import BatchContext, curve_fractions
-from pl_saliency.utils import check_positive_int
+from pl_saliency.spec import CurveSpec
+from pl_saliency.utils import auc, check_positive_int
 
 _DIRECTION: dict[str, bool | None] = {"morf": True, "lerf": False, "random": None}
+
+
+def _aopc_anchor(curves: Tensor, order: str) -> Tensor | None:
+    """The AOPC a perfect order approaches: the whole drop ``y_0 - y_K`` (MoRF) or none (LeRF)."""
+    if order == "morf":
+        return curves[:, 0] - curves[:, -1]
+    if order == "lerf":
+        return torch.zeros_like(curves[:, 0])
+    return None
 
 
 class CurveMetric(CurveAUCMetric):
@@ -127,6 +137,13 @@ class _AOPC(CurveMetric):
     def _definition_items(self) -> dict[str, Any]:
         return {**super()._definition_items(), "summary": "aopc"}
 
+    def scores_from_curves(self, curves: Tensor, inputs: Tensor) -> Tensor:
+        return _aopc_from_curves(curves)
+
+    def anchor_scores(self, curves: Tensor) -> Tensor | None:
+        """AOPC of a perfect order: the whole drop ``y_0 - y_K`` at once (MoRF), no drop (LeRF)."""
+        return _aopc_anchor(curves, self.order)
+
 
 class AOPCMorf(_AOPC):
     r"""AOPC, most relevant first (Samek et al., IEEE TNNLS 2017); **higher is better**.
@@ -221,6 +238,24 @@ class ABPC(_AOPC):
         items = super()._definition_items()
         items.update(order="lerf-morf", summary="trapezoid area between curves")
         return items
+
+    def scores_from_curves(self, curves: Tensor, inputs: Tensor) -> Tensor:
+        """Area (N,) of gap curves ``y_LeRF - y_MoRF``."""
+        return auc(curves, self._positions(inputs))
+
+    def anchor_scores(self, curves: Tensor) -> Tensor | None:
+        """ABPC of a perfect map: the full drop ``y_0 - y_K`` between the two curves."""
+        return curves[:, 0] - curves[:, -1]
+
+    def _random_scores(self, curves: Tensor, inputs: Tensor) -> Tensor:
+        """A random map's ABPC: the gap between disjoint pairs of random-order deletion curves
+        (orders 2k and 2k + 1 play LeRF and MoRF), averaged over the pairs; 0 in expectation."""
+        n, r, p = curves.shape
+        if r < 2:
+            raise ValueError(f"Argument `repeats` must be at least 2 for ABPC's random control, but got {r}.")
+        pairs = r // 2
+        gap = curves[:, 0 : 2 * pairs : 2] - curves[:, 1 : 2 * pairs : 2]
+        return self.scores_from_curves(gap.reshape(n * pairs, p), inputs).view(n, pairs).mean(1)
 
 
 class PixelFlipping(CurveMetric):
@@ -348,6 +383,15 @@ class RegionPerturbation(CurveMetric):
     def _positions(self, inputs: Tensor) -> Tensor:
         return region_fractions(inputs, self.patch_size, self.regions)
 
+    def control_spec(self, inputs: Tensor) -> CurveSpec:
+        return self.spec.replace(fractions=tuple(self._positions(inputs).tolist()))
+
+    def scores_from_curves(self, curves: Tensor, inputs: Tensor) -> Tensor:
+        return _aopc_from_curves(curves)
+
+    def anchor_scores(self, curves: Tensor) -> Tensor | None:
+        return _aopc_anchor(curves, self.order)
+
     def _definition_items(self) -> dict[str, Any]:
         items = super()._definition_items()
         regions = "all" if self.regions is None else self.regions
@@ -410,6 +454,9 @@ class Selectivity(CurveMetric):
     def _positions(self, inputs: Tensor) -> Tensor:
         h, w = inputs.shape[-2:]
         return curve_fractions(h, w, self.patch_size, num_regions(inputs, self.patch_size))
+
+    def control_spec(self, inputs: Tensor) -> CurveSpec:
+        return self.spec.replace(steps=num_regions(inputs, self.patch_size))
 
     def _definition_items(self) -> dict[str, Any]:
         items = super()._definition_items()

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -10,10 +11,9 @@ import torch
 from torch import Tensor
 from pl_saliency.functional.deletion import _curve_auc_update
 from pl_saliency.metrics.base import SampleScoreMetric
-from pl_saliency.perturbation.engine import BatchContext, check_speed_options, curve_fractions
-from pl_saliency.perturbation.fillers import get_filler
-from pl_saliency.perturbation.orders import ORDERS, TIE_BREAKS
-from pl_saliency.utils import SCORES, check_choice, check_positive_int
+from pl_saliency.perturbation.engine import BatchContext, curve_fractions, random_order_curves
+from pl_saliency.spec import CurveSpec, SpeedOptions
+from pl_saliency.utils import auc
 
 
 class CurveAUCMetric(SampleScoreMetric):
@@ -64,16 +64,14 @@ class CurveAUCMetric(SampleScoreMetric):
         **kwargs: Any,
     ) -> None:
         super().__init__(keep_per_sample=keep_per_sample, **kwargs)
-        self.filler = get_filler(self.default_filler if filler is None else filler)
-        check_choice("order", order, ORDERS)
-        check_choice("score", score, SCORES)
-        check_choice("tie_break", tie_break, TIE_BREAKS)
-        self.steps = check_positive_int("steps", steps)
-        self.patch_size = check_positive_int("patch_size", patch_size)
-        self.chunk_size, self.memory_budget_mb, self.amp_dtype = check_speed_options(chunk_size, memory_budget_mb, amp_dtype)
-        self.order, self.score, self.tie_break, self.tie_seed = order, score, tie_break, tie_seed
-        self.generator = generator
-        self.output_transform = output_transform
+        #: every setting that selects the curve (its ``key()`` is the batch context's cache key)
+        self.spec = CurveSpec(
+            mode=self.mode, filler=self.default_filler if filler is None else filler, order=order, steps=steps,
+            patch_size=patch_size, score=score, tie_break=tie_break, tie_seed=tie_seed, generator=generator,
+            output_transform=output_transform,
+        )  # fmt: skip
+        #: how the curve is computed (never changes which images are scored)
+        self.speed = SpeedOptions(chunk_size=chunk_size, memory_budget_mb=memory_budget_mb, amp_dtype=amp_dtype)
         if score == "logit":  # logits are unbounded: no fixed plot range (torchmetrics guards these names)
             object.__setattr__(self, "plot_lower_bound", None)
             object.__setattr__(self, "plot_upper_bound", None)
@@ -81,15 +79,32 @@ class CurveAUCMetric(SampleScoreMetric):
         self._last_curve: Tensor | None = None
         self._image_size: tuple[int, int] | None = None
 
+    # the spec's settings, readable as attributes; ``output_transform`` and the speed options may be
+    # replaced (the monitor hands its output transform down and halves ``chunk_size`` on out-of-memory)
+    filler = property(lambda self: self.spec.filler)
+    order = property(lambda self: self.spec.order)
+    steps = property(lambda self: self.spec.steps)
+    patch_size = property(lambda self: self.spec.patch_size)
+    score = property(lambda self: self.spec.score)
+    tie_break = property(lambda self: self.spec.tie_break)
+    tie_seed = property(lambda self: self.spec.tie_seed)
+    generator = property(lambda self: self.spec.generator)
+    output_transform = property(
+        lambda self: self.spec.output_transform,
+        lambda self, fn: setattr(self, "spec", self.spec.replace(output_transform=fn)),
+    )
+    chunk_size = property(
+        lambda self: self.speed.chunk_size, lambda self, v: setattr(self, "speed", self.speed.replace(chunk_size=v))
+    )
+    memory_budget_mb = property(lambda self: self.speed.memory_budget_mb)
+    amp_dtype = property(lambda self: self.speed.amp_dtype)
+
     def _definition_items(self) -> dict[str, Any]:
+        items = self.spec.definition()
+        del items["mode"]
         return {
             "mode": self.mode,
-            "filler": self.filler.key,
-            "order": self.order,
-            "steps": self.steps,
-            "patch_size": self.patch_size,
-            "score": self.score,
-            "tie_break": self.tie_break,
+            **items,
             **({"amp_dtype": str(self.amp_dtype).replace("torch.", "")} if self.amp_dtype is not None else {}),
         }
 
@@ -101,6 +116,62 @@ class CurveAUCMetric(SampleScoreMetric):
             generator=self.generator, output_transform=self.output_transform, amp_dtype=self.amp_dtype,
             memory_budget_mb=self.memory_budget_mb,
         )  # fmt: skip
+
+    # ---------------------------------------------------------------- random-order controls
+    #: ``+1``/``-1``: the sign that turns "score minus random score" into "better than random"
+    def _sign(self) -> float:
+        return 1.0 if self.higher_is_better else -1.0
+
+    def control_spec(self, inputs: Tensor) -> CurveSpec:
+        """The spec of the curve that a random feature order replaces in the control (this metric's own)."""
+        return self.spec
+
+    def _positions(self, inputs: Tensor) -> Tensor:
+        return curve_fractions(inputs.shape[-2], inputs.shape[-1], self.patch_size, self.steps)
+
+    def scores_from_curves(self, curves: Tensor, inputs: Tensor) -> Tensor:
+        """The per-sample score (N,) of curves (N, points) of :meth:`control_spec`: here their area."""
+        return auc(curves, self._positions(inputs))
+
+    def anchor_scores(self, curves: Tensor) -> Tensor | None:
+        """The per-sample score a perfect order approaches (the upper anchor of ``normalized_gain``), or
+        None where the metric has none. Area metrics: the score of the fully removed image (deletion,
+        most relevant first) or of the unperturbed image (insertion) — in both cases the curve's last
+        point — and for least-relevant-first deletion the unperturbed image's score (first point)."""
+        if self.order == "morf":
+            return curves[:, -1]
+        if self.order == "lerf" and self.mode == "deletion":
+            return curves[:, 0]
+        return None
+
+    def control_scores(
+        self,
+        model: Callable[[Tensor], Any],
+        inputs: Tensor,
+        target: Tensor,
+        sample_ids: Tensor,
+        *,
+        repeats: int = 4,
+        seed: int = 0,
+        context: BatchContext | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Per-sample random-order control ``(scores (N,), anchors (N,))``: the mean score over
+        ``repeats`` random feature orders per sample (keyed by ``sample_ids``; shared through
+        ``context`` by every explainer's copy of this metric), and the anchors of those curves
+        (NaN where the metric has none)."""
+        curves = random_order_curves(
+            model, inputs, target, self.control_spec(inputs), sample_ids, repeats=repeats, seed=seed,
+            speed=self.speed, context=context,
+        )  # fmt: skip
+        n, r, p = curves.shape
+        scores = self._random_scores(curves, inputs)
+        anchors = self.anchor_scores(curves.reshape(n * r, p))
+        anchors = torch.full((n,), math.nan) if anchors is None else anchors.view(n, r).mean(1)
+        return scores, anchors
+
+    def _random_scores(self, curves: Tensor, inputs: Tensor) -> Tensor:
+        n, r, p = curves.shape
+        return self.scores_from_curves(curves.reshape(n * r, p), inputs).view(n, r).mean(1)
 
     def update(
         self,

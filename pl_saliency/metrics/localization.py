@@ -1,14 +1,21 @@
 """Localization metrics as torchmetrics ``Metric`` classes (state and sync only; the math is in
 :mod:`pl_saliency.functional.localization`).
 
-Ground truth comes from ``update(..., masks=...)`` or ``update(..., boxes=...)``, else from
-``context.extras["masks"]`` (preferred when both are there) or ``context.extras["boxes"]``, which
-is how :class:`~pl_saliency.SaliencyMonitor` hands it over (``batch_transform`` returning
-``(inputs, target, {"masks": ...})``). The model is accepted for the monitor protocol and unused.
+Ground truth comes from ``update(..., masks=...)`` or ``update(..., boxes=...)``, else from the
+batch context's extras, which is how :class:`~pl_saliency.SaliencyMonitor` hands it over
+(``batch_transform`` returning ``(inputs, target, {"masks": ...})``): ``context.extras[mask_key]``,
+read as boxes when it is an (N, 4) tensor and as masks otherwise. The default ``mask_key="masks"``
+falls back to ``context.extras["boxes"]`` when there is no ``"masks"``. Any other key names a region
+of the user's data (``"marker_masks"`` of :class:`~pl_saliency.datasets.ShortcutDigits`, a watermark
+or background mask), so one monitor can score the object and another region side by side; the
+metric's ``log_name`` (``"relevance_mass_accuracy"`` for the default key,
+``"relevance_mass_accuracy_marker_masks"`` for ``mask_key="marker_masks"``) tells them apart. The
+model is accepted for the monitor protocol and unused.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -30,21 +37,41 @@ from pl_saliency.perturbation.engine import BatchContext
 from pl_saliency.utils import check_choice, check_inputs, check_saliency
 
 
-def resolve_ground_truth(masks: Any, boxes: Any, context: BatchContext | None) -> tuple[Any, Any]:
-    """Explicit ``masks`` / ``boxes`` first, then ``context.extras["masks"]``, then ``["boxes"]``."""
+DEFAULT_MASK_KEY = "masks"
+
+
+def check_mask_key(mask_key: Any) -> str:
+    """A non-empty string: the ``context.extras`` key of the ground truth."""
+    if not isinstance(mask_key, str) or not mask_key:
+        raise ValueError(f"Argument `mask_key` must be a non-empty string (a key of `context.extras`), but got {mask_key!r}.")
+    return mask_key
+
+
+def resolve_ground_truth(
+    masks: Any, boxes: Any, context: BatchContext | None, mask_key: str = DEFAULT_MASK_KEY
+) -> tuple[Any, Any, str]:
+    """``(masks, boxes, name)``: explicit ``masks`` / ``boxes`` first, then ``context.extras[mask_key]``
+    (an (N, 4) tensor is read as boxes, anything else as masks); with the default
+    ``mask_key="masks"``, then ``context.extras["boxes"]``. ``name`` names the source in errors."""
     if masks is not None and boxes is not None:
         raise ValueError("Arguments `masks` and `boxes` are exclusive: pass one kind of ground truth, but got both.")
-    if masks is None and boxes is None and context is not None:
-        if context.extras.get("masks") is not None:
-            masks = context.extras["masks"]
-        elif context.extras.get("boxes") is not None:
-            boxes = context.extras["boxes"]
-    if masks is None and boxes is None:
+    if masks is not None or boxes is not None:
+        return masks, boxes, "masks" if masks is not None else "boxes"
+    extras = context.extras if context is not None else {}
+    value = extras.get(mask_key)
+    if value is None and mask_key == DEFAULT_MASK_KEY and extras.get("boxes") is not None:
+        return None, extras["boxes"], "context.extras['boxes']"
+    if value is None:
+        where = "`context` is None" if context is None else f"`context.extras` holds {sorted(map(str, extras))}"
+        fallback = ' (or "boxes")' if mask_key == DEFAULT_MASK_KEY else ""
         raise ValueError(
-            "Argument `masks` or `boxes` is required: pass one to `update`, or put \"masks\" or \"boxes\" in "
-            "`context.extras` (SaliencyMonitor: return them from `batch_transform`), but got neither."
+            f"Argument `masks` or `boxes` is required: pass one to `update`, or put the ground truth in `context.extras` "
+            f"under `mask_key` = {mask_key!r}{fallback} (SaliencyMonitor: return it from `batch_transform`), but {where}."
         )
-    return masks, boxes
+    name = f"context.extras[{mask_key!r}]"
+    if isinstance(value, Tensor) and value.ndim == 2 and value.shape[-1] == 4:
+        return None, value, name
+    return value, None, name
 
 
 class LocalizationMetric(SampleScoreMetric):
@@ -57,15 +84,36 @@ class LocalizationMetric(SampleScoreMetric):
     - ``saliency``: (N, 1, H, W) or (N, C, H, W) maps (channels summed, lower resolutions upsampled)
     - ``target``: (N,) class indices (unused: the ground truth is the target's)
     - ``context``: optional :class:`~pl_saliency.perturbation.BatchContext` with ``extras``
-    - ``masks``: (N, 1, H, W) binary, or ``boxes``: (N, 4) ``(x0, y0, x1, y1)``, exclusive end
+    - ``masks``: (N, 1, H, W) binary, or ``boxes``: (N, 4) ``(x0, y0, x1, y1)``, exclusive end;
+      without them, ``context.extras[mask_key]`` (module docstring)
 
     As output of ``compute`` the metric returns the mean over samples with a non-empty ground truth
-    (empty ones are counted in ``nan_count``), a scalar tensor.
+    (empty ones are counted in ``nan_count``: absent, never a hit or a 0), a scalar tensor.
+
+    ``mask_key`` (keyword, default ``"masks"``) names the region scored; ``log_name`` is the name a
+    monitor logs the metric under: the class's snake-case name, plus ``_<mask_key>`` for a key other
+    than the default.
     """
 
     higher_is_better: bool = True
     plot_lower_bound: float = 0.0
     plot_upper_bound: float = 1.0
+
+    def __init__(self, keep_per_sample: bool = False, *, mask_key: str = DEFAULT_MASK_KEY, **kwargs: Any) -> None:
+        super().__init__(keep_per_sample=keep_per_sample, **kwargs)
+        self.mask_key = check_mask_key(mask_key)
+
+    @property
+    def log_name(self) -> str:
+        """``pointing_game``, ``relevance_mass_accuracy_marker_masks``, …: distinct per region."""
+        base = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", type(self).__name__).lower()
+        if self.mask_key == DEFAULT_MASK_KEY:
+            return base
+        return f"{base}_{re.sub(r'[^0-9A-Za-z_]+', '_', self.mask_key)}"
+
+    @property
+    def definition(self) -> dict[str, Any]:
+        return {**super().definition, "mask_key": self.mask_key}
 
     def _score(self, saliency: Tensor, gt: Tensor) -> Tensor:
         raise NotImplementedError
@@ -84,8 +132,8 @@ class LocalizationMetric(SampleScoreMetric):
         inputs = check_inputs(inputs)
         sal = check_saliency(saliency, inputs)
         n, _, h, w = inputs.shape
-        masks, boxes = resolve_ground_truth(masks, boxes, context)
-        gt = check_masks(masks, n, (h, w)) if masks is not None else boxes_to_masks(boxes, n, (h, w))
+        masks, boxes, name = resolve_ground_truth(masks, boxes, context, self.mask_key)
+        gt = check_masks(masks, n, (h, w), name=name) if masks is not None else boxes_to_masks(boxes, n, (h, w), name=name)
         self._accumulate(self._score(sal, gt.to(sal.device)))
 
 
@@ -114,9 +162,15 @@ class PointingGame(LocalizationMetric):
     """
 
     def __init__(
-        self, tolerance: float = 15.0, ties: str = "mean", keep_per_sample: bool = False, **kwargs: Any
+        self,
+        tolerance: float = 15.0,
+        ties: str = "mean",
+        keep_per_sample: bool = False,
+        *,
+        mask_key: str = DEFAULT_MASK_KEY,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(keep_per_sample=keep_per_sample, **kwargs)
+        super().__init__(keep_per_sample=keep_per_sample, mask_key=mask_key, **kwargs)
         self.tolerance = check_tolerance(tolerance)
         check_choice("ties", ties, TIES)
         self.ties = ties
@@ -152,8 +206,10 @@ class EnergyPointingGame(LocalizationMetric):
 
 
 class _RelevanceMetric(LocalizationMetric):
-    def __init__(self, relevance: str = "abs", keep_per_sample: bool = False, **kwargs: Any) -> None:
-        super().__init__(keep_per_sample=keep_per_sample, **kwargs)
+    def __init__(
+        self, relevance: str = "abs", keep_per_sample: bool = False, *, mask_key: str = DEFAULT_MASK_KEY, **kwargs: Any
+    ) -> None:
+        super().__init__(keep_per_sample=keep_per_sample, mask_key=mask_key, **kwargs)
         check_choice("relevance", relevance, RELEVANCE)
         self.relevance = relevance
 
@@ -184,8 +240,10 @@ class RelevanceMassAccuracy(_RelevanceMetric):
         tensor(0.5000)
     """
 
-    def __init__(self, relevance: str = "abs", keep_per_sample: bool = False, **kwargs: Any) -> None:
-        super().__init__(relevance=relevance, keep_per_sample=keep_per_sample, **kwargs)
+    def __init__(
+        self, relevance: str = "abs", keep_per_sample: bool = False, *, mask_key: str = DEFAULT_MASK_KEY, **kwargs: Any
+    ) -> None:
+        super().__init__(relevance=relevance, keep_per_sample=keep_per_sample, mask_key=mask_key, **kwargs)
         if relevance == "signed":  # a signed ratio is unbounded (torchmetrics guards these names)
             object.__setattr__(self, "plot_lower_bound", None)
             object.__setattr__(self, "plot_upper_bound", None)

@@ -12,6 +12,7 @@ from torch import Tensor
 from pl_saliency.functional.road import DEFAULT_PERCENTAGES, _road_update, check_percentages, road_fractions
 from pl_saliency.metrics.aopc import CurveMetric
 from pl_saliency.perturbation.engine import curve_fractions
+from pl_saliency.spec import CurveSpec
 
 
 class _ROAD(CurveMetric):
@@ -62,6 +63,17 @@ class _ROAD(CurveMetric):
         items = super()._definition_items()
         items.update(steps=None, percentages=self.percentages, summary="mean score over percentages")
         return items
+
+    def control_spec(self, inputs: Tensor) -> CurveSpec:
+        return self.spec.replace(fractions=tuple(road_fractions(self.percentages).tolist()))
+
+    def scores_from_curves(self, curves: Tensor, inputs: Tensor) -> Tensor:
+        """Mean score over the percentages (the curve without its unperturbed point)."""
+        return curves[:, 1:].mean(dim=1)
+
+    def anchor_scores(self, curves: Tensor) -> Tensor | None:
+        """MoRF: the score at the largest percentage; LeRF: the unperturbed score."""
+        return curves[:, -1] if self.order == "morf" else curves[:, 0]
 
 
 class ROADMorf(_ROAD):

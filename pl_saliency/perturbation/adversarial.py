@@ -2,7 +2,7 @@ r"""The adversarial perturbation of seed 000 (Valle, Pimentel & Veloso, IJCNN 20
 gradient attack confined to chosen pixels.
 
 :func:`adversarial_perturbation` returns the perturbation ``delta`` (N, C, H, W) of a PGD attack
-(Madry et al., 2018; FGSM is ``steps=1, step_size=eps``) whose every element is confined by a
+(Madry et al., 2018; FGSM is ``iterations=1, step_size=eps``) whose every element is confined by a
 ``mask`` (N or 1, 1 or C, H, W) of weights in [0, 1]:
 
 * ``norm="linf"``: ``|delta| <= eps * mask`` element-wise. Each step adds
@@ -20,6 +20,15 @@ After each step the perturbed image is clamped to ``bounds`` when given (``(low,
 tensors broadcastable to (1, C, 1, 1), e.g. per-channel limits of normalised images); inputs must
 then lie within the bounds, so clamping never moves a pixel outside the mask.
 
+Input space. ``eps`` is in the units of ``inputs``; the default ``8/255`` is the usual budget for
+images in [0, 1] (the space of Valle et al.'s code: ``Resize(224) + ToTensor()``, no ImageNet
+normalisation, ``src/metric.py`` lines 32-34). With ``bounds=None`` nothing keeps the image valid:
+when the inputs lie in [0, 1] and the attacked image leaves [0, 1], a ``UserWarning`` says so (pass
+``bounds=(0.0, 1.0)``, or per-channel bounds for normalised inputs).
+
+Naming. The number of gradient steps is ``iterations`` (in pl_saliency ``steps`` means curve points);
+``steps=`` is still accepted for one release with a ``DeprecationWarning``.
+
 Agreement with ``captum.robust.PGD`` / ``FGSM`` (``norm="linf"``, all-ones mask, cross-entropy loss,
 no random start): identical, with one convention of Captum's set aside: Captum leaves elements whose
 gradient magnitude is at most ``1e-6`` unchanged (``FGSM.zero_thresh``); we step by the gradient's
@@ -35,6 +44,7 @@ gets its previous mode back. The attack runs with gradients enabled even inside 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -111,6 +121,41 @@ def check_mask(mask: Any, inputs: Tensor, name: str = "mask") -> Tensor:
     return mask
 
 
+def resolve_iterations(iterations: Any, steps: Any, default: int, owner: str) -> tuple[int, str]:
+    """The attack's iteration count from ``iterations`` or the deprecated ``steps`` (which warns);
+    returns ``(value, name used)`` so that errors name the argument the caller passed."""
+    if steps is not None:
+        warnings.warn(
+            f"Argument `steps` of {owner} is deprecated: it counts attack iterations, and in pl_saliency `steps` "
+            "means curve points. Pass `iterations=` instead; `steps=` will be removed in the next release.",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        if iterations is not None:
+            raise ValueError(
+                f"Arguments `iterations` and `steps` of {owner} are the same setting: pass only `iterations`, "
+                f"but got iterations={iterations!r} and steps={steps!r}."
+            )
+        return check_positive_int("steps", steps), "steps"
+    return check_positive_int("iterations", default if iterations is None else iterations), "iterations"
+
+
+def warn_unbounded(inputs: Tensor, adversarial: Tensor, bounds: Any) -> None:
+    """Warn when ``bounds=None`` let images that lie in [0, 1] leave [0, 1]."""
+    if bounds is not None or inputs.numel() == 0:
+        return
+    if float(inputs.min()) >= 0.0 and float(inputs.max()) <= 1.0:
+        low, high = float(adversarial.min()), float(adversarial.max())
+        if low < 0.0 or high > 1.0:
+            warnings.warn(
+                f"Argument `bounds` is None and the attacked images leave [0, 1] (values in [{low:.4g}, {high:.4g}]), "
+                "the range the inputs lie in: pass `bounds=(0.0, 1.0)` (or the per-channel range of normalised "
+                "inputs) to keep them valid.",
+                UserWarning,
+                stacklevel=3,
+            )
+
+
 def _flat_norm(t: Tensor) -> Tensor:
     return t.flatten(1).norm(dim=1).view(-1, *([1] * (t.ndim - 1)))
 
@@ -144,7 +189,7 @@ def _attack(
     mask: Tensor,
     *,
     eps: float,
-    steps: int,
+    iterations: int,
     step_size: float,
     norm: str,
     targeted: bool,
@@ -164,7 +209,7 @@ def _attack(
             delta = _random_start(x0, mask, eps, norm, generator)
             if bounds is not None:
                 delta = torch.clamp(x0 + delta, bounds[0], bounds[1]) - x0
-        for _ in range(steps):
+        for _ in range(iterations):
             x = (x0 + delta).requires_grad_(True)
             loss = F.cross_entropy(model_logits(model, x, output_transform).float(), tgt, reduction="sum")
             (grad,) = torch.autograd.grad(loss, x)
@@ -186,7 +231,7 @@ def adversarial_perturbation(
     mask: Tensor | None = None,
     *,
     eps: float = 8 / 255,
-    steps: int = 10,
+    iterations: int | None = None,
     step_size: float | None = None,
     norm: str = "linf",
     targeted: bool = False,
@@ -195,6 +240,7 @@ def adversarial_perturbation(
     generator: torch.Generator | None = None,
     chunk_size: int = 64,
     output_transform: Callable[[Any], Tensor] | None = None,
+    steps: int | None = None,
 ) -> Tensor:
     """PGD perturbation confined by ``mask``; returns ``delta`` (N, C, H, W), ``inputs + delta`` is the
     adversarial image. See the module docstring for the exact update.
@@ -205,16 +251,19 @@ def adversarial_perturbation(
         target: (N,) int64 classes: pushed down (untargeted) or pulled towards (``targeted=True``).
         mask: (N or 1, 1 or C, H, W) weights in [0, 1] (bool accepted); ``None``: every element.
         eps: budget (> 0): per-element bound (``"linf"``) or per-sample L2 radius (``"l2"``), in the
-            units of ``inputs`` (8/255 suits images in [0, 1]; scale it for normalised inputs).
-        steps: gradient steps (>= 1); FGSM is ``steps=1, step_size=eps``.
-        step_size: step length (> 0); default ``2.5 * eps / steps`` (Madry et al.).
+            units of ``inputs``; the default 8/255 is meant for images in [0, 1] (scale it for
+            normalised inputs).
+        iterations: gradient steps (>= 1, default 10); FGSM is ``iterations=1, step_size=eps``.
+        step_size: step length (> 0); default ``2.5 * eps / iterations`` (Madry et al.).
         norm: ``"linf"`` or ``"l2"``.
         targeted: descend the loss of ``target`` instead of ascending it.
         random_start: start from a uniform point of the allowed set (drawn from ``generator``).
-        bounds: ``None`` or ``(low, high)`` valid input range, applied after every step.
+        bounds: ``None`` or ``(low, high)`` valid input range in the input space, applied after every
+            step (``None`` warns when images in [0, 1] leave [0, 1]).
         generator: CPU ``torch.Generator`` for the random start.
         chunk_size: most images per model call.
         output_transform: picks the logits out of a model's tuple/dict output.
+        steps: deprecated alias of ``iterations`` (``DeprecationWarning``).
 
     Example:
         >>> import torch
@@ -222,16 +271,16 @@ def adversarial_perturbation(
         >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
         >>> x, y = torch.rand(2, 1, 4, 4), torch.tensor([0, 2])
         >>> mask = torch.zeros(2, 1, 4, 4); mask[:, :, :2, :2] = 1
-        >>> delta = adversarial_perturbation(model, x, y, mask, eps=0.1, steps=3)
-        >>> bool(delta.abs().max() <= 0.1), bool((delta[:, :, 2:] == 0).all())
+        >>> delta = adversarial_perturbation(model, x, y, mask, eps=0.1, iterations=3, bounds=(0.0, 1.0))
+        >>> bool(delta.abs().max() <= 0.1 + 1e-6), bool((delta[:, :, 2:] == 0).all())
         (True, True)
     """
     check_model(model)
     inputs = check_inputs(inputs)
     target = check_target(target, inputs.shape[0]).to(inputs.device)
     eps = check_positive_float("eps", eps)
-    steps = check_positive_int("steps", steps)
-    step_size = 2.5 * eps / steps if step_size is None else check_positive_float("step_size", step_size)
+    iterations, _ = resolve_iterations(iterations, steps, 10, "adversarial_perturbation")
+    step_size = 2.5 * eps / iterations if step_size is None else check_positive_float("step_size", step_size)
     check_choice("norm", norm, NORMS)
     chunk_size = check_positive_int("chunk_size", chunk_size)
     for name, flag in (("targeted", targeted), ("random_start", random_start)):
@@ -246,8 +295,9 @@ def adversarial_perturbation(
             sl = slice(start, min(start + chunk_size, n))
             m = mask if mask.shape[0] == 1 else mask[sl]
             out[sl] = _attack(
-                model, inputs[sl], target[sl], m, eps=eps, steps=steps, step_size=step_size, norm=norm,
+                model, inputs[sl], target[sl], m, eps=eps, iterations=iterations, step_size=step_size, norm=norm,
                 targeted=targeted, random_start=random_start, bounds=limits, generator=generator,
                 output_transform=output_transform,
             )  # fmt: skip
+    warn_unbounded(inputs, inputs + out, bounds)
     return out

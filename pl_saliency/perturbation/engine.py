@@ -38,8 +38,22 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from pl_saliency.perturbation.fillers import Constant, Filler, Zeros, get_filler
+from pl_saliency.perturbation.fillers import Constant, Filler, Zeros
 from pl_saliency.perturbation.orders import feature_grid, feature_scores, removal_order, removal_rank
+from pl_saliency.spec import (
+    AMP_DTYPES,
+    AUTO,
+    DEFAULT_CPU_BUDGET_MB,
+    MODES,
+    CurveSpec,
+    SpeedOptions,
+    check_amp_dtype,
+    check_chunk_size,
+    check_fractions,
+    check_memory_budget,
+    check_speed_options,
+    sample_seeds,
+)
 from pl_saliency.utils import (
     SCORES,
     check_choice,
@@ -51,8 +65,6 @@ from pl_saliency.utils import (
     eval_mode,
     model_logits,
 )
-
-MODES: tuple[str, ...] = ("deletion", "insertion")
 
 
 @dataclass
@@ -71,7 +83,7 @@ class BatchContext:
       (N, 4) for localization metrics.
     """
 
-    entries: dict[tuple[Any, ...], tuple[tuple[Any, ...], Tensor]] = field(default_factory=dict)
+    entries: dict[tuple[Any, ...], tuple[tuple[Any, ...], Tensor, Any]] = field(default_factory=dict)
     model_calls: int = 0
     hits: int = 0
     explainer: Callable[..., Tensor] | None = None
@@ -84,35 +96,14 @@ class BatchContext:
             return hit[1]
         return None
 
-    def put(self, key: tuple[Any, ...], refs: tuple[Any, ...], curves: Tensor) -> None:
-        self.entries[key] = (refs, curves)
+    def put(self, key: tuple[Any, ...], refs: tuple[Any, ...], curves: Tensor, keep: Any = None) -> None:
+        """Store ``curves`` under ``key``; ``refs`` (whose identities the key holds) are checked on
+        :meth:`get`, ``keep`` (e.g. the spec whose filler or generator the key names by identity) is
+        only kept alive, so that no identity in a live key can be reused by another object."""
+        self.entries[key] = (refs, curves, keep)
 
     def clear(self) -> None:
         self.entries.clear()
-
-
-
-def check_fractions(fractions: Any, name: str = "fractions") -> Tensor:
-    """Check curve positions: a non-empty 1-D sequence (or tensor) of finite numbers in [0, 1]; float64."""
-    if isinstance(fractions, Tensor):
-        values = fractions.detach().cpu().double().reshape(-1) if fractions.ndim <= 1 else None
-    elif isinstance(fractions, (list, tuple, range)) and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) for v in fractions
-    ):
-        values = torch.tensor([float(v) for v in fractions], dtype=torch.float64)
-    else:
-        values = None
-    if values is None:
-        got = f"shape {tuple(fractions.shape)}" if isinstance(fractions, Tensor) else type(fractions).__name__
-        raise TypeError(f"Argument `{name}` must be a 1-D sequence of numbers in [0, 1], but got {got}.")
-    if values.numel() == 0:
-        raise ValueError(f"Argument `{name}` must hold at least one value, but got an empty sequence.")
-    if not torch.isfinite(values).all() or values.min() < 0 or values.max() > 1:
-        raise ValueError(
-            f"Argument `{name}` must hold numbers in [0, 1], but got values in "
-            f"[{float(values.min()):g}, {float(values.max()):g}]."
-        )
-    return values
 
 
 def removal_counts(num_features: int, steps: int, fractions: Any = None) -> Tensor:
@@ -132,9 +123,6 @@ def curve_fractions(height: int, width: int, patch_size: int, steps: int, fracti
 
 
 # --------------------------------------------------------------------------- speed options
-AMP_DTYPES: tuple[torch.dtype, ...] = (torch.bfloat16, torch.float16)
-AUTO = "auto"
-DEFAULT_CPU_BUDGET_MB = 1024.0
 #: most images per call that ``"auto"`` picks off CUDA: CPU throughput is flat from 16 to ~64–128 images
 #: per call and falls for larger calls (``docs/performance.md``), so more would only cost memory
 CPU_AUTO_CHUNK_CAP = 32
@@ -146,49 +134,6 @@ CALLABLE_IMAGE_FACTOR = 64
 ENGINE_IMAGE_COPIES = 4
 
 _auto_cache: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], int]] = weakref.WeakKeyDictionary()
-
-
-def check_chunk_size(value: Any, name: str = "chunk_size") -> int | str:
-    """A chunk size: an ``int >= 1`` or ``"auto"`` (derived from a memory budget)."""
-    if isinstance(value, str):
-        if value == AUTO:
-            return value
-        raise ValueError(f"Argument `{name}` must be an int >= 1 or 'auto', but got {value!r}.")
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"Argument `{name}` must be an int >= 1 or 'auto', but got {type(value).__name__} {value!r}.")
-    return check_positive_int(name, value)
-
-
-def check_memory_budget(value: Any, name: str = "memory_budget_mb") -> float | None:
-    """A memory budget in MiB: ``None`` (the default budget) or a finite number > 0."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"Argument `{name}` must be a number of MiB > 0 or None, but got {type(value).__name__} {value!r}.")
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"Argument `{name}` must be a number of MiB > 0 or None, but got {value}.")
-    return float(value)
-
-
-def check_amp_dtype(value: Any, name: str = "amp_dtype") -> torch.dtype | None:
-    """``None`` (float32 scoring) or a reduced-precision dtype for ``torch.autocast``."""
-    if value is None or value in AMP_DTYPES:
-        return value
-    raise ValueError(f"Argument `{name}` must be None, torch.bfloat16 or torch.float16, but got {value!r}.")
-
-
-def check_speed_options(chunk_size: Any, memory_budget_mb: Any, amp_dtype: Any) -> tuple[int | str, float | None, torch.dtype | None]:
-    """Validate ``chunk_size`` / ``memory_budget_mb`` / ``amp_dtype`` together; warn when the budget does nothing."""
-    chunk_size = check_chunk_size(chunk_size)
-    memory_budget_mb = check_memory_budget(memory_budget_mb)
-    amp_dtype = check_amp_dtype(amp_dtype)
-    if memory_budget_mb is not None and chunk_size != AUTO:
-        warnings.warn(
-            f"Argument `memory_budget_mb` is used only with chunk_size='auto', but chunk_size={chunk_size}: it is ignored.",
-            UserWarning,
-            stacklevel=3,
-        )
-    return chunk_size, memory_budget_mb, amp_dtype
 
 
 def scoring_context(device: torch.device, amp_dtype: torch.dtype | None) -> contextlib.AbstractContextManager[Any]:
@@ -423,7 +368,7 @@ def perturbation_curves(
     steps: int = 50,
     patch_size: int = 1,
     score: str = "probability",
-    chunk_size: int = 64,
+    chunk_size: int | str = 64,
     tie_break: str = "random",
     tie_seed: int = 0,
     generator: torch.Generator | None = None,
@@ -467,62 +412,156 @@ def perturbation_curves(
         unperturbed (deletion) or fully removed (insertion) image (with ``fractions``: the point at
         the first fraction).
     """
-    check_model(model)
-    refs = (model, inputs, saliency)  # the caller's objects: cache entries are keyed by their identity
-    check_choice("mode", mode, MODES)
-    check_choice("score", score, SCORES)
-    check_positive_int("steps", steps)
-    check_positive_int("patch_size", patch_size)
-    chunk_size, memory_budget_mb, amp_dtype = check_speed_options(chunk_size, memory_budget_mb, amp_dtype)
-    inputs = check_inputs(inputs)
-    saliency = check_saliency(saliency, inputs)
-    target = check_target(target, inputs.shape[0]).to(inputs.device)
-    fill = get_filler(filler)
+    spec = CurveSpec(
+        mode=mode, filler=filler, order=order, steps=steps, patch_size=patch_size, score=score, tie_break=tie_break,
+        tie_seed=tie_seed, generator=generator, output_transform=output_transform, fractions=fractions,
+    )  # fmt: skip
+    speed = SpeedOptions(chunk_size=chunk_size, memory_budget_mb=memory_budget_mb, amp_dtype=amp_dtype)
+    return spec_curves(model, inputs, saliency, target, spec, speed, context=context)
 
-    n, _, h, w = inputs.shape
-    if patch_size > min(h, w):
-        raise ValueError(f"Argument `patch_size` must be at most the image side {min(h, w)}, but got {patch_size}.")
-    feature_id, num_features = feature_grid(h, w, patch_size, device=inputs.device)
-    if fractions is None and steps > num_features:
+
+def _check_problem(
+    model: Any, inputs: Tensor, target: Tensor, spec: CurveSpec
+) -> tuple[Tensor, Tensor, Tensor, int, Tensor]:
+    """Validated inputs and target, the feature grid and the removal counts of ``spec``."""
+    check_model(model)
+    inputs = check_inputs(inputs)
+    target = check_target(target, inputs.shape[0]).to(inputs.device)
+    _, _, h, w = inputs.shape
+    if spec.patch_size > min(h, w):
+        raise ValueError(f"Argument `patch_size` must be at most the image side {min(h, w)}, but got {spec.patch_size}.")
+    feature_id, num_features = feature_grid(h, w, spec.patch_size, device=inputs.device)
+    if spec.fractions is None and spec.steps > num_features:
         raise ValueError(
             f"Argument `steps` must be at most the number of features ({num_features} for {h}x{w} images with "
-            f"patch_size={patch_size}), but got {steps}."
+            f"patch_size={spec.patch_size}), but got {spec.steps}."
         )
+    counts = removal_counts(num_features, spec.steps, spec.fractions)  # (points,) on the CPU
+    return inputs, target, feature_id, num_features, counts
 
-    counts = removal_counts(num_features, steps, fractions)  # (points,) on the CPU
-    points = int(counts.numel())
-    key = (
-        mode, fill.key, order, tuple(counts.tolist()), patch_size, score, tie_break, tie_seed,
-        id(output_transform), amp_dtype, *map(id, refs),
-    )  # fmt: skip
+
+def spec_curves(
+    model: Callable[[Tensor], Any],
+    inputs: Tensor,
+    saliency: Tensor,
+    target: Tensor,
+    spec: CurveSpec,
+    speed: SpeedOptions | None = None,
+    *,
+    context: BatchContext | None = None,
+) -> Tensor:
+    """The curves (N, points) of ``spec`` for ``saliency``: :func:`perturbation_curves` on settings objects.
+
+    With a ``context``, the curve is memoized under ``spec.key()``, ``speed.amp_dtype`` and the
+    identities of ``model``, ``inputs`` and ``saliency``.
+    """
+    speed = speed or SpeedOptions()
+    refs = (model, inputs, saliency)  # the caller's objects: cache entries are keyed by their identity
+    inputs, target, feature_id, num_features, counts = _check_problem(model, inputs, target, spec)
+    key = ("curve", spec.key(counts.tolist()), speed.amp_dtype, *map(id, refs))
     if context is not None:
         cached = context.get(key, refs)
         if cached is not None:
             return cached
+    saliency = check_saliency(saliency, inputs)
+    order_idx = removal_order(
+        feature_scores(saliency, feature_id, num_features), spec.order, spec.tie_break, spec.tie_seed, spec.generator
+    )
+    curves = _score_ranks(model, inputs, target, removal_rank(order_idx), feature_id, counts, spec, speed, context)
+    if context is not None:
+        context.put(key, refs, curves, keep=spec)
+    return curves
 
+
+def random_order_curves(
+    model: Callable[[Tensor], Any],
+    inputs: Tensor,
+    target: Tensor,
+    spec: CurveSpec,
+    sample_ids: Tensor,
+    *,
+    repeats: int = 4,
+    seed: int = 0,
+    speed: SpeedOptions | None = None,
+    context: BatchContext | None = None,
+) -> Tensor:
+    """Curves (N, repeats, points) of ``spec`` under ``repeats`` uniformly random feature orders per sample.
+
+    Sample ``i``'s ``r``-th order (the feature removed first, second, …) is ``torch.randperm(F)`` drawn
+    from a generator seeded by ``(seed, sample_ids[i], r)``
+    (:func:`~pl_saliency.spec.sample_seeds`), so the control of a sample does not depend on the batch
+    it is in, the chunk size or the number of processes. ``spec.order`` and ``spec.generator`` are not
+    used; the filler, positions, feature size and score are ``spec``'s. With a ``context`` the result
+    is memoized per (spec, repeats, seed, ids): it does not depend on any explainer, so every
+    explainer's metric of the same setting shares it.
+    """
+    check_positive_int("repeats", repeats)
+    speed = speed or SpeedOptions()
+    sample_ids = torch.as_tensor(sample_ids, dtype=torch.int64).reshape(-1)
+    if sample_ids.numel() != inputs.shape[0]:
+        raise ValueError(
+            f"Argument `sample_ids` must hold one id per sample ({inputs.shape[0]}), but got {sample_ids.numel()}."
+        )
+    base = spec.replace(order="random", generator=None)
+    refs = (model, inputs)
+    checked, target, feature_id, num_features, counts = _check_problem(model, inputs, target, base)
+    key = ("random", base.key(counts.tolist()), repeats, seed, tuple(sample_ids.tolist()), speed.amp_dtype, id(model), id(inputs))
+    if context is not None:
+        cached = context.get(key, refs)
+        if cached is not None:
+            return cached
+    inputs = checked
+    n = inputs.shape[0]
+    orders = torch.empty(n, repeats, num_features, dtype=torch.int64)
+    for r in range(repeats):
+        for i, s in enumerate(sample_seeds(sample_ids, seed, r)):
+            orders[i, r] = torch.randperm(num_features, generator=torch.Generator().manual_seed(s))
+    ranks = removal_rank(orders.reshape(n * repeats, num_features)).to(inputs.device)
+    rep = torch.arange(n, device=inputs.device).repeat_interleave(repeats)
+    curves = _score_ranks(
+        model, inputs.index_select(0, rep), target.index_select(0, rep), ranks, feature_id, counts, base, speed, context
+    ).view(n, repeats, -1)
+    if context is not None:
+        context.put(key, refs, curves, keep=base)
+    return curves
+
+
+def _score_ranks(
+    model: Callable[[Tensor], Any],
+    inputs: Tensor,
+    target: Tensor,
+    ranks: Tensor,
+    feature_id: Tensor,
+    counts: Tensor,
+    spec: CurveSpec,
+    speed: SpeedOptions,
+    context: BatchContext | None,
+) -> Tensor:
+    """Score every image along the removal path given by per-feature ranks (N, F): (N, points)."""
+    n, num_features = ranks.shape
     rank_dtype = torch.int32 if num_features < 2**31 else torch.int64  # half the bytes of the per-chunk gather
     removed_count = counts.to(inputs.device, rank_dtype)
-    ranks = removal_rank(removal_order(feature_scores(saliency, feature_id, num_features), order, tie_break, tie_seed, generator))
     pixel_rank = ranks[:, feature_id].unsqueeze(1).to(rank_dtype)  # (N, 1, H, W): step at which each pixel goes
+    generator = spec.generator
     if generator is None:  # one stream for the whole call: stochastic fillers differ from chunk to chunk
         generator = torch.Generator().manual_seed(0)
-
+    points = int(counts.numel())
     total = n * points
     chunk_size = resolve_chunk_size(
-        chunk_size, model, inputs, total, memory_budget_mb=memory_budget_mb, output_transform=output_transform,
-        amp_dtype=amp_dtype,
+        speed.chunk_size, model, inputs, total, memory_budget_mb=speed.memory_budget_mb,
+        output_transform=spec.output_transform, amp_dtype=speed.amp_dtype,
     )  # fmt: skip
     curves = torch.empty(total, dtype=torch.float32, device=inputs.device)
     target_of_row = target.repeat_interleave(points)
     calls = 0
     with torch.no_grad(), eval_mode(model):
-        for start, stop, _, x in perturbed_chunks(inputs, pixel_rank, removed_count, mode, fill, generator, chunk_size):
+        chunks = perturbed_chunks(inputs, pixel_rank, removed_count, spec.mode, spec.filler, generator, chunk_size)
+        for start, stop, _, x in chunks:
             curves[start:stop] = score_images(
-                model, x, target_of_row[start:stop], score, output_transform, amp_dtype, check=target if start == 0 else None
-            )
+                model, x, target_of_row[start:stop], spec.score, spec.output_transform, speed.amp_dtype,
+                check=target if start == 0 else None,
+            )  # fmt: skip
             calls += 1
-    curves = curves.view(n, points)
     if context is not None:
         context.model_calls += calls
-        context.put(key, refs, curves)
-    return curves
+    return curves.view(n, points)

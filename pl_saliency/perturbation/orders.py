@@ -17,10 +17,8 @@ import math
 import torch
 from torch import Tensor
 
+from pl_saliency.spec import ORDERS, TIE_BREAKS
 from pl_saliency.utils import check_choice, check_positive_int
-
-ORDERS: tuple[str, ...] = ("morf", "lerf", "random")
-TIE_BREAKS: tuple[str, ...] = ("random", "position")
 
 
 def feature_grid(height: int, width: int, patch_size: int, device: torch.device | None = None) -> tuple[Tensor, int]:

@@ -6,8 +6,8 @@ Each sample is ``(image, label, {"boxes": box, "masks": mask})``:
 
 * ``image`` (1, S, S) float in [0, 1]: a zero canvas (plus optional uniform background noise of
   amplitude ``noise``) with the digit (``digit_size`` × ``digit_size``, bilinear upsampling of the
-  8 × 8 original, :func:`pl_saliency.demo.digits_tensors`) pasted at a random position; the pasted
-  pixels take the maximum of ink and background;
+  8 × 8 original, :func:`pl_saliency.datasets.digits_tensors`) pasted at a random position (at
+  least ``margin`` pixels from every edge); the pasted pixels take the maximum of ink and background;
 * ``mask`` (1, S, S) bool: the digit's pixels whose ink (before noise) exceeds ``threshold``
   (default 0.5: the stroke, without the faint edge that bilinear upsampling spreads around it;
   every digit has ink above 0.79, so no mask is empty);
@@ -31,7 +31,11 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from pl_saliency.datasets.digits import digits_tensors, split_indices
 from pl_saliency.utils import check_positive_int
+
+
+NUM_DIGITS = 1797  # scikit-learn's digits
 
 
 def _check_fraction(name: str, value: Any, low: float, high: float, closed_low: bool = True) -> float:
@@ -53,6 +57,8 @@ class LocalizationDigits(Dataset):
         noise: amplitude of uniform background noise U(0, noise) (default 0: black background).
         seed: seeds the positions and the noise.
         indices: which of the 1,797 digits to hold (default all), e.g. a train/validation split.
+        margin: the digit lies at least this many pixels from every edge of the canvas (default 0),
+            which keeps a border band free (e.g. for the marker of :class:`ShortcutDigits`).
 
     Example:
         >>> from torch.utils.data import DataLoader
@@ -70,9 +76,9 @@ class LocalizationDigits(Dataset):
         noise: float = 0.0,
         seed: int = 0,
         indices: Sequence[int] | Tensor | None = None,
+        *,
+        margin: int = 0,
     ) -> None:
-        from pl_saliency.demo import digits_tensors
-
         self.canvas_size = check_positive_int("canvas_size", canvas_size)
         self.digit_size = check_positive_int("digit_size", digit_size, minimum=8)
         if digit_size > canvas_size:
@@ -82,12 +88,18 @@ class LocalizationDigits(Dataset):
             raise ValueError(f"Argument `threshold` must be below 1 (ink is at most 1), but got {threshold!r}.")
         self.noise = _check_fraction("noise", noise, 0.0, 1.0)
         self.seed = check_positive_int("seed", seed, minimum=0)
+        self.margin = check_positive_int("margin", margin, minimum=0)
+        if digit_size + 2 * margin > canvas_size:
+            raise ValueError(
+                f"Argument `margin` must leave room for the digit (digit_size + 2 * margin <= canvas_size = {canvas_size}), "
+                f"but got margin={margin} with digit_size={digit_size}."
+            )
 
         digits, labels = digits_tensors(digit_size)
         total = len(digits)
         g = torch.Generator().manual_seed(seed)
-        span = canvas_size - digit_size + 1
-        offsets = torch.randint(0, span, (total, 2), generator=g)  # (row, col) of the top-left corner
+        span = canvas_size - digit_size - 2 * margin + 1
+        offsets = margin + torch.randint(0, span, (total, 2), generator=g)  # (row, col) of the top-left corner
         if indices is None:
             idx = torch.arange(total)
         else:
@@ -150,16 +162,12 @@ def localization_datasets(
     threshold: float = 0.5,
     noise: float = 0.0,
 ) -> tuple[LocalizationDigits, LocalizationDigits]:
-    """Train and validation :class:`LocalizationDigits`, split as :func:`pl_saliency.demo.digits_datasets`
+    """Train and validation :class:`LocalizationDigits`, split as :func:`pl_saliency.datasets.digits_datasets`
     (a permutation seeded with ``seed``; positions and noise seeded with ``seed`` too)."""
-    from pl_saliency.demo import digits_tensors
-
     _check_fraction("val_fraction", val_fraction, 0.0, 1.0, closed_low=False)
-    total = len(digits_tensors(8)[1])
-    perm = torch.randperm(total, generator=torch.Generator().manual_seed(seed))
-    n_val = int(round(total * val_fraction))
+    train, val = split_indices(NUM_DIGITS, val_fraction, seed)
     kw = dict(canvas_size=canvas_size, digit_size=digit_size, threshold=threshold, noise=noise, seed=seed)
-    return LocalizationDigits(indices=perm[n_val:], **kw), LocalizationDigits(indices=perm[:n_val], **kw)
+    return LocalizationDigits(indices=train, **kw), LocalizationDigits(indices=val, **kw)
 
 
 def localization_batch_transform(batch: Any) -> tuple[Tensor, Tensor, dict[str, Tensor]]:

@@ -1,0 +1,311 @@
+"""Controlled curve scores as torchmetrics ``Metric`` classes (state and sync only; the math is in
+:mod:`pl_saliency.functional.controls`)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+from torchmetrics import Metric
+from torchmetrics.utilities.data import dim_zero_cat
+
+from pl_saliency.functional.controls import (
+    _abpc_parts,
+    bootstrap_ci,
+    gain_over_random,
+    normalized_gain,
+    ratio_of_sums,
+    win_rate,
+)
+from pl_saliency.metrics.deletion import CurveAUCMetric
+from pl_saliency.perturbation.engine import BatchContext
+from pl_saliency.spec import SpeedOptions, stable_sample_ids
+from pl_saliency.utils import check_positive_int
+
+#: the keys of :meth:`ControlledScore.compute`, in the order the monitor logs them
+CONTROLLED_KEYS: tuple[str, ...] = (
+    "value", "random", "gain", "gain_ci_low", "gain_ci_high", "win_rate", "normalized_gain",
+)  # fmt: skip
+
+
+def supports_controls(metric: Any) -> bool:
+    """True for metrics whose score comes from a perturbation curve with a feature order (every
+    :class:`~pl_saliency.metrics.CurveAUCMetric`): they can be read against random orders."""
+    return isinstance(metric, CurveAUCMetric) and metric.higher_is_better in (True, False)
+
+
+def sample_ids_of(inputs: Tensor, context: BatchContext | None) -> Tensor:
+    """The batch's stable sample ids: ``context.extras["sample_ids"]`` when given, else a hash of each image."""
+    ids = None if context is None else context.extras.get("sample_ids")
+    if ids is None:
+        return stable_sample_ids(inputs)
+    ids = torch.as_tensor(ids).reshape(-1).long().cpu()
+    if ids.numel() != inputs.shape[0]:
+        raise ValueError(f"`context.extras['sample_ids']` must hold {inputs.shape[0]} ids, but holds {ids.numel()}.")
+    return ids
+
+
+class ControlledScore(Metric):
+    """A curve metric read against its random-order control (see :mod:`pl_saliency.functional.controls`).
+
+    Wraps a curve metric (any :class:`~pl_saliency.metrics.CurveAUCMetric`: deletion, insertion, AOPC,
+    ABPC, pixel flipping, region perturbation, selectivity, ROAD). Each ``update`` scores the map with
+    the wrapped metric and the same samples under ``repeats`` random feature orders per sample, keyed
+    by the sample's stable id (``context.extras["sample_ids"]``, else a hash of the image), so the
+    control does not depend on batch composition, chunking or the number of processes; through a
+    shared :class:`~pl_saliency.perturbation.BatchContext` the random curves are computed once per
+    metric setting and batch, whatever the number of explainers.
+
+    ``compute()`` returns a dict (synced across processes; the bootstrap runs on every process's
+    gathered per-sample values, seeded, so every process gets the same interval):
+
+    * ``value``: the wrapped metric's raw score (confounded with the model's confidence);
+    * ``random``: the random-order control's raw score;
+    * ``gain`` (**higher is better**, 0 for a random map), ``gain_ci_low``/``gain_ci_high`` (paired
+      bootstrap ``level`` interval over samples, ``num_resamples`` resamples);
+    * ``win_rate``: share of samples where the map beats the random-order mean;
+    * ``normalized_gain``: ratio of sums against the metric's anchors (NaN where it has none or
+      the denominator is degenerate).
+
+    Example:
+        >>> import torch
+        >>> from pl_saliency.metrics import ControlledScore, DeletionAUC
+        >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+        >>> metric = ControlledScore(DeletionAUC(steps=4, score="logit"), repeats=4)
+        >>> x = torch.rand(6, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+        >>> metric.update(model, x, torch.rand(6, 1, 4, 4), torch.zeros(6, dtype=torch.long))
+        >>> sorted(metric.compute())
+        ['gain', 'gain_ci_high', 'gain_ci_low', 'normalized_gain', 'random', 'value', 'win_rate']
+    """
+
+    is_differentiable: bool = False
+    higher_is_better: bool = True
+    full_state_update: bool = False
+
+    map_scores: list[Tensor]
+    random_scores: list[Tensor]
+    anchors: list[Tensor]
+    sample_ids: list[Tensor]
+
+    def __init__(
+        self,
+        metric: CurveAUCMetric,
+        *,
+        repeats: int = 4,
+        seed: int = 0,
+        num_resamples: int = 1000,
+        level: float = 0.95,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if not supports_controls(metric):
+            raise TypeError(
+                "Argument `metric` must be a curve metric with a direction (a CurveAUCMetric such as DeletionAUC, "
+                f"InsertionAUC, AOPCMorf, ROADMorf), but got {type(metric).__name__}."
+            )
+        self.metric = metric
+        self.repeats = check_positive_int("repeats", repeats)
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"Argument `seed` must be an int, but got {type(seed).__name__} {seed!r}.")
+        self.seed = seed
+        self.num_resamples = check_positive_int("num_resamples", num_resamples)
+        if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
+            raise ValueError(f"Argument `level` must be a number in (0, 1), but got {level!r}.")
+        self.level = float(level)
+        self.add_state("map_scores", [], dist_reduce_fx="cat")
+        self.add_state("random_scores", [], dist_reduce_fx="cat")
+        self.add_state("anchors", [], dist_reduce_fx="cat")
+        self.add_state("sample_ids", [], dist_reduce_fx="cat")
+
+    @property
+    def definition(self) -> dict[str, Any]:
+        inner = getattr(self.metric, "definition", {"metric": type(self.metric).__name__})
+        return {**inner, "control": {"repeats": self.repeats, "seed": self.seed, "ci": self.level, "resamples": self.num_resamples}}
+
+    @property
+    def base_higher_is_better(self) -> bool:
+        return bool(self.metric.higher_is_better)
+
+    def update(
+        self,
+        model: Callable[[Tensor], Any],
+        inputs: Tensor,
+        saliency: Tensor,
+        target: Tensor,
+        context: BatchContext | None = None,
+    ) -> None:
+        context = context if context is not None else BatchContext()
+        self.metric.keep_per_sample = True
+        before = len(self.metric.scores)
+        self.metric.update(model, inputs, saliency, target, context=context)
+        mapped = torch.cat(self.metric.scores[before:]) if len(self.metric.scores) > before else torch.empty(0)
+        ids = sample_ids_of(inputs, context)
+        random, anchors = self.metric.control_scores(
+            model, inputs, target, ids, repeats=self.repeats, seed=self.seed, context=context
+        )
+        device = self.device
+        self.sample_ids.append(ids.to(device))
+        self.map_scores.append(mapped.detach().to(device, torch.float64))
+        self.random_scores.append(random.detach().to(device, torch.float64))
+        self.anchors.append(anchors.detach().to(device, torch.float64))
+
+    def per_sample(self) -> dict[str, Tensor]:
+        """This process's per-sample ``map``, ``random`` and ``anchor`` scores and ``id``, in update order."""
+        cat = lambda v, dt: dim_zero_cat(v).cpu() if (isinstance(v, Tensor) or v) else torch.empty(0, dtype=dt)  # noqa: E731
+        return {
+            "map": cat(self.map_scores, torch.float64), "random": cat(self.random_scores, torch.float64),
+            "anchor": cat(self.anchors, torch.float64), "id": cat(self.sample_ids, torch.int64),
+        }  # fmt: skip
+
+    def compute(self) -> dict[str, Tensor]:
+        parts = self.per_sample()
+        # a canonical sample order (by stable id): the bootstrap does not depend on batch or process split
+        order = torch.sort(parts["id"], stable=True).indices
+        parts = {k: v[order] for k, v in parts.items()}
+        return controlled_summary(
+            parts["map"], parts["random"], parts["anchor"], self.base_higher_is_better,
+            num_resamples=self.num_resamples, level=self.level, seed=self.seed,
+        )  # fmt: skip
+
+    def reset(self) -> None:
+        super().reset()
+        self.metric.reset()
+
+    def plot(self, val: Any = None, ax: Any = None) -> Any:
+        """Plot the gain (torchmetrics style)."""
+        if val is None:
+            val = self.compute()["gain"]
+        return self._plot(val, ax)
+
+
+def controlled_summary(
+    map_scores: Tensor,
+    random_scores: Tensor,
+    anchors: Tensor,
+    higher_is_better: bool,
+    *,
+    num_resamples: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> dict[str, Tensor]:
+    """The controlled scores of per-sample map / random / anchor scores (see :class:`ControlledScore`)."""
+    nan = torch.tensor(math.nan, dtype=torch.float64)
+
+    def mean(v: Tensor) -> Tensor:
+        v = v[torch.isfinite(v)]
+        return v.mean() if v.numel() else nan
+
+    if map_scores.numel() == 0:
+        return dict.fromkeys(CONTROLLED_KEYS, nan)
+    gains = gain_over_random(map_scores, random_scores, higher_is_better, reduction="none")
+    low, high = bootstrap_ci(gains, num_resamples=num_resamples, level=level, seed=seed)
+    finite_anchors = torch.isfinite(anchors).any()
+    return {
+        "value": mean(map_scores),
+        "random": mean(random_scores),
+        "gain": mean(gains),
+        "gain_ci_low": torch.tensor(low, dtype=torch.float64),
+        "gain_ci_high": torch.tensor(high, dtype=torch.float64),
+        "win_rate": win_rate(map_scores, random_scores, higher_is_better),
+        "normalized_gain": normalized_gain(map_scores, random_scores, anchors, higher_is_better) if finite_anchors else nan,
+    }
+
+
+class NormalizedABPC(Metric):
+    """Normalised ABPC ``Σ(AUC_LeRF - AUC_MoRF) / Σ(y_0 - y_K)`` over every sample seen; **higher is
+    better**; 0 in expectation for a random map; invariant to ``a·f + b`` (``a > 0``) of the score, so
+    with ``score="logit"`` (the default here) a model's growing confidence alone does not move it.
+    See :func:`pl_saliency.functional.normalized_abpc`. States: per-sample numerators and denominators
+    (``cat``), so the ratio of sums is exact across processes and bootstrappable.
+
+    Example:
+        >>> import torch
+        >>> from pl_saliency.metrics import NormalizedABPC
+        >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2, bias=False))
+        >>> _ = model[1].weight.data.copy_(torch.tensor([[1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0]]))
+        >>> x = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])
+        >>> metric = NormalizedABPC(steps=4)
+        >>> metric.update(model, x, x.clone(), torch.tensor([0]))
+        >>> metric.compute()
+        tensor(0.2500, dtype=torch.float64)
+    """
+
+    is_differentiable: bool = False
+    higher_is_better: bool = True
+    full_state_update: bool = False
+    plot_lower_bound: float = -1.0
+    plot_upper_bound: float = 1.0
+
+    numerators: list[Tensor]
+    denominators: list[Tensor]
+
+    def __init__(
+        self,
+        *,
+        filler: Any = "zeros",
+        steps: int = 50,
+        patch_size: int = 1,
+        score: str = "logit",
+        chunk_size: int | str = 64,
+        tie_break: str = "random",
+        tie_seed: int = 0,
+        generator: torch.Generator | None = None,
+        output_transform: Callable[[Any], Tensor] | None = None,
+        amp_dtype: torch.dtype | None = None,
+        memory_budget_mb: float | None = None,
+        keep_per_sample: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        from pl_saliency.spec import CurveSpec
+
+        if not isinstance(keep_per_sample, bool):
+            raise TypeError(f"Argument `keep_per_sample` must be a bool, but got {type(keep_per_sample).__name__}.")
+        self.keep_per_sample = keep_per_sample  # the per-sample parts are the state: always kept
+
+        self.spec = CurveSpec(
+            filler=filler, steps=steps, patch_size=patch_size, score=score, tie_break=tie_break, tie_seed=tie_seed,
+            generator=generator, output_transform=output_transform,
+        )  # fmt: skip
+        self.speed = SpeedOptions(chunk_size=chunk_size, memory_budget_mb=memory_budget_mb, amp_dtype=amp_dtype)
+        self.add_state("numerators", [], dist_reduce_fx="cat")
+        self.add_state("denominators", [], dist_reduce_fx="cat")
+
+    @property
+    def definition(self) -> dict[str, Any]:
+        items = self.spec.definition()
+        items.update(metric=type(self).__name__, higher_is_better=True, order="lerf-morf", summary="ratio of sums")
+        return items
+
+    def update(
+        self,
+        model: Callable[[Tensor], Any],
+        inputs: Tensor,
+        saliency: Tensor,
+        target: Tensor,
+        context: BatchContext | None = None,
+    ) -> None:
+        s = self.spec
+        num, den = _abpc_parts(
+            model, inputs, saliency, target, filler=s.filler, steps=s.steps, patch_size=s.patch_size, score=s.score,
+            tie_break=s.tie_break, tie_seed=s.tie_seed, generator=s.generator, output_transform=s.output_transform,
+            context=context, chunk_size=self.speed.chunk_size, amp_dtype=self.speed.amp_dtype,
+            memory_budget_mb=self.speed.memory_budget_mb,
+        )  # fmt: skip
+        self.numerators.append(num.detach().to(self.device, torch.float64))
+        self.denominators.append(den.detach().to(self.device, torch.float64))
+
+    def compute(self) -> Tensor:
+        if not (isinstance(self.numerators, Tensor) or self.numerators):
+            return torch.tensor(math.nan, dtype=torch.float64)
+        return ratio_of_sums(dim_zero_cat(self.numerators), dim_zero_cat(self.denominators), what="NormalizedABPC")
+
+    def per_sample(self) -> Tensor:
+        """This process's per-sample ratios ``(AUC_LeRF - AUC_MoRF) / (y_0 - y_K)``, in update order (each
+        with its own denominator; the metric itself is the ratio of sums)."""
+        if not (isinstance(self.numerators, Tensor) or self.numerators):
+            return torch.empty(0, dtype=torch.float64)
+        return (dim_zero_cat(self.numerators) / dim_zero_cat(self.denominators)).cpu()

@@ -1,0 +1,119 @@
+"""One registry of names, shared by the monitor, the CLI, the analyses and configs.
+
+* A metric's name is its ``log_name`` attribute when it has one (e.g. a localization metric reading
+  another mask), else the snake case of its class name (``DeletionAUC`` → ``deletion_auc``): the
+  monitor's keys ``val/saliency/<explainer>/<metric>``, the CLI's ``--metrics`` and
+  :func:`~pl_saliency.analysis.baseline_sensitivity`'s ``metrics`` all use these names.
+  :data:`METRIC_ALIASES` keeps the CLI's first-round short names working (``deletion`` →
+  ``deletion_auc``).
+* Explainer names are the explainers' ``name`` attributes (``gradient``, ``gradcam``, …).
+* Filler names are :data:`~pl_saliency.perturbation.fillers.FILLER_NAMES`.
+
+Classes are looked up when used, so importing this module imports no metric or explainer.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pl_saliency.perturbation.fillers import FILLER_NAMES
+
+#: metric name -> class name in :mod:`pl_saliency.metrics`
+METRICS: dict[str, str] = {
+    "deletion_auc": "DeletionAUC",
+    "insertion_auc": "InsertionAUC",
+    "aopc_morf": "AOPCMorf",
+    "aopc_lerf": "AOPCLerf",
+    "abpc": "ABPC",
+    "normalized_abpc": "NormalizedABPC",
+    "pixel_flipping": "PixelFlipping",
+    "region_perturbation": "RegionPerturbation",
+    "selectivity": "Selectivity",
+    "road_morf": "ROADMorf",
+    "road_lerf": "ROADLerf",
+    "model_parameter_randomization": "ModelParameterRandomization",
+    "random_logit": "RandomLogit",
+    "gini_sparseness": "GiniSparseness",
+    "entropy_complexity": "EntropyComplexity",
+    "infidelity": "Infidelity",
+    "max_sensitivity": "MaxSensitivity",
+    "avg_sensitivity": "AvgSensitivity",
+    "adversarial_reliability": "AdversarialReliability",
+    "adversarial_flip_budget": "AdversarialFlipBudget",
+    "saliency_metric": "SaliencyMetric",
+    "faithfulness_correlation": "FaithfulnessCorrelation",
+    "removal_realism": "RemovalRealism",
+    "pointing_game": "PointingGame",
+    "energy_pointing_game": "EnergyPointingGame",
+    "relevance_mass_accuracy": "RelevanceMassAccuracy",
+    "relevance_rank_accuracy": "RelevanceRankAccuracy",
+    "object_localization_error": "ObjectLocalizationError",
+    "decoy_realism": "DecoyRealism",
+    "average_drop": "AverageDrop",
+    "increase_in_confidence": "IncreaseInConfidence",
+    "neighbourhood_deletion_auc": "NeighbourhoodDeletionAUC",
+    "neighbourhood_insertion_auc": "NeighbourhoodInsertionAUC",
+}
+
+#: earlier or shorter names -> the registry's name
+METRIC_ALIASES: dict[str, str] = {
+    "deletion": "deletion_auc",
+    "insertion": "insertion_auc",
+    "mprt": "model_parameter_randomization",
+    "gini": "gini_sparseness",
+    "entropy": "entropy_complexity",
+}
+
+#: explainer name -> class name in :mod:`pl_saliency.explainers`
+EXPLAINERS: dict[str, str] = {
+    "gradient": "Gradient",
+    "gradient_x_input": "GradientXInput",
+    "integrated_gradients": "IntegratedGradients",
+    "smoothgrad": "SmoothGrad",
+    "gradcam": "GradCAM",
+    "occlusion": "SlidingPatchOcclusion",
+    "lime": "Lime",
+    "meaningful_perturbation": "MeaningfulPerturbation",
+    "rise": "RISE",
+    "random_map": "RandomMap",
+}
+
+FILLERS: tuple[str, ...] = FILLER_NAMES
+
+
+def snake_case(name: str) -> str:
+    """``DeletionAUC`` → ``deletion_auc``, ``ROADMorf`` → ``road_morf``."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
+
+
+def metric_name(metric: Any) -> str:
+    """The name a metric is logged and looked up under: its ``log_name`` or its class name in snake case."""
+    log_name = getattr(metric, "log_name", None)
+    if isinstance(log_name, str) and log_name:
+        return log_name
+    return snake_case(type(metric).__name__)
+
+
+def canonical_metric_name(name: str) -> str:
+    """The registry's name for ``name`` (aliases resolved); raises naming the known names."""
+    name = METRIC_ALIASES.get(name, name)
+    if name not in METRICS:
+        raise ValueError(f"Argument `metrics` must name metrics among {sorted(METRICS)}, but got {name!r}.")
+    return name
+
+
+def metric_class(name: str) -> type:
+    """The metric class registered under ``name`` (or an alias)."""
+    from pl_saliency import metrics
+
+    return getattr(metrics, METRICS[canonical_metric_name(name)])
+
+
+def explainer_class(name: str) -> type:
+    """The explainer class registered under ``name``."""
+    from pl_saliency import explainers
+
+    if name not in EXPLAINERS:
+        raise ValueError(f"Argument `explainers` must name explainers among {sorted(EXPLAINERS)}, but got {name!r}.")
+    return getattr(explainers, EXPLAINERS[name])
