@@ -47,6 +47,75 @@ class EvaluationError(RuntimeError):
         self.what, self.error = what, error
 
 
+#: a filler that leaves more than this share of the pixels unchanged when it "removes" them is warned
+#: about: a deletion curve then spends its first steps removing nothing (e.g. ``zeros`` on digits, whose
+#: background is 0: about 30 %)
+NOOP_WARN_THRESHOLD: float = 0.2
+
+
+def removal_context(
+    model: Callable[[Tensor], Any],
+    inputs: Tensor,
+    target: Tensor,
+    fill: Any,
+    *,
+    output_transform: Callable[[Any], Tensor] | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Per-sample ``(substrate, entropy, noop)`` of a filler (Brunke et al. 2021's baseline diagnostics):
+    the target's softmax probability on the fully removed image, the entropy (nats) of the model's output
+    there (is the baseline "no information" for this model? a neutral baseline has a low target
+    probability and a high entropy), and the share of pixels the filler leaves unchanged (|Δ| <= 1e-6 in
+    every channel): a removal that removes nothing. NaN for a filler that cannot fill a whole image."""
+    removed = torch.ones(inputs.shape[0], 1, *inputs.shape[-2:], dtype=torch.bool, device=inputs.device)
+    try:
+        with torch.no_grad(), eval_mode(model):
+            filled = fill(inputs.clone(), removed, generator if generator is not None else torch.Generator().manual_seed(0))
+            p = model_logits(model, filled, output_transform).float().softmax(-1)
+        substrate = p.gather(1, target.view(-1, 1)).squeeze(1)
+        entropy = -(p * p.clamp_min(1e-30).log()).sum(-1)
+        noop = ((filled - inputs).abs() <= 1e-6).all(dim=1).flatten(1).float().mean(1)
+    except Exception:  # noqa: BLE001 - a filler that cannot fill everything has no such value
+        nan = torch.full((inputs.shape[0],), math.nan, device=inputs.device)
+        return nan, nan.clone(), nan.clone()
+    return substrate, entropy, noop
+
+
+def noop_warnings(context: Mapping[str, float]) -> list[str]:
+    """One message per filler whose no-op share (``noop_fraction/<filler>`` in ``context``) exceeds
+    :data:`NOOP_WARN_THRESHOLD`."""
+    out = []
+    for key, value in context.items():
+        if key.startswith("noop_fraction/") and math.isfinite(value) and value > NOOP_WARN_THRESHOLD:
+            filler = key.split("/", 1)[1]
+            out.append(
+                f"the filler {filler!r} leaves {value:.0%} of the pixels unchanged when it removes them (above "
+                f"{NOOP_WARN_THRESHOLD:.0%}): deletion curves with it spend steps removing nothing, so their scores "
+                "reward maps that rank those pixels late; prefer a filler that changes every pixel (e.g. 'blur')"
+            )
+    return out
+
+
+def leakage_warnings(explainers: Mapping[str, Any], metrics: Mapping[str, Any]) -> list[str]:
+    """One message per removal explainer (occlusion, RISE, meaningful perturbation, LIME) whose filler is the
+    one a curve metric scores with: the map was optimised for that very removal, so the score favours it
+    (leakage; Brunke et al. 2021)."""
+    out = []
+    for e, explainer in explainers.items():
+        fill = getattr(explainer, "filler", None)
+        if fill is None or isinstance(explainer, Tensor):
+            continue
+        for m, metric in metrics.items():
+            spec = getattr(metric, "spec", None)
+            if spec is not None and filler_key(spec.filler) == filler_key(fill):
+                out.append(
+                    f"explainer {e!r} removes pixels with the filler {fill.key!r} that metric {m!r} scores with: the "
+                    "score favours it (the map was made for that removal); compare removal explainers under another "
+                    "filler than the one that generated them"
+                )
+    return out
+
+
 # --------------------------------------------------------------------------------------- processes
 @dataclass
 class Sync:
@@ -97,9 +166,10 @@ class ScoreGrid:
         per_sample: per (explainer, metric), this process's per-sample raw scores (N,) when kept.
         curves: per metric, per explainer, the mean curve; ``curve_x`` per metric its x positions.
         context: ``"confidence"`` (mean softmax probability of the target), ``"accuracy"``,
-            ``"substrate/<filler>"`` (target probability of the fully removed image) and
-            ``"noop_fraction/<filler>"`` (share of features the filler leaves unchanged), over every
-            process's samples.
+            ``"substrate/<filler>"`` (target probability of the fully removed image),
+            ``"substrate_entropy/<filler>"`` (entropy of the output there, nats) and
+            ``"noop_fraction/<filler>"`` (share of pixels the filler leaves unchanged), over every
+            process's samples (see :func:`removal_context`).
         maps: per explainer, this process's maps (N, 1, H, W) on the CPU (complete only).
         predictions, targets, sample_ids: this process's, on the CPU.
         higher_is_better, definitions: per metric.
@@ -269,8 +339,10 @@ class Evaluator:
             if spec is not None:
                 self.fillers.setdefault(filler_key(spec.filler), spec.filler)
         self.context_names = ["confidence", "accuracy"] + [
-            f"{kind}/{fill.key}" for fill in self.fillers.values() for kind in ("substrate", "noop_fraction")
+            f"{kind}/{fill.key}" for fill in self.fillers.values() for kind in ("substrate", "substrate_entropy", "noop_fraction")
         ]
+        for message in leakage_warnings(self.explainers, self.templates):
+            warnings.warn(f"{label}: {message}.", UserWarning, stacklevel=3)
         self.model_calls = 0
         self._offset = 0
         self._device: torch.device | None = None
@@ -346,17 +418,10 @@ class Evaluator:
         metrics: the target probability of the fully removed image and the share of unchanged features."""
         probs = logits.float().softmax(dim=-1)
         cols = [probs.gather(1, target.view(-1, 1)).squeeze(1), (logits.argmax(1) == labels).float()]
-        removed = torch.ones(x.shape[0], 1, *x.shape[-2:], dtype=torch.bool, device=x.device)
         for fill in self.fillers.values():
-            try:
-                with torch.no_grad():
-                    filled = fill(x.clone(), removed, torch.Generator().manual_seed(self.seed))
-                    p = model_logits(self.model, filled, self.output_transform).float().softmax(-1)
-                substrate = p.gather(1, target.view(-1, 1)).squeeze(1)
-                noop = ((filled - x).abs() <= 1e-6).all(dim=1).flatten(1).float().mean(1)
-            except Exception:  # noqa: BLE001 - a filler that cannot fill everything has no such context value
-                substrate = noop = torch.full((x.shape[0],), math.nan, device=x.device)
-            cols += [substrate, noop]
+            cols += removal_context(
+                self.model, x, target, fill, output_transform=self.output_transform, generator=torch.Generator().manual_seed(self.seed)
+            )
         self.context_rows.append(torch.stack(cols, dim=1).double().cpu())
 
     def _explain(self, explainer: Callable[..., Tensor], x: Tensor, target: Tensor) -> Tensor:

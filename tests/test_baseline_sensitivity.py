@@ -125,7 +125,9 @@ def test_report_tables_pandas_and_plot():
     rows = report.rows()
     assert len(rows) == 3 * 3 and {"metric", "setting", "filler", "steps", "patch_size", "explainer", "score", "rank"} <= set(rows[0])
     assert len(report.tau_rows()) == 3 and len(report.spread_rows()) == 3
-    assert report.to_pandas().shape[0] == 9 and list(report.to_pandas("tau").columns) == ["metric", "setting_a", "setting_b", "tau"]
+    assert report.to_pandas().shape[0] == 9 and list(report.to_pandas("tau").columns) == [
+        "metric", "setting_a", "setting_b", "tau", "tau_ci_low", "tau_ci_high", "image_tau"
+    ]
     assert report.to_pandas("spread").shape[0] == 3
     fig, ax = report.plot()
     assert isinstance(fig, matplotlib.figure.Figure) and len(ax.texts) == 9
@@ -153,7 +155,7 @@ def test_settings_grid_shares_curves_across_metrics_and_settings():
     assert len(report.settings) == 8 and report.settings[1]["setting"] == "zeros, steps=2, patch=2"
     # DeletionAUC alone: one call per setting and map (2 images x (steps + 1) <= 64); AOPC MoRF and
     # pixel flipping (patch 1 in every setting) reuse those curves
-    assert counted.calls == report.model_calls == 8 * 3
+    assert counted.calls == report.model_calls == 8 * 3 + 2  # + one neutrality call per filler
     torch.testing.assert_close(
         report.scores["pixel_flipping"][1], report.scores["pixel_flipping"][0]
     )  # patch_size does not apply to pixel flipping
@@ -231,3 +233,80 @@ def test_report_method_errors():
         kendall_tau_b([1, 2], torch.tensor([1.0, 2.0]))
     summary = report.summary()  # one setting: no pair of settings
     assert math.isnan(summary["deletion_auc/tau_mean"])
+
+
+# ------------------------------------------------------------------ second round: diagnostics and uncertainty
+
+
+def _problem():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 3)).eval()
+    g = torch.Generator().manual_seed(2)
+    x = torch.rand(24, 1, 8, 8, generator=g)
+    x[:, :, :2] = 0.0  # a quarter of every image is already 0: `zeros` removes nothing there
+    y = torch.randint(0, 3, (24,), generator=g)
+    maps = {k: torch.rand(24, 1, 8, 8, generator=g) for k in ("a", "b", "c", "d")}
+    return model, x, y, maps
+
+
+def test_neutrality_and_noop_per_filler_by_hand():
+    model, x, y, maps = _problem()
+    with pytest.warns(UserWarning, match="'zeros' leaves 25% of the pixels unchanged"):
+        report = baseline_sensitivity(model, x, y, maps, {"zeros": "zeros", "mean": "mean"}, metrics=("deletion_auc",), steps=4)
+    rows = {r["filler"]: r for r in report.neutrality}
+    for name, filled in (("zeros", torch.zeros_like(x)), ("mean", x.mean(dim=(2, 3), keepdim=True).expand_as(x))):
+        p = model(filled).softmax(-1)
+        assert rows[name]["substrate"] == pytest.approx(float(p.gather(1, y.view(-1, 1)).mean()), abs=1e-6)
+        assert rows[name]["entropy"] == pytest.approx(float(-(p * p.log()).sum(-1).mean()), abs=1e-5)
+    assert rows["zeros"]["noop_fraction"] == pytest.approx(0.25, abs=1e-6)
+    assert rows["mean"]["noop_fraction"] < 0.05
+    assert report.summary()["neutrality/zeros/noop_fraction"] == pytest.approx(0.25, abs=1e-6)
+
+
+def test_per_image_tau_and_bootstrap_intervals_by_hand():
+    from pl_saliency.analysis.baseline_sensitivity import bootstrap_tau, per_image_tau
+
+    model, x, y, maps = _problem()
+    with pytest.warns(UserWarning):
+        report = baseline_sensitivity(model, x, y, maps, {"zeros": "zeros", "blur": "blur"}, metrics=("deletion_auc",), steps=4)
+    per = report.per_sample["deletion_auc"]  # (S, E, N)
+    assert per.shape == (2, 4, 24)
+    # the per-sample scores average to the reported means
+    torch.testing.assert_close(per.mean(-1), report.scores["deletion_auc"])
+    # per-image tau: scipy's tau-b on each image, averaged
+    scipy_stats = pytest.importorskip("scipy.stats")
+    taus = [scipy_stats.kendalltau(per[0, :, i].numpy(), per[1, :, i].numpy()).statistic for i in range(24)]
+    assert float(report.image_tau["deletion_auc"][0, 1]) == pytest.approx(sum(taus) / len(taus), abs=1e-9)
+    # bootstrap interval: contains the tau of the means, inside [-1, 1], reproducible
+    low, high = report.tau_ci["deletion_auc"][0, 1].tolist()
+    assert -1 <= low <= float(report.tau["deletion_auc"][0, 1]) <= high <= 1
+    again = bootstrap_tau(per, False, seed=0)
+    torch.testing.assert_close(again, report.tau_ci["deletion_auc"])
+    torch.testing.assert_close(per_image_tau(per, False), report.image_tau["deletion_auc"])
+    row = report.tau_rows()[0]
+    assert row["tau_ci_low"] == pytest.approx(low) and row["image_tau"] == pytest.approx(sum(taus) / len(taus))
+
+
+def test_map_divergence_across_baselines_is_documented_and_correct():
+    from pl_saliency.analysis import map_divergence
+    from pl_saliency.explainers.removal import SlidingPatchOcclusion
+    from pl_saliency.functional.randomization import spearman_correlation
+
+    model, x, y, _ = _problem()
+    report = map_divergence(model, x[:4], y[:4], SlidingPatchOcclusion, {"zeros": "zeros", "blur": "blur"}, fixed={"patch_size": 2, "stride": 2}, similarities="spearman")
+    a = SlidingPatchOcclusion(patch_size=2, stride=2, filler="zeros")(model, x[:4], y[:4])
+    b = SlidingPatchOcclusion(patch_size=2, stride=2, filler="blur")(model, x[:4], y[:4])
+    expected = spearman_correlation(a.flatten(1), b.flatten(1)).mean()
+    assert report.values == ["zeros", "blur"]
+    assert report.scores["default"]["spearman"] == pytest.approx(float(expected), abs=1e-6)
+    with pytest.raises(ValueError, match="`fillers` must hold at least two"):
+        map_divergence(model, x, y, SlidingPatchOcclusion, ["zeros"])
+
+
+def test_leakage_warning_when_the_generating_filler_scores_the_map():
+    from pl_saliency import DeletionAUC, evaluate
+    from pl_saliency.explainers.removal import SlidingPatchOcclusion
+
+    model, x, y, _ = _problem()
+    with pytest.warns(UserWarning, match="explainer 'occ' removes pixels with the filler 'zeros' that metric 'd' scores with"):
+        evaluate(model, x[:4], y[:4], {"occ": SlidingPatchOcclusion(patch_size=2, stride=2, filler="zeros")}, {"d": DeletionAUC(steps=4)})

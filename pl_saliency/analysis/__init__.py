@@ -17,6 +17,7 @@ from pl_saliency.analysis.coherence import (
 )
 from pl_saliency.analysis.robustness import (
     hyperparameter_robustness,
+    map_divergence,
     RobustnessReport,
 )
 
@@ -43,6 +44,7 @@ from pl_saliency.analysis.interpretation_attacks import (
 )
 
 __all__ = [
+    "map_divergence",
     "interpretation_attack",
     "explanation_sensitivity",
     "InterpretationAttack",

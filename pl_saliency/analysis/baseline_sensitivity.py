@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,7 +46,7 @@ from pl_saliency.metrics import (
     ROADMorf,
     Selectivity,
 )
-from pl_saliency.evaluation import evaluate
+from pl_saliency.evaluation import evaluate, noop_warnings, removal_context
 from pl_saliency.perturbation.fillers import get_filler
 from pl_saliency.utils import check_inputs, check_model, check_positive_int, check_saliency, check_target
 
@@ -122,8 +123,18 @@ class BaselineSensitivityReport:
         higher_is_better: per metric (``None``: unknown, ranked highest first).
         scores: per metric, (S, E) float64 mean scores (NaN where the metric had no finite value).
         ranks: per metric, (S, E) ranks, 1 = best, ties averaged.
-        tau: per metric, (S, S) Kendall τ-b between the settings' scores (diagonal 1 unless NaN).
-        model_calls: model calls made (shared curves are counted once).
+        tau: per metric, (S, S) Kendall τ-b between the settings' rankings of the explainers' mean
+            scores (diagonal 1 unless NaN). With E explainers τ takes few values (7 for E = 4): read it
+            with ``tau_ci`` and ``image_tau``.
+        tau_ci: per metric, (S, S, 2) percentile bootstrap interval (``level``) of ``tau`` over images
+            (images resampled with replacement, the explainers' means and τ recomputed per resample).
+        image_tau: per metric, (S, S) τ-b between the settings' per-image rankings, averaged over images.
+        per_sample: per metric, (S, E, N) per-image scores.
+        neutrality: one row per filler (Brunke et al. 2021's baseline diagnostics): ``filler``,
+            ``substrate`` (mean target probability on the fully removed image), ``entropy`` (mean entropy
+            of the output there, nats; ``log K`` is "no information"), ``noop_fraction`` (share of pixels
+            the filler leaves unchanged; above 0.2 a warning says the removal partly removes nothing).
+        model_calls: model calls made (shared curves are counted once; one more per filler for ``neutrality``).
     """
 
     settings: list[dict[str, Any]]
@@ -135,6 +146,10 @@ class BaselineSensitivityReport:
     tau: dict[str, Tensor]
     model_calls: int = 0
     definitions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tau_ci: dict[str, Tensor] = field(default_factory=dict)
+    image_tau: dict[str, Tensor] = field(default_factory=dict)
+    per_sample: dict[str, Tensor] = field(default_factory=dict)
+    neutrality: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def setting_names(self) -> list[str]:
@@ -161,12 +176,19 @@ class BaselineSensitivityReport:
     def tau_rows(self) -> list[dict[str, Any]]:
         """One row per metric and unordered pair of settings: ``setting_a``, ``setting_b``, ``tau``."""
         names = self.setting_names
+        def ci(m: str, a: int, b: int, end: int) -> float:
+            return float(self.tau_ci[m][a, b, end]) if m in self.tau_ci else math.nan
+
         return [
-            {"metric": m, "setting_a": names[a], "setting_b": names[b], "tau": float(self.tau[m][a, b])}
+            {
+                "metric": m, "setting_a": names[a], "setting_b": names[b], "tau": float(self.tau[m][a, b]),
+                "tau_ci_low": ci(m, a, b, 0), "tau_ci_high": ci(m, a, b, 1),
+                "image_tau": float(self.image_tau[m][a, b]) if m in self.image_tau else math.nan,
+            }
             for m in self.metrics
             for a in range(len(names))
             for b in range(a + 1, len(names))
-        ]
+        ]  # fmt: skip
 
     def spread_rows(self) -> list[dict[str, Any]]:
         """One row per metric × explainer: score ``min``, ``max``, ``range`` (max − min), ``std``
@@ -208,9 +230,16 @@ class BaselineSensitivityReport:
             pairs = pairs[torch.isfinite(pairs)]
             out[f"{m}/tau_mean"] = float(pairs.mean()) if pairs.numel() else math.nan
             out[f"{m}/tau_min"] = float(pairs.min()) if pairs.numel() else math.nan
+            if m in self.image_tau:
+                img = self.image_tau[m][iu[0], iu[1]]
+                img = img[torch.isfinite(img)]
+                out[f"{m}/image_tau_mean"] = float(img.mean()) if img.numel() else math.nan
         for row in self.spread_rows():
             for k in ("range", "std", "rank_range"):
                 out[f"{row['metric']}/{row['explainer']}/{k}"] = row[k]
+        for row in self.neutrality:
+            for k in ("substrate", "entropy", "noop_fraction"):
+                out[f"neutrality/{row['filler']}/{k}"] = row[k]
         return out
 
     def to_pandas(self, table: str = "scores") -> Any:
@@ -371,6 +400,7 @@ def baseline_sensitivity(
     tie_seed: int = 0,
     generator: torch.Generator | None = None,
     output_transform: Callable[[Any], Tensor] | None = None,
+    num_resamples: int = 1000,
 ) -> BaselineSensitivityReport:
     """Score explainers under every filler × ``steps`` × ``patch_sizes`` setting and compare rankings.
 
@@ -395,6 +425,12 @@ def baseline_sensitivity(
         patch_sizes: one int or several (feature square sides).
         score, chunk_size, tie_break, tie_seed, generator, output_transform: as in
             :func:`~pl_saliency.perturbation.perturbation_curves`, for every metric.
+        num_resamples: bootstrap resamples of the τ intervals (``tau_ci``; seeded with ``tie_seed``).
+
+    Besides τ between the settings' rankings of the explainers' means, the report holds each τ's
+    bootstrap interval over images (``tau_ci``), τ between per-image rankings (``image_tau``: with few
+    explainers a τ of means takes few values and hides how often single images disagree), and each
+    filler's neutrality diagnostics (``neutrality``).
 
     Returns:
         A :class:`BaselineSensitivityReport`.
@@ -465,6 +501,26 @@ def baseline_sensitivity(
         label="baseline_sensitivity",
     )  # fmt: skip
     means = grid.means()
+    check_positive_int("num_resamples", num_resamples)
+    n = inputs.shape[0]
+    per_sample = {
+        m: torch.stack(
+            [
+                torch.stack([_per_sample(grid, e, f"{si}:{m}", n) for e in explainers])
+                for si in range(len(settings))
+            ]
+        )
+        for m in factories
+    }  # (S, E, N)
+    tau_ci = {m: bootstrap_tau(per_sample[m], directions[m], num_resamples=num_resamples, seed=tie_seed) for m in factories}
+    image_tau = {m: per_image_tau(per_sample[m], directions[m]) for m in factories}
+    neutrality = []
+    for fname, spec in named_fillers.items():
+        substrate, entropy, noop = removal_context(model, inputs, target, get_filler(spec), output_transform=output_transform)
+        row = {"filler": fname, "substrate": _mean(substrate), "entropy": _mean(entropy), "noop_fraction": _mean(noop)}
+        neutrality.append(row)
+        for message in noop_warnings({f"noop_fraction/{fname}": row["noop_fraction"]}):
+            warnings.warn(f"baseline_sensitivity: {message}.", UserWarning, stacklevel=2)
     scores = {
         m: torch.tensor(
             [[means[f"{si}:{m}"][e] for e in explainers] for si in range(len(settings))], dtype=torch.float64
@@ -481,6 +537,60 @@ def baseline_sensitivity(
         scores=scores,
         ranks=ranks,
         tau=tau,
-        model_calls=grid.model_calls,
+        model_calls=grid.model_calls + len(named_fillers),  # + one neutrality call per filler
         definitions=definitions,
+        tau_ci=tau_ci,
+        image_tau=image_tau,
+        per_sample=per_sample,
+        neutrality=neutrality,
     )
+
+
+def _mean(values: Tensor) -> float:
+    v = values[torch.isfinite(values)]
+    return float(v.mean()) if v.numel() else math.nan
+
+
+def _per_sample(grid: Any, explainer: str, metric: str, n: int) -> Tensor:
+    v = grid.per_sample.get((explainer, metric))
+    return v.double() if v is not None and v.shape == (n,) else torch.full((n,), math.nan, dtype=torch.float64)
+
+
+def _oriented(scores: Tensor, higher_is_better: bool | None) -> Tensor:
+    return -scores if higher_is_better is False else scores
+
+
+def per_image_tau(per_sample: Tensor, higher_is_better: bool | None = True) -> Tensor:
+    """(S, S) mean over images of τ-b between the settings' rankings of the explainers on each image
+    (``per_sample`` (S, E, N)); NaN images (constant or undefined scores) left out."""
+    x = _oriented(per_sample, higher_is_better).permute(2, 0, 1)  # (N, S, E)
+    taus = kendall_tau_b(x.unsqueeze(2), x.unsqueeze(1))  # (N, S, S)
+    finite = torch.isfinite(taus)
+    count = finite.sum(0)
+    return torch.where(count > 0, torch.where(finite, taus, 0.0).sum(0) / count.clamp(min=1), math.nan)
+
+
+def bootstrap_tau(
+    per_sample: Tensor, higher_is_better: bool | None = True, *, num_resamples: int = 1000, level: float = 0.95, seed: int = 0
+) -> Tensor:
+    """(S, S, 2) percentile bootstrap interval of τ-b between the settings' rankings of the explainers'
+    mean scores, resampling images with replacement (``per_sample`` (S, E, N); seeded)."""
+    s, e, n = per_sample.shape
+    if n < 2:
+        return torch.full((s, s, 2), math.nan, dtype=torch.float64)
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randint(0, n, (num_resamples, n), generator=g)
+    values = _oriented(per_sample, higher_is_better)[:, :, idx]  # (S, E, B, N)
+    finite = torch.isfinite(values)
+    means = torch.where(finite, values, 0.0).sum(-1) / finite.sum(-1).clamp(min=1)
+    means = torch.where(finite.any(-1), means, math.nan).permute(2, 0, 1)  # (B, S, E)
+    taus = kendall_tau_b(means.unsqueeze(2), means.unsqueeze(1))  # (B, S, S)
+    alpha = (1 - level) / 2
+    out = torch.full((s, s, 2), math.nan, dtype=torch.float64)
+    for a in range(s):
+        for b in range(s):
+            t = taus[:, a, b]
+            t = t[torch.isfinite(t)]
+            if t.numel() >= 2:
+                out[a, b] = torch.quantile(t.double(), torch.tensor([alpha, 1 - alpha], dtype=torch.float64))
+    return out

@@ -512,17 +512,24 @@ def metric_sanity(
     extras: Mapping[str, Any] | None = None,
     batch_size: int | None = None,
     on_error: str = "raise",
+    smooth: int | None | str = "auto",
 ) -> list[dict[str, Any]]:
     """Can each metric tell the real maps from random and from inverted maps? (see the module docstring)
 
     Args: ``model``, ``inputs``, ``target``, ``maps``, ``metrics``, ``extras``, ``batch_size``,
     ``on_error`` as :func:`coherence_report`; ``seed`` / ``generator`` for the random maps;
-    ``margin`` (>= 0) by which the real map's mean must be better than a control's.
+    ``margin`` (>= 0) by which the real map's mean must be better than a control's; ``smooth``: the cell
+    size (pixels) of a second, smooth random control — U(0, 1) noise on ``smooth × smooth`` cells,
+    upsampled bilinearly (:class:`~pl_saliency.explainers.RandomMap` with ``smooth``) — matched to the
+    resolution of smooth maps (Grad-CAM, occlusion) against which i.i.d. per-pixel noise is a weak
+    control; ``"auto"``: the image side // 8 (a last convolution's stride), ``None``: no smooth control.
 
     Returns:
         One dict per explainer × metric: ``explainer``, ``metric``, ``higher_is_better``, ``real``,
         ``random``, ``inverted`` (mean scores), ``random_win_rate``, ``inverted_win_rate`` (NaN
-        without per-sample scores), ``beats_random``, ``beats_inverted``, ``cannot_separate``.
+        without per-sample scores), ``beats_random``, ``beats_inverted``, ``cannot_separate``; with
+        a smooth control also ``random_smooth``, ``random_smooth_win_rate``, ``beats_random_smooth``
+        (and ``cannot_separate`` then needs all three).
 
     Example:
         >>> import torch
@@ -532,7 +539,7 @@ def metric_sanity(
         >>> x, y = torch.rand(3, 1, 4, 4), torch.tensor([0, 1, 0])
         >>> rows = metric_sanity(model, x, y, {"map": torch.rand(3, 1, 4, 4)}, {"del": DeletionAUC(steps=4)})
         >>> sorted(rows[0])[:4]
-        ['beats_inverted', 'beats_random', 'cannot_separate', 'explainer']
+        ['beats_inverted', 'beats_random', 'beats_random_smooth', 'cannot_separate']
     """
     inputs, target = _prepare(model, inputs, target, batch_size, on_error)
     check_positive_int("seed", seed, minimum=0)
@@ -554,6 +561,17 @@ def metric_sanity(
         model, inputs, target, {"random": random_map}, {"random": random_explainer}, named, extras_d, batch_size, on_error,
         "metric_sanity[random]",
     )  # fmt: skip
+    if smooth == "auto":
+        smooth = max(1, min(h, w) // 8)
+    if smooth is not None:
+        from pl_saliency.explainers.random_map import RandomMap
+
+        smooth_explainer = RandomMap(seed=seed, smooth=smooth, name="random_smooth")
+        smooth_map = smooth_explainer(model, inputs, target)
+        sm, sm_s = _score_grid(
+            model, inputs, target, {"random": smooth_map}, {"random": smooth_explainer}, named, extras_d, batch_size,
+            on_error, "metric_sanity[random_smooth]",
+        )  # fmt: skip
 
     rows = []
     for m, metric in named.items():
@@ -576,6 +594,14 @@ def metric_sanity(
                     "cannot_separate": not (beats_random and beats_inverted),
                 }
             )
+            if smooth is not None:
+                beats_smooth = _beats(r, sm[m]["random"], hib, margin)
+                rows[-1].update(
+                    random_smooth=sm[m]["random"],
+                    random_smooth_win_rate=_win_rate(real_s[m][e], sm_s[m]["random"], hib),
+                    beats_random_smooth=beats_smooth,
+                    cannot_separate=not (beats_random and beats_inverted and beats_smooth),
+                )
     return rows
 
 

@@ -231,6 +231,56 @@ def hyperparameter_robustness(
     return report
 
 
+def map_divergence(
+    model: Callable[[Tensor], Any],
+    inputs: Tensor,
+    target: Tensor,
+    explainer: Callable[..., Callable[..., Tensor]],
+    fillers: Any,
+    *,
+    fixed: Mapping[str, Any] | None = None,
+    similarities: Any = ("spearman", "ssim"),
+    abs: bool = False,  # noqa: A002
+    ssim_kernel_size: int = 11,
+    ssim_sigma: float = 1.5,
+    keep_maps: bool = False,
+) -> RobustnessReport:
+    """How much a removal explainer's maps diverge across removal baselines (Brunke, Agrawal & George
+    2021, the generation-side finding: occlusion, RISE, meaningful perturbation or LIME with a black, a
+    mean, a blurred or an inpainted baseline produce different maps of the same image).
+
+    The explainer is built once per filler (``explainer(**fixed, filler=spec)``) and the maps are
+    compared pairwise per sample; ``report.pairwise["default"][similarity]`` is the (F, F) matrix of
+    mean similarities between fillers (1 on the diagonal), ``report.scores["default"][similarity]`` the
+    mean over pairs and samples (1: the baseline does not matter; low: the map is as much about the
+    baseline as about the model). This is :func:`hyperparameter_robustness` with ``param="filler"``.
+
+    Args:
+        fillers: a sequence of filler specs (named by their keys) or a dict name -> spec, at least two.
+        Others: as :func:`hyperparameter_robustness`.
+
+    Example:
+        >>> import torch
+        >>> from pl_saliency.analysis import map_divergence
+        >>> from pl_saliency.explainers.removal import SlidingPatchOcclusion
+        >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(144, 3))
+        >>> x, y = torch.rand(2, 1, 12, 12), torch.tensor([0, 2])
+        >>> report = map_divergence(model, x, y, SlidingPatchOcclusion, ["zeros", "blur"], fixed={"patch_size": 3}, ssim_kernel_size=5)
+        >>> report.pairwise["default"]["spearman"].shape
+        torch.Size([2, 2])
+    """
+    names = [k for k, _ in _filler_names(fillers)]
+    specs = [v for _, v in _filler_names(fillers)]
+    if len(specs) < 2:
+        raise ValueError(f"Argument `fillers` must hold at least two fillers to compare, but got {len(specs)}.")
+    report = hyperparameter_robustness(
+        model, inputs, target, explainer, "filler", specs, fixed=fixed, similarities=similarities, abs=abs,
+        ssim_kernel_size=ssim_kernel_size, ssim_sigma=ssim_sigma, keep_maps=keep_maps,
+    )  # fmt: skip
+    report.values = names
+    return report
+
+
 def _nanmean(values: Tensor, dim: int) -> Tensor:
     finite = torch.isfinite(values)
     count = finite.sum(dim)
@@ -238,4 +288,4 @@ def _nanmean(values: Tensor, dim: int) -> Tensor:
     return torch.where(count > 0, total / count.clamp(min=1), torch.full_like(total, math.nan))
 
 
-__all__ = ["RobustnessReport", "SIMILARITIES", "hyperparameter_robustness"]
+__all__ = ["RobustnessReport", "SIMILARITIES", "hyperparameter_robustness", "map_divergence"]

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from pl_saliency.callbacks.probe import Probe, default_batch_transform, split_batch
 from pl_saliency.callbacks.reports import gather_probe, report_options, run_reports
-from pl_saliency.evaluation import ON_ERROR, TARGETS, ScoreGrid, Sync, distributed_sync, evaluate
+from pl_saliency.evaluation import ON_ERROR, TARGETS, ScoreGrid, Sync, distributed_sync, evaluate, noop_warnings
 from pl_saliency.explainers import Explainer, named_explainers
 from pl_saliency.functional.randomization import spearman_correlation
 from pl_saliency.loggers.text import format_controlled_table, format_scores_table
@@ -477,6 +477,9 @@ class SaliencyMonitor(*_callback_bases()):  # type: ignore[misc]
                 raise
             self._fail("scoring", err)
             return
+        if trainer.is_global_zero:
+            for message in noop_warnings(grid.context):
+                self._warn_once(f"noop:{message[:60]}", f"SaliencyMonitor: {message}.")
         scores = grid.flat()
         if self.log_context:
             scores.update(self._stability(grid, sync))
