@@ -4,12 +4,25 @@ a PyTorch Lightning model trains.
 Flat re-exports of the public API; see the sub-packages for the details.
 """
 
+from pl_saliency.analysis import (
+    BaselineSensitivityReport,
+    CoherenceReport,
+    baseline_sensitivity,
+    coherence_report,
+    hyperparameter_robustness,
+    kendall_tau_b,
+    metric_sanity,
+)
+from pl_saliency.evaluation import (
+    ScoreGrid,
+    evaluate,
+)
 from pl_saliency.explainers import (
+    RISE,
     CaptumExplainer,
     DecoyEnhanced,
     Explainer,
     FunctionExplainer,
-    generate_decoys,
     GradCAM,
     Gradient,
     GradientXInput,
@@ -17,20 +30,11 @@ from pl_saliency.explainers import (
     Lime,
     MeaningfulPerturbation,
     RandomMap,
-    RISE,
     SlidingPatchOcclusion,
     SmoothGrad,
+    generate_decoys,
 )
 from pl_saliency.explainers.layers import TokenLayout
-from pl_saliency.inpainting import InpainterAdapter
-from pl_saliency.evaluation import (
-    ScoreGrid,
-    evaluate,
-)
-from pl_saliency.spec import (
-    CurveSpec,
-    SpeedOptions,
-)
 from pl_saliency.functional import (
     abpc,
     adversarial_flip_budget,
@@ -38,23 +42,22 @@ from pl_saliency.functional import (
     aopc_lerf,
     aopc_morf,
     avg_sensitivity,
+    bootstrap_ci,
     clean_saliency,
     decoy_realism,
-    bootstrap_ci,
     deletion_auc,
-    gain_over_random,
-    normalized_abpc,
-    normalized_gain,
-    win_rate,
     energy_pointing_game,
     entropy_complexity,
     faithfulness_correlation,
+    gain_over_random,
     gini_sparseness,
     infidelity,
     insertion_auc,
     lpips_distance,
     max_sensitivity,
     model_parameter_randomization,
+    normalized_abpc,
+    normalized_gain,
     object_localization_error,
     pixel_flipping,
     pointing_game,
@@ -66,28 +69,30 @@ from pl_saliency.functional import (
     road,
     saliency_metric,
     selectivity,
+    win_rate,
 )
+from pl_saliency.inpainting import InpainterAdapter
 from pl_saliency.metrics import (
     ABPC,
     AdversarialFlipBudget,
     AdversarialReliability,
     AOPCLerf,
     AOPCMorf,
-    AvgSensitivity,
-    DecoyRealism,
     AverageDrop,
+    AvgSensitivity,
     ControlledScore,
+    DecoyRealism,
     DeletionAUC,
-    IncreaseInConfidence,
-    NormalizedABPC,
     EnergyPointingGame,
     EntropyComplexity,
     FaithfulnessCorrelation,
     GiniSparseness,
+    IncreaseInConfidence,
     Infidelity,
     InsertionAUC,
     MaxSensitivity,
     ModelParameterRandomization,
+    NormalizedABPC,
     ObjectLocalizationError,
     PixelFlipping,
     PointingGame,
@@ -102,7 +107,6 @@ from pl_saliency.metrics import (
     Selectivity,
 )
 from pl_saliency.perturbation import (
-    adversarial_perturbation,
     BatchContext,
     Blur,
     Constant,
@@ -110,19 +114,15 @@ from pl_saliency.perturbation import (
     InpainterFill,
     Mean,
     NoisyLinear,
-    perturbation_curves,
     Telea,
     UniformNoise,
     Zeros,
+    adversarial_perturbation,
+    perturbation_curves,
 )
-from pl_saliency.analysis import (
-    baseline_sensitivity,
-    BaselineSensitivityReport,
-    coherence_report,
-    CoherenceReport,
-    hyperparameter_robustness,
-    kendall_tau_b,
-    metric_sanity,
+from pl_saliency.spec import (
+    CurveSpec,
+    SpeedOptions,
 )
 
 __version__ = "0.1.0"

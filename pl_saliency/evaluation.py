@@ -224,7 +224,11 @@ class ScoreGrid:
 
     def means(self) -> dict[str, dict[str, float]]:
         """Raw scores as ``{metric: {explainer: value}}`` (NaN where absent), the analyses' layout."""
-        return {m: {e: self.value(e, m) if self.value(e, m) is not None else math.nan for e in self.explainers} for m in self.metrics}
+        return {m: {e: _or_nan(self.value(e, m)) for e in self.explainers} for m in self.metrics}
+
+
+def _or_nan(value: float | None) -> float:
+    return math.nan if value is None else value
 
 
 # --------------------------------------------------------------------------------------- the loop
@@ -522,8 +526,9 @@ class Evaluator:
                 if getattr(metric, "keep_per_sample", False) and callable(getattr(metric, "per_sample", None)):
                     grid.per_sample[(e, m)] = metric.per_sample().detach().float().cpu()
             grid.scores[(e, m)] = entry
-            if callable(getattr(inner, "compute_baselines", None)) and math.isfinite(entry["value"]):
-                grid.baselines[(e, m)] = {b: float(v) for b, v in inner.compute_baselines().items()}
+            compute_baselines = getattr(inner, "compute_baselines", None)
+            if callable(compute_baselines) and math.isfinite(entry["value"]):
+                grid.baselines[(e, m)] = {b: float(v) for b, v in compute_baselines().items()}
             if curves and callable(getattr(inner, "curve", None)) and math.isfinite(entry["value"]):
                 if hasattr(inner, "_to_sync"):
                     inner._to_sync = distributed

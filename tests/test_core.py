@@ -7,6 +7,7 @@ import sys
 
 import pytest
 import torch
+from conftest import TinyCNN
 
 from pl_saliency import DeletionAUC, Gradient, GradientXInput, InsertionAUC, evaluate
 from pl_saliency.analysis import baseline_sensitivity
@@ -16,8 +17,6 @@ from pl_saliency.perturbation import BatchContext, perturbation_curves
 from pl_saliency.perturbation.fillers import Filler
 from pl_saliency.registry import METRIC_ALIASES, METRICS, canonical_metric_name, metric_class, metric_name, snake_case
 from pl_saliency.spec import CurveSpec, SpeedOptions, filler_key, generator_key
-
-from conftest import TinyCNN
 
 
 @pytest.fixture()

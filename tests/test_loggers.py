@@ -155,7 +155,8 @@ def test_wandb_disabled_never_breaks_and_scalars_reach_csv(tmp_path, loaders, mo
     wb = WandbLogger(project="t", save_dir=str(tmp_path), mode="disabled")
     with pytest.warns() as record:
         fit(pl.Trainer, loaders, [mon], [wb, csv], epochs=2)
-    assert not [w for w in record if "SaliencyMonitor" in str(w.message)]
+    # no failure warning (the one expected warning is the no-op share of `zeros` on the digits' background)
+    assert not [w for w in record if "SaliencyMonitor" in str(w.message) and "unchanged" not in str(w.message)]
     text = (Path(csv.log_dir) / "metrics.csv").read_text()
     assert "val/saliency/gradient/deletion_auc" in text
     assert len(mon.history) == 2

@@ -33,6 +33,7 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
+from pl_saliency.evaluation import evaluate, noop_warnings, removal_context
 from pl_saliency.explainers import named_explainers
 from pl_saliency.metrics import (
     ABPC,
@@ -46,7 +47,6 @@ from pl_saliency.metrics import (
     ROADMorf,
     Selectivity,
 )
-from pl_saliency.evaluation import evaluate, noop_warnings, removal_context
 from pl_saliency.perturbation.fillers import get_filler
 from pl_saliency.utils import check_inputs, check_model, check_positive_int, check_saliency, check_target
 

@@ -47,9 +47,7 @@ win rates (fraction of samples where the real map's score is strictly better), w
 
 from __future__ import annotations
 
-import copy
 import math
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,7 +57,6 @@ from torch import Tensor
 
 from pl_saliency.analysis.baseline_sensitivity import kendall_tau_b, rank_scores
 from pl_saliency.explainers import named_explainers
-from pl_saliency.perturbation.engine import BatchContext
 from pl_saliency.perturbation.orders import removal_order, removal_rank
 from pl_saliency.utils import check_choice, check_inputs, check_model, check_positive_int, check_saliency, check_target
 

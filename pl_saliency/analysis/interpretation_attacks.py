@@ -33,7 +33,15 @@ from torch import Tensor
 
 from pl_saliency.functional.fidelity import dance_map, sensitivity_ratio
 from pl_saliency.perturbation.adversarial import check_bounds, check_positive_float, resolve_iterations
-from pl_saliency.utils import check_choice, check_inputs, check_model, check_positive_int, check_target, eval_mode, model_logits
+from pl_saliency.utils import (
+    check_choice,
+    check_inputs,
+    check_model,
+    check_positive_int,
+    check_target,
+    eval_mode,
+    model_logits,
+)
 
 ATTACKS: tuple[str, ...] = ("topk", "targeted", "center")
 

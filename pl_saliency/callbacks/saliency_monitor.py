@@ -575,5 +575,5 @@ class SaliencyMonitor(*_callback_bases()):  # type: ignore[misc]
 
 
 # kept importable from here for earlier code
-from pl_saliency.callbacks.reports import CleanedMapsReport  # noqa: E402,F401
 from pl_saliency.callbacks.media import curve_label  # noqa: E402,F401
+from pl_saliency.callbacks.reports import CleanedMapsReport  # noqa: E402,F401

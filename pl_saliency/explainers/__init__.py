@@ -8,13 +8,12 @@ from typing import Any
 from pl_saliency.explainers.base import Explainer, FunctionExplainer
 from pl_saliency.explainers.captum import (
     CaptumExplainer,
-    Gradient,
     GradCAM,
+    Gradient,
     GradientXInput,
     IntegratedGradients,
     SmoothGrad,
 )
-from pl_saliency.explainers.layers import TokenLayout, conv_layer_names, resolve_layer
 from pl_saliency.explainers.decoy import (
     DecoyEnhanced,
     DecoyReport,
@@ -24,6 +23,7 @@ from pl_saliency.explainers.decoy import (
     patch_positions,
     range_aggregate,
 )
+from pl_saliency.explainers.layers import TokenLayout, conv_layer_names, resolve_layer
 from pl_saliency.explainers.random_map import RandomMap
 from pl_saliency.explainers.removal import (
     RISE,

@@ -41,7 +41,6 @@ from pl_saliency.utils import (
     reduce_channels,
 )
 
-
 _NO_GRAD_PHRASES = (
     "does not require grad",
     "appears to not have been used in the graph",

@@ -1,11 +1,19 @@
 """Every metric as pure functions: tensors in, tensors out; no state, no Lightning."""
 
 from pl_saliency.functional.adversarial import (
+    AdversarialCurves,
+    CleanedSaliency,
+    FlipBudgets,
+    NormalizedScore,
+    SimplifiedImage,
     adversarial_flip_budget,
     adversarial_reliability,
-    AdversarialCurves,
+    adversarial_reliability_normalized,
+    authors_relevance,
     clean_saliency,
-    CleanedSaliency,
+    gradient_oracle,
+    normalized_score,
+    simplified_image,
 )
 from pl_saliency.functional.aopc import (
     abpc,
@@ -16,10 +24,10 @@ from pl_saliency.functional.complexity import (
     entropy_complexity,
     gini_sparseness,
 )
-from pl_saliency.functional.decoy import (
-    decoy_realism,
-    lpips_distance,
-    lpips_weights_path,
+from pl_saliency.functional.confidence import (
+    average_drop,
+    explanation_maps,
+    increase_in_confidence,
 )
 from pl_saliency.functional.controls import (
     bootstrap_ci,
@@ -28,6 +36,11 @@ from pl_saliency.functional.controls import (
     normalized_gain,
     win_rate,
 )
+from pl_saliency.functional.decoy import (
+    decoy_realism,
+    lpips_distance,
+    lpips_weights_path,
+)
 from pl_saliency.functional.deletion import (
     deletion_auc,
     insertion_auc,
@@ -35,15 +48,28 @@ from pl_saliency.functional.deletion import (
 from pl_saliency.functional.faithfulness import (
     faithfulness_correlation,
 )
+from pl_saliency.functional.fidelity import (
+    dance_fidelity,
+    dance_map,
+    sensitivity_ratio,
+)
 from pl_saliency.functional.localization import (
     energy_pointing_game,
     pointing_game,
     relevance_mass_accuracy,
     relevance_rank_accuracy,
 )
+from pl_saliency.functional.neighbourhood import (
+    neighbourhood_auc,
+    neighbourhood_curves,
+    neighbourhood_schedule,
+)
 from pl_saliency.functional.randomization import (
     model_parameter_randomization,
     random_logit,
+)
+from pl_saliency.functional.realism import (
+    removal_realism,
 )
 from pl_saliency.functional.region import (
     pixel_flipping,
@@ -62,47 +88,14 @@ from pl_saliency.functional.saliency_metric import (
     object_localization_error,
     saliency_metric,
 )
-from pl_saliency.functional.realism import (
-    removal_realism,
-)
-
-from pl_saliency.functional.confidence import (
-    average_drop,
-    increase_in_confidence,
-    explanation_maps,
-)
-
 from pl_saliency.functional.transforms import (
-    positive_part,
-    minmax_normalize,
-    clip_percentile,
     blur_maps,
     box_maps,
-    transform_maps,
+    clip_percentile,
     map_percentile,
-)
-
-from pl_saliency.functional.neighbourhood import (
-    neighbourhood_curves,
-    neighbourhood_auc,
-    neighbourhood_schedule,
-)
-
-from pl_saliency.functional.adversarial import (
-    adversarial_reliability_normalized,
-    simplified_image,
-    SimplifiedImage,
-    authors_relevance,
-    normalized_score,
-    NormalizedScore,
-    gradient_oracle,
-    FlipBudgets,
-)
-
-from pl_saliency.functional.fidelity import (
-    dance_fidelity,
-    sensitivity_ratio,
-    dance_map,
+    minmax_normalize,
+    positive_part,
+    transform_maps,
 )
 
 __all__ = [

@@ -21,12 +21,16 @@ from pl_saliency.metrics.complexity import (
     EntropyComplexity,
     GiniSparseness,
 )
-from pl_saliency.metrics.decoy import (
-    DecoyRealism,
+from pl_saliency.metrics.confidence import (
+    AverageDrop,
+    IncreaseInConfidence,
 )
 from pl_saliency.metrics.controls import (
     ControlledScore,
     NormalizedABPC,
+)
+from pl_saliency.metrics.decoy import (
+    DecoyRealism,
 )
 from pl_saliency.metrics.deletion import (
     CurveAUCMetric,
@@ -43,9 +47,16 @@ from pl_saliency.metrics.localization import (
     RelevanceMassAccuracy,
     RelevanceRankAccuracy,
 )
+from pl_saliency.metrics.neighbourhood import (
+    NeighbourhoodDeletionAUC,
+    NeighbourhoodInsertionAUC,
+)
 from pl_saliency.metrics.randomization import (
     ModelParameterRandomization,
     RandomLogit,
+)
+from pl_saliency.metrics.realism import (
+    RemovalRealism,
 )
 from pl_saliency.metrics.road import (
     ROADLerf,
@@ -59,19 +70,6 @@ from pl_saliency.metrics.robustness import (
 from pl_saliency.metrics.saliency_metric import (
     ObjectLocalizationError,
     SaliencyMetric,
-)
-from pl_saliency.metrics.realism import (
-    RemovalRealism,
-)
-
-from pl_saliency.metrics.confidence import (
-    AverageDrop,
-    IncreaseInConfidence,
-)
-
-from pl_saliency.metrics.neighbourhood import (
-    NeighbourhoodDeletionAUC,
-    NeighbourhoodInsertionAUC,
 )
 
 __all__ = [

@@ -1,7 +1,7 @@
 """Perturbation engine: fillers (how a removed pixel is replaced), orders, and batched curves."""
 
 from pl_saliency.perturbation.adversarial import NORMS, adversarial_perturbation
-from pl_saliency.perturbation.engine import MODES, BatchContext, perturbation_curves
+from pl_saliency.perturbation.engine import BatchContext, perturbation_curves, random_order_curves, spec_curves
 from pl_saliency.perturbation.fillers import (
     FILLER_NAMES,
     Blur,
@@ -23,6 +23,7 @@ from pl_saliency.perturbation.orders import (
     removal_order,
     removal_rank,
 )
+from pl_saliency.spec import MODES
 
 # lower-case factories, the vocabulary of DESIGN.md: ``filler=blur(sigma=2)``
 zeros = Zeros
@@ -35,6 +36,8 @@ noisy_linear = NoisyLinear
 telea = Telea
 
 __all__ = [
+    "random_order_curves",
+    "spec_curves",
     "adversarial_perturbation",
     "BatchContext",
     "Blur",

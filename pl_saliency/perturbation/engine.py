@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import warnings
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -40,23 +39,21 @@ from torch import Tensor
 
 from pl_saliency.perturbation.fillers import Constant, Filler, Zeros
 from pl_saliency.perturbation.orders import feature_grid, feature_scores, removal_order, removal_rank
-from pl_saliency.spec import (
-    AMP_DTYPES,
+from pl_saliency.spec import (  # the speed-option checks and MODES are re-exported here, where they lived
+    AMP_DTYPES,  # noqa: F401
     AUTO,
     DEFAULT_CPU_BUDGET_MB,
-    MODES,
+    MODES,  # noqa: F401
     CurveSpec,
     SpeedOptions,
     check_amp_dtype,
-    check_chunk_size,
+    check_chunk_size,  # noqa: F401
     check_fractions,
     check_memory_budget,
-    check_speed_options,
+    check_speed_options,  # noqa: F401
     sample_seeds,
 )
 from pl_saliency.utils import (
-    SCORES,
-    check_choice,
     check_inputs,
     check_model,
     check_positive_int,
