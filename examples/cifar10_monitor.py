@@ -8,8 +8,9 @@ explainers (gradient, gradient × input, integrated gradients, SmoothGrad, Grad-
 scores every map with deletion / insertion AUC, AOPC (MoRF) and ROAD (MoRF); the scores go to W&B
 (with a heatmap table, overlays and curve charts), to a CSV log, and to the terminal.
 
-W&B runs offline when ``WANDB_MODE=offline`` or when no API key is configured (upload later with
-``wandb sync``). The last checkpoint is written under ``--out``/checkpoints; score it offline with::
+W&B runs offline unless you pass ``--online``, even when a W&B API key is configured: nothing is
+uploaded by surprise (upload an offline run later with ``wandb sync``). ``--online`` needs an API key
+(``WANDB_API_KEY`` or ``wandb login``), and ``WANDB_MODE=offline``/``disabled`` still keeps it offline. The last checkpoint is written under ``--out``/checkpoints; score it offline with::
 
     pl-saliency score --checkpoint outputs/cifar10/checkpoints/last.ckpt \\
         --model-class examples/cifar10_monitor.py:CifarResNet --images my_pngs/ \\
@@ -165,17 +166,24 @@ def build_monitor(num_samples: int = 32, steps: int = 32, every_n_epochs: int = 
     )
 
 
-def wandb_offline() -> bool:
-    """True when W&B should run offline: ``WANDB_MODE`` says so, or no API key is configured
-    (neither ``WANDB_API_KEY`` nor a ``~/.netrc`` entry for api.wandb.ai). Nothing is contacted."""
-    if os.environ.get("WANDB_MODE", "").lower() in ("offline", "dryrun", "disabled"):
-        return True
+def wandb_key_configured() -> bool:
+    """True when a W&B API key is configured (``WANDB_API_KEY`` or a ``~/.netrc`` entry for
+    api.wandb.ai). Nothing is contacted."""
     if os.environ.get("WANDB_API_KEY"):
-        return False
-    try:
-        return netrc.netrc().authenticators("api.wandb.ai") is None
-    except (FileNotFoundError, netrc.NetrcParseError, OSError):
         return True
+    try:
+        return netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return False
+
+
+def wandb_offline(online: bool = False) -> bool:
+    """True (W&B runs offline) unless ``online`` was asked for explicitly (``--online``): a configured
+    API key alone never makes a run upload. ``WANDB_MODE=offline``/``dryrun``/``disabled`` keeps even an
+    ``--online`` run offline."""
+    if not online:
+        return True
+    return os.environ.get("WANDB_MODE", "").lower() in ("offline", "dryrun", "disabled")
 
 
 # ------------------------------------------------------------------------------------------- main
@@ -197,11 +205,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--every-n-epochs", type=int, default=1)
     p.add_argument("--accelerator", default="auto")
     p.add_argument("--project", default="pl_saliency-cifar10", help="W&B project")
-    p.add_argument("--offline", action="store_true", help="force W&B offline")
+    p.add_argument("--online", action="store_true", help="upload the run to W&B (needs an API key); without it W&B runs offline")
+    p.add_argument("--offline", action="store_true", help="W&B offline (the default; kept for older command lines)")
     p.add_argument("--out", type=Path, default=Path("outputs/cifar10"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    check_online(p, args)
+    return args
+
+
+def check_online(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """``--online`` is explicit and needs an API key; it cannot be combined with ``--offline``."""
+    if args.online and args.offline:
+        parser.error("argument --online cannot be combined with --offline")
+    if args.online and not wandb_key_configured():
+        parser.error("argument --online needs a W&B API key: set WANDB_API_KEY or run `wandb login`")
 
 
 def _limit(value: float) -> int | float:
@@ -229,7 +248,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     model = CifarResNet(num_classes=len(CLASSES), width=args.width, lr=args.lr)
     monitor = build_monitor(args.num_samples, args.steps, args.every_n_epochs)
-    offline = args.offline or wandb_offline()
+    offline = wandb_offline(online=args.online)
     wandb_logger = WandbLogger(project=args.project, save_dir=str(out), offline=offline, name="cifar10-monitor")
     csv_logger = CSVLogger(str(out), name="csv")
     checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", save_last=True, save_top_k=0)

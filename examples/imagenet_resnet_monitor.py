@@ -17,8 +17,9 @@ Targets: when the model's head matches the folder's classes (fine-tuning, or a 1
 folder whose sorted class folders are the ImageNet synsets) the monitor explains the labels;
 otherwise it explains the model's predictions (``--target`` overrides).
 
-W&B runs offline when ``WANDB_MODE=offline`` or when no API key is configured (upload later with
-``wandb sync``).
+W&B runs offline unless you pass ``--online``, even when a W&B API key is configured: nothing is
+uploaded by surprise (upload an offline run later with ``wandb sync``). ``--online`` needs an API key
+(``WANDB_API_KEY`` or ``wandb login``), and ``WANDB_MODE=offline``/``disabled`` still keeps it offline.
 """
 
 from __future__ import annotations
@@ -168,17 +169,24 @@ def build_monitor(num_samples: int, steps: int, target: str, class_names: list[s
     )
 
 
-def wandb_offline() -> bool:
-    """True when W&B should run offline: ``WANDB_MODE`` says so, or no API key is configured
-    (neither ``WANDB_API_KEY`` nor a ``~/.netrc`` entry for api.wandb.ai). Nothing is contacted."""
-    if os.environ.get("WANDB_MODE", "").lower() in ("offline", "dryrun", "disabled"):
-        return True
+def wandb_key_configured() -> bool:
+    """True when a W&B API key is configured (``WANDB_API_KEY`` or a ``~/.netrc`` entry for
+    api.wandb.ai). Nothing is contacted."""
     if os.environ.get("WANDB_API_KEY"):
-        return False
-    try:
-        return netrc.netrc().authenticators("api.wandb.ai") is None
-    except (FileNotFoundError, netrc.NetrcParseError, OSError):
         return True
+    try:
+        return netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return False
+
+
+def wandb_offline(online: bool = False) -> bool:
+    """True (W&B runs offline) unless ``online`` was asked for explicitly (``--online``): a configured
+    API key alone never makes a run upload. ``WANDB_MODE=offline``/``dryrun``/``disabled`` keeps even an
+    ``--online`` run offline."""
+    if not online:
+        return True
+    return os.environ.get("WANDB_MODE", "").lower() in ("offline", "dryrun", "disabled")
 
 
 # ------------------------------------------------------------------------------------------- main
@@ -203,7 +211,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--target", choices=("label", "prediction"), help="explain labels or predictions (default: see above)")
     p.add_argument("--accelerator", default="auto")
     p.add_argument("--project", default="pl_saliency-imagenet", help="W&B project")
-    p.add_argument("--offline", action="store_true", help="force W&B offline")
+    p.add_argument("--online", action="store_true", help="upload the run to W&B (needs an API key); without it W&B runs offline")
+    p.add_argument("--offline", action="store_true", help="W&B offline (the default; kept for older command lines)")
     p.add_argument("--out", type=Path, default=Path("outputs/imagenet_resnet"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
@@ -212,6 +221,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("argument --data is required unless --fake-data is given")
     if args.random_weights and args.weights_file is not None:
         p.error("argument --weights-file cannot be combined with --random-weights")
+    if args.online and args.offline:
+        p.error("argument --online cannot be combined with --offline")
+    if args.online and not wandb_key_configured():
+        p.error("argument --online needs a W&B API key: set WANDB_API_KEY or run `wandb login`")
     return args
 
 
@@ -258,7 +271,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     workers = 0 if args.fake_data else args.num_workers
     val_loader = DataLoader(val, batch_size=args.batch_size, num_workers=workers)
     monitor = build_monitor(args.num_samples, args.steps, target, class_names)
-    offline = args.offline or wandb_offline()
+    offline = wandb_offline(online=args.online)
     wandb_logger = WandbLogger(project=args.project, save_dir=str(out), offline=offline, name="resnet18-monitor")
     csv_logger = CSVLogger(str(out), name="csv")
     trainer = pl.Trainer(

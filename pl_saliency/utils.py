@@ -118,6 +118,12 @@ def check_saliency(saliency: Any, inputs: Tensor, name: str = "saliency", reduce
         raise ValueError(
             f"Argument `{name}` must have 1 or {c} channels (as `inputs`), but got shape {tuple(saliency.shape)}."
         )
+    if saliency.is_complex():
+        raise TypeError(
+            f"Argument `{name}` must be a real tensor, but got complex dtype {saliency.dtype}; pass the real part, "
+            f"the magnitude (`{name}.abs()`) or whatever your method defines as the map (its imaginary part is never dropped "
+            "silently)."
+        )
     if not saliency.is_floating_point():
         saliency = saliency.float()
     if not torch.isfinite(saliency).all():
@@ -158,9 +164,56 @@ def eval_mode(model: Any) -> Iterator[None]:
             m.training = mode
 
 
+_MISMATCH_WORDS = ("type", "device")
+
+
+def _model_tensor(model: Any) -> Tensor | None:
+    """The first floating parameter (else buffer) of an ``nn.Module`` model, or None."""
+    if not isinstance(model, torch.nn.Module):
+        return None
+    for t in (*model.parameters(), *model.buffers()):
+        if t.is_floating_point():
+            return t
+    return None
+
+
+def model_input_error(err: BaseException, model: Any, inputs: Tensor) -> Exception | None:
+    """A clear error for a model call that failed because ``model`` and ``inputs`` live on different
+    devices or have different floating dtypes (autograd/ATen's own message names neither argument);
+    None when that is not the cause. Only errors that happened anyway are translated: a model whose
+    forward moves or casts its input itself is never rejected."""
+    if not isinstance(err, RuntimeError) or not any(w in str(err) for w in _MISMATCH_WORDS):
+        return None
+    ref = _model_tensor(model)
+    if ref is None or not isinstance(inputs, Tensor):
+        return None
+    first_line = str(err).splitlines()[0] if str(err) else type(err).__name__
+    if ref.device != inputs.device:
+        return ValueError(
+            f"Arguments `model` and `inputs` must be on one device, but the model's parameters are on {ref.device} and "
+            f"`inputs` on {inputs.device}; move one of them (e.g. `inputs.to({str(ref.device)!r})`). The model said: {first_line}"
+        )
+    if ref.dtype != inputs.dtype:
+        return TypeError(
+            f"Arguments `model` and `inputs` must have one floating dtype, but the model's parameters are {ref.dtype} and "
+            f"`inputs` {inputs.dtype}; convert one of them (e.g. `inputs.to({ref.dtype})` or `model.to({inputs.dtype})`). "
+            f"The model said: {first_line}"
+        )
+    return None
+
+
 def model_logits(model: Callable[[Tensor], Any], inputs: Tensor, output_transform: Callable[[Any], Tensor] | None = None) -> Tensor:
-    """Call ``model`` and return its (N, K) logits, applying ``output_transform`` to tuple/dict outputs."""
-    out = model(inputs)
+    """Call ``model`` and return its (N, K) logits, applying ``output_transform`` to tuple/dict outputs.
+
+    A call that fails because the model and the inputs differ in device or dtype raises a ``ValueError``
+    (device) or ``TypeError`` (dtype) naming both arguments (:func:`model_input_error`)."""
+    try:
+        out = model(inputs)
+    except RuntimeError as err:
+        better = model_input_error(err, model, inputs)
+        if better is None:
+            raise
+        raise better from err
     if output_transform is not None:
         out = output_transform(out)
     if not isinstance(out, Tensor):
@@ -185,6 +238,41 @@ def class_scores(logits: Tensor, target: Tensor, score: str = "probability") -> 
     if score == "probability":
         logits = logits.float().softmax(dim=-1)
     return logits.gather(1, target.view(-1, 1)).squeeze(1).float()
+
+
+def warn_nonfinite(count: int, total: int, where: str, stacklevel: int = 3) -> None:
+    """The one warning of the reduction rule: ``count`` of ``total`` samples had a non-finite score and
+    were excluded from the mean (and, for curve metrics, from the mean curve)."""
+    if count:
+        warnings.warn(
+            f"{where}: {count} of {total} samples have a non-finite score (NaN/Inf, e.g. from non-finite model "
+            "outputs) and are excluded from the mean and the mean curve; the count is kept as `nan_count`.",
+            UserWarning,
+            stacklevel=stacklevel,
+        )
+
+
+def reduce_scores(values: Tensor, reduction: str, where: str = "reduction", choices: tuple[str, ...] = ("mean", "sum", "none")) -> Tensor:
+    """The one reduction rule of per-sample scores, shared by the functional and the Metric interfaces.
+
+    ``"none"``: the per-sample values as they are (NaN kept). ``"mean"`` / ``"sum"``: over the finite
+    values only — a sample whose score is NaN/Inf is excluded, with one warning giving the count
+    (:func:`warn_nonfinite`), exactly as a ``Metric`` excludes it from ``compute()`` and counts it in
+    ``nan_count``; the mean of no finite value is NaN (the sum is 0).
+    """
+    check_choice("reduction", reduction, choices)
+    if reduction == "none":
+        return values
+    finite = torch.isfinite(values)
+    bad = int((~finite).sum())
+    if bad:
+        warn_nonfinite(bad, values.numel(), where, stacklevel=4)
+        values = values[finite]
+    if reduction == "sum":
+        return values.sum()
+    if values.numel() == 0:
+        return torch.tensor(float("nan"), dtype=values.dtype if values.is_floating_point() else torch.float32, device=values.device)
+    return values.mean()
 
 
 def mean_or_nan(score_sum: Tensor, total: Tensor) -> Tensor:

@@ -7,8 +7,17 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from pl_saliency.datasets import LocalizationDigits, localization_batch_transform, localization_datasets, mask_boxes
-from pl_saliency.demo import digits_datasets, digits_tensors
+import subprocess
+import sys
+
+from pl_saliency.datasets import (
+    LocalizationDigits,
+    digits_datasets,
+    digits_tensors,
+    localization_batch_transform,
+    localization_datasets,
+    mask_boxes,
+)
 
 IDX = list(range(0, 1797, 60))  # 30 digits spread over the set
 
@@ -107,6 +116,8 @@ def test_mask_boxes_against_a_loop():
         (dict(noise=2.0), ValueError, "`noise`"),
         (dict(seed=-1), ValueError, "`seed`"),
         (dict(indices=[0, 5000]), ValueError, "`indices` must hold digit indices in \\[0, 1796\\]"),
+        (dict(canvas_size=20, digit_size=16, margin=3), ValueError, "`margin` must leave room for the digit"),
+        (dict(margin=-1), ValueError, "`margin`"),
     ],
 )
 def test_errors_name_the_argument(kwargs, exc, match):
@@ -121,3 +132,31 @@ def test_more_errors():
         localization_batch_transform((torch.zeros(1), torch.zeros(1)))
     with pytest.raises(ValueError, match="`val_fraction`"):
         localization_datasets(val_fraction=0)
+
+
+def test_margin_keeps_the_border_free_and_margin_zero_is_unchanged(ds):
+    same = LocalizationDigits(indices=IDX, seed=3, margin=0)
+    assert torch.equal(same.images, ds.images) and torch.equal(same.boxes, ds.boxes)
+    inner = LocalizationDigits(canvas_size=28, digit_size=16, indices=IDX, seed=3, margin=5)
+    assert not inner.images[..., :5, :].any() and not inner.images[..., -5:, :].any()
+    assert not inner.images[..., :5].any() and not inner.images[..., -5:].any()
+    assert (inner.boxes[:, :2] >= 5).all() and (inner.boxes[:, 2:] <= 23).all()
+    tight = LocalizationDigits(canvas_size=26, digit_size=16, indices=IDX, seed=3, margin=5)  # one position left
+    digits, _ = digits_tensors(16)
+    torch.testing.assert_close(tight.images[:, :, 5:21, 5:21], digits[IDX])
+
+
+def test_import_graph_has_no_cycle_and_keeps_demo_code_out():
+    """`pl_saliency.datasets` needs nothing from `pl_saliency.demo`; `import pl_saliency` imports
+    neither the demo nor the demo CNN; every old name is still importable from where it was."""
+    code = (
+        "import sys, pl_saliency, pl_saliency.datasets as d\n"
+        "assert 'pl_saliency.demo' not in sys.modules and 'pl_saliency.datasets.cnn' not in sys.modules, sorted(sys.modules)\n"
+        "from pl_saliency.datasets import DigitsCNN\n"
+        "from pl_saliency.demo import DigitsCNN as D2, digits_datasets, digits_tensors, main\n"
+        "assert DigitsCNN is D2 and digits_datasets is d.digits_datasets and digits_tensors is d.digits_tensors\n"
+        "from pl_saliency.datasets import LocalizationDigits, localization_batch_transform, localization_datasets, mask_boxes\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]

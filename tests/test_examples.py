@@ -209,6 +209,45 @@ def test_cifar_download_offline_message(cifar, tmp_path, monkeypatch, no_network
         cifar.cifar10_datasets(root, download=False)
 
 
+CIFAR_SMOKE = ["--fake-data", "--fake-size", "8", "--batch-size", "4", "--epochs", "1", "--limit-train-batches", "1",
+               "--num-samples", "2", "--steps", "2", "--accelerator", "cpu", "--no-progress"]  # fmt: skip
+IMAGENET_SMOKE = ["--fake-data", "--random-weights", "--fake-size", "2", "--num-classes", "3", "--image-size", "32",
+                  "--batch-size", "2", "--num-samples", "2", "--steps", "2", "--accelerator", "cpu", "--no-progress"]  # fmt: skip
+
+
+@pytest.mark.parametrize("which", ["cifar", "imagenet"])
+def test_examples_never_upload_without_online_even_with_a_wandb_key(which, cifar, imagenet, tmp_path, monkeypatch, no_network):
+    """A configured W&B key alone never makes an example upload: only an explicit ``--online`` does."""
+    example, smoke = (cifar, CIFAR_SMOKE) if which == "cifar" else (imagenet, IMAGENET_SMOKE)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("WANDB_API_KEY", "0" * 40)
+    assert example.wandb_key_configured()
+    assert example.wandb_offline(online=example.parse_args(smoke).online) is True
+    assert example.wandb_offline(online=example.parse_args(smoke + ["--online"]).online) is False
+    monkeypatch.setenv("WANDB_MODE", "offline")  # the user's own WANDB_MODE still keeps --online offline
+    assert example.wandb_offline(online=True) is True
+    monkeypatch.delenv("WANDB_MODE")
+    out = tmp_path / "out"
+    example.main(smoke + ["--out", str(out)])  # a key is configured, no --online: offline, nothing reaches the network
+    (run,) = run_dirs(out)
+    assert run.name.startswith("offline-run-")
+
+
+@pytest.mark.parametrize("which", ["cifar", "imagenet"])
+def test_examples_online_flag_needs_a_key_and_excludes_offline(which, cifar, imagenet, tmp_path, monkeypatch, capsys):
+    example, smoke = (cifar, CIFAR_SMOKE) if which == "cifar" else (imagenet, IMAGENET_SMOKE)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc entry either
+    assert not example.wandb_key_configured()
+    with pytest.raises(SystemExit) as info:
+        example.parse_args(smoke + ["--online"])
+    assert info.value.code == 2 and "--online needs a W&B API key" in capsys.readouterr().err
+    monkeypatch.setenv("WANDB_API_KEY", "0" * 40)
+    with pytest.raises(SystemExit) as info:
+        example.parse_args(smoke + ["--online", "--offline"])
+    assert info.value.code == 2 and "--online cannot be combined with --offline" in capsys.readouterr().err
+
+
 def test_decoy_robustness_example_reports_both_explainers():
     import runpy
 

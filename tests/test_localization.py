@@ -271,7 +271,7 @@ def test_metric_accumulates_like_functional_from_context(cls, fn, kwargs, rgb_ba
 def test_class_attributes_and_plot(rgb_batch):
     x, y = rgb_batch
     pg = PointingGame()
-    assert pg.definition == {"metric": "PointingGame", "higher_is_better": True, "tolerance": 15.0, "ties": "mean"}
+    assert pg.definition == {"metric": "PointingGame", "higher_is_better": True, "tolerance": 15.0, "ties": "mean", "mask_key": "masks"}
     assert pg.is_differentiable is False and pg.full_state_update is False
     assert (pg.plot_lower_bound, pg.plot_upper_bound) == (0.0, 1.0)
     assert RelevanceMassAccuracy(relevance="signed").plot_upper_bound is None
@@ -292,7 +292,7 @@ def test_ground_truth_resolution_errors(rgb_batch):
     metric = PointingGame()
     with pytest.raises(ValueError, match=r"Argument `masks` or `boxes` is required"):
         metric.update(None, x, sal, y)
-    with pytest.raises(ValueError, match=r"Argument `masks` or `boxes` is required"):
+    with pytest.raises(ValueError, match=r"Argument `masks` or `boxes` is required: .* `mask_key` = 'masks' \(or \"boxes\"\) .* holds \['other'\]"):
         metric.update(None, x, sal, y, context=BatchContext(extras={"other": 1}))
     with pytest.raises(ValueError, match=r"Arguments `masks` and `boxes` are exclusive"):
         metric.update(None, x, sal, y, masks=torch.ones(4, 1, 12, 12), boxes=torch.zeros(4, 4))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 
 import matplotlib
 
@@ -130,6 +131,39 @@ def test_ssim_is_torchmetrics_on_minmax_scaled_maps():
     torch.testing.assert_close(map_similarity(3 * a + 2, b, "ssim", abs=False), map_similarity(a, b, "ssim", abs=False))
     torch.testing.assert_close(map_similarity(a, -a, "ssim", abs=True), torch.ones(3))
     torch.testing.assert_close(map_similarity(a, -a, "spearman", abs=False), -torch.ones(3))
+
+
+def test_ssim_of_constant_maps_is_undefined_as_quantus_never_identity():
+    """Two constant maps are not "identical": SSIM is NaN (undefined, as Spearman) whenever a map is
+    constant. Quantus' SSIM (skimage, data range from both maps) agrees where it is defined as a
+    verdict: NaN for equal constants, ~0 — never 1 — for different ones (zeros vs ones)."""
+    quantus_ssim = pytest.importorskip("quantus.functions.similarity_func").ssim
+    zeros, ones, halves = torch.zeros(1, 1, 12, 12), torch.ones(1, 1, 12, 12), torch.full((1, 1, 12, 12), 0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # skimage divides 0 by 0 for equal constants
+        q_equal = quantus_ssim(zeros.flatten().numpy(), zeros.flatten().numpy())
+        q_other = quantus_ssim(zeros.flatten().numpy(), ones.flatten().numpy())
+    assert math.isnan(q_equal) and abs(q_other) < 1e-3  # Quantus: undefined, and far from "identical"
+    for a, b in ((zeros, zeros), (zeros, ones), (halves, ones), (ones, -ones)):
+        for abs_ in (False, True):
+            assert torch.isnan(map_similarity(a, b, "ssim", abs=abs_)).all()
+            assert torch.isnan(map_similarity(a, b, "spearman", abs=abs_)).all()
+    # one constant map against a varying one: undefined too (as Spearman), other samples unaffected
+    varying = torch.rand(1, 1, 12, 12, generator=torch.Generator().manual_seed(0))
+    out = map_similarity(torch.cat([zeros, varying]), torch.cat([varying, varying]), "ssim", abs=False)
+    assert math.isnan(out[0]) and out[1] == pytest.approx(1.0)
+
+
+def test_random_logit_with_ssim_does_not_report_identity_for_zero_maps():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(144, 3))
+    x, y = torch.rand(2, 1, 12, 12), torch.tensor([0, 2])
+
+    def zero_map(m, inputs, target):
+        return torch.zeros(inputs.shape[0], 1, 12, 12)
+
+    metric = RandomLogit(explainer=zero_map, similarity="ssim")
+    metric.update(model, x, zero_map(model, x, y), y)
+    assert torch.isnan(metric.compute())  # undefined, never "identical maps" (1)
 
 
 def test_callable_similarity_gets_abs_maps():

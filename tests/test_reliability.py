@@ -249,3 +249,123 @@ def test_auto_chunk_size_is_halved_on_oom_too():
     metric = ev.metrics[("map", "d")]
     assert isinstance(metric.chunk_size, int) and metric.chunk_size <= 3
     torch.testing.assert_close(metric.compute(), deletion_auc(OOMAbove(limit=99), x, s, y, steps=8))
+
+
+# ---------------------------------------------------------------- issue 16: keyed noise, one reduction rule, atomic state
+def test_smoothgrad_noise_is_keyed_by_sample_id():
+    """SmoothGrad's j-th noise image of a sample comes from a generator seeded by (seed, stable id, j):
+    one batch, split batches, any ``nt_samples_batch_size`` and a split across processes (evaluate in
+    halves) give the same maps; each map equals Captum's NoiseTunnel run per (sample, j) with the global
+    RNG seeded by that key."""
+    import captum.attr as ca
+
+    from pl_saliency import SmoothGrad, evaluate
+    from pl_saliency.spec import sample_seeds, stable_sample_ids
+
+    model = TinyCNN(channels=1, num_classes=4).eval()
+    g = torch.Generator().manual_seed(11)
+    x, y = torch.rand(5, 1, 8, 8, generator=g), torch.tensor([0, 1, 2, 3, 0])
+    sg = SmoothGrad(nt_samples=4, stdevs=0.2, seed=7, abs=False, reduce="sum")
+    whole = sg(model, x, y)
+    split = torch.cat([sg(model, x[:2], y[:2]), sg(model, x[2:], y[2:])])
+    torch.testing.assert_close(split, whole, rtol=0, atol=0)
+    chunked = SmoothGrad(nt_samples=4, stdevs=0.2, seed=7, abs=False, reduce="sum", nt_samples_batch_size=3)(model, x, y)
+    torch.testing.assert_close(chunked, whole, rtol=1e-6, atol=1e-7)
+    ids = stable_sample_ids(x)
+    with torch.random.fork_rng():
+        for i in range(5):
+            acc = torch.zeros(1, 1, 8, 8)
+            for j in range(4):
+                torch.manual_seed(sample_seeds(ids[i : i + 1], 7, repeat=j)[0])
+                acc += ca.NoiseTunnel(ca.Saliency(model)).attribute(
+                    x[i : i + 1].clone().requires_grad_(), nt_type="smoothgrad", nt_samples=1, stdevs=0.2, target=y[i : i + 1], abs=False
+                ).detach()
+            torch.testing.assert_close(whole[i : i + 1], acc / 4, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(whole, SmoothGrad(nt_samples=4, stdevs=0.2, seed=8, abs=False, reduce="sum")(model, x, y))
+    grid_one = evaluate(model, x, y, {"sg": sg}, {"d": DeletionAUC(steps=4)}, controls=False)
+    grid_two = evaluate(model, x, y, {"sg": sg}, {"d": DeletionAUC(steps=4)}, controls=False, batch_size=3)
+    torch.testing.assert_close(grid_two.maps["sg"], grid_one.maps["sg"], rtol=0, atol=0)
+
+
+class _NaNForFlagged(nn.Module):
+    """Linear logits, NaN while the image holds a pixel above 5."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.lin = nn.Linear(36, 4)
+
+    def forward(self, x):
+        out = self.lin(x.flatten(1))
+        return torch.where((x.flatten(1).amax(1) > 5)[:, None], torch.full_like(out, math.nan), out)
+
+
+@pytest.mark.parametrize("cls", ["DeletionAUC", "AOPCMorf"])
+def test_nan_logits_of_one_sample_compute_and_curve_agree(cls):
+    from pl_saliency import metrics as M
+
+    model = _NaNForFlagged()
+    g = torch.Generator().manual_seed(2)
+    x, s, y = torch.rand(4, 1, 6, 6, generator=g), torch.rand(4, 1, 6, 6, generator=g), torch.tensor([0, 1, 2, 3])
+    x[2, 0, 0, 0], s[2, 0, 0, 0] = 9.0, -1.0  # sample 2: NaN logits until its last pixel goes
+    metric = getattr(M, cls)(steps=6)
+    with pytest.warns(UserWarning, match=rf"{cls}: 1 of 4 samples have a non-finite score"):
+        metric.update(model, x, s, y)
+    # the reference: the same metric on the three finite samples only
+    ref = getattr(M, cls)(steps=6)
+    keep = torch.tensor([0, 1, 3])
+    ref.update(model, x[keep], s[keep], y[keep])
+    assert int(metric.nan_count) == 1 and int(metric.total) == 3
+    torch.testing.assert_close(metric.compute(), ref.compute())
+    torch.testing.assert_close(metric.curve(), ref.curve())
+    assert torch.isfinite(metric.curve()).all()
+    fn = deletion_auc if cls == "DeletionAUC" else __import__("pl_saliency.functional", fromlist=["aopc_morf"]).aopc_morf
+    with pytest.warns(UserWarning, match=r"1 of 4 samples have a non-finite score"):
+        torch.testing.assert_close(fn(model, x, s, y, steps=6), metric.compute())  # one rule for both interfaces
+
+
+def test_failed_merge_leaves_the_receiver_exactly_as_it_was():
+    x, s, y = torch.rand(2, 1, 6, 6), torch.rand(2, 1, 6, 6), torch.tensor([0, 1])
+    a, other = DeletionAUC(steps=6), DeletionAUC(steps=3)
+    a.update(_model, x, s, y)
+    other.update(_model, x, s, y)
+    before = {k: v.clone() for k, v in a.metric_state.items() if isinstance(v, torch.Tensor)}
+    with pytest.raises(ValueError, match=r"`incoming_state`.*steps: 6 here vs 3"):
+        a.merge_state(other)
+    # torchmetrics alone would have summed score_sum and total before failing on curve_sum
+    assert all(torch.equal(v, a.metric_state[k]) for k, v in before.items())
+    with pytest.raises(ValueError, match=r"state 'curve_sum' has shape \(4,\)"):
+        a.merge_state({**other.metric_state, "curve_sum": torch.zeros(4)})
+    assert all(torch.equal(v, a.metric_state[k]) for k, v in before.items())
+    torch.testing.assert_close(a.compute(), deletion_auc(_model, x, s, y, steps=6))
+
+
+def test_curve_metric_rejects_a_second_image_size_naming_the_shapes():
+    metric = DeletionAUC(steps=4)
+    metric.update(_model, torch.rand(2, 1, 6, 6), torch.rand(2, 1, 6, 6), torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match=r"`inputs` has shape \(2, 1, 8, 8\) \(images 8x8\).*6x6 images"):
+        metric.update(_model, torch.rand(2, 1, 8, 8), torch.rand(2, 1, 8, 8), torch.tensor([0, 1]))
+    assert int(metric.total) == 2 and metric._update_count == 1
+
+
+def test_model_and_inputs_of_different_dtype_or_device_are_named():
+    x, s, y = torch.rand(2, 1, 6, 6), torch.rand(2, 1, 6, 6), torch.tensor([0, 1])
+    with pytest.raises(TypeError, match=r"`model` and `inputs` must have one floating dtype.*torch.float64.*torch.float32"):
+        deletion_auc(TinyCNN(channels=1, num_classes=4).double(), x, s, y, steps=3)
+    with pytest.raises(ValueError, match=r"`model` and `inputs` must be on one device.*meta.*cpu"):
+        Gradient()(TinyCNN(channels=1, num_classes=4).to("meta"), x, y)
+    # a model that casts its input itself is never rejected
+    cast = nn.Sequential(nn.Flatten(), nn.Linear(36, 4)).double()
+    casting = lambda t: cast(t.double()).float()  # noqa: E731
+    assert torch.isfinite(deletion_auc(casting, x, s, y, steps=3))
+
+
+def test_complex_saliency_is_rejected_not_truncated():
+    x, y = torch.rand(2, 1, 6, 6), torch.tensor([0, 1])
+    sal = torch.complex(torch.rand(2, 1, 6, 6), torch.rand(2, 1, 6, 6))
+    with pytest.raises(TypeError, match=r"`saliency` must be a real tensor, but got complex dtype"):
+        deletion_auc(_model, x, sal, y, steps=3)
+    metric = DeletionAUC(steps=3)
+    with pytest.raises(TypeError, match="`saliency`"):
+        metric.update(_model, x, sal, y)
+    assert int(metric.total) == 0 and metric._update_count == 0

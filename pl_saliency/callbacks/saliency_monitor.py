@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -159,6 +160,13 @@ class SaliencyMonitor(*_callback_bases()):  # type: ignore[misc]
             :func:`pl_saliency.analysis.baseline_sensitivity`, :func:`pl_saliency.analysis.coherence_report`
             and :func:`pl_saliency.functional.clean_saliency`; they run on the whole (gathered) probe.
         reports_every_n_epochs: run those reports on every n-th scored epoch.
+        max_overhead: a time budget, as a fraction of training time (e.g. ``0.1``): the monitor measures
+            its own cost and each epoch's, and scores an eligible epoch (every ``every_n_epochs``-th) only
+            when its predicted cost keeps its cumulative time within ``max_overhead`` × the cumulative
+            training time (:class:`~pl_saliency.callbacks.budget.OverheadBudget`; the first eligible epoch
+            is always scored). It chooses *when* to score, never *what*: probes, steps and fillers stay
+            fixed, so the series stays comparable. It logs ``{log_prefix}/budget/overhead`` and says once
+            why it skipped an epoch; ``monitor.budget.schedule`` holds the scored epochs.
         max_images: most overlays per explainer in the W&B image panels (the table holds all).
         overlay_colormap: ``"auto"`` (signed maps: diverging colormap centred at 0; unsigned: sequential),
             ``"sequential"`` or ``"diverging"``; recorded in the run config.
@@ -206,6 +214,7 @@ class SaliencyMonitor(*_callback_bases()):  # type: ignore[misc]
         coherence: bool | Mapping[str, Any] | None = None,
         clean_maps: bool | Mapping[str, Any] | None = None,
         reports_every_n_epochs: int = 1,
+        max_overhead: float | None = None,
     ) -> None:
         self.explainers = named_explainers(explainers)
         self.metric_templates = _named_metrics(metrics)
@@ -242,6 +251,9 @@ class SaliencyMonitor(*_callback_bases()):  # type: ignore[misc]
             if value not in (None, False)
         }
         self.reports_every_n_epochs = check_positive_int("reports_every_n_epochs", reports_every_n_epochs)
+        from pl_saliency.callbacks.budget import OverheadBudget
+
+        self.budget = None if max_overhead is None else OverheadBudget(max_overhead=max_overhead)
         self.last_reports: dict[str, Any] = {}
         self.last_grid: ScoreGrid | None = None
 
@@ -273,6 +285,7 @@ class SaliencyMonitor(*_callback_bases()):  # type: ignore[misc]
             "explainers": list(self.explainers),
             "first_maps": dict(self._first_maps),
             "previous_maps": dict(self._previous_maps),
+            **({"budget": self.budget.state_dict()} if self.budget is not None else {}),
         }
 
     @override
@@ -281,7 +294,7 @@ class SaliencyMonitor(*_callback_bases()):  # type: ignore[misc]
         configuration the probe is kept (so the series stays comparable; a different ``num_samples``
         is ignored, with a warning), and explainers no longer configured are dropped from the history
         tables while new ones start their series fresh (a warning names both)."""
-        history = list(state_dict.get("history", []))
+        history = copy.deepcopy(list(state_dict.get("history", [])))  # the caller's checkpoint stays as it was
         old_explainers = state_dict.get("explainers")
         if old_explainers is not None:
             removed = [e for e in old_explainers if e not in self.explainers]
@@ -308,6 +321,8 @@ class SaliencyMonitor(*_callback_bases()):  # type: ignore[misc]
                     stacklevel=2,
                 )
             self._probe.set(x, y, state_dict.get("probe_extras", {}), state_dict.get("probe_ids"))
+        if self.budget is not None and "budget" in state_dict:
+            self.budget.load_state_dict(state_dict["budget"])
         self._first_maps = {e: m for e, m in state_dict.get("first_maps", {}).items() if e in self.explainers}
         self._previous_maps = {e: m for e, m in state_dict.get("previous_maps", {}).items() if e in self.explainers}
 
@@ -366,6 +381,7 @@ class SaliencyMonitor(*_callback_bases()):  # type: ignore[misc]
             "every_n_epochs": self.every_n_epochs,
             "target": self.target,
             "stratify": self.stratify,
+            "max_overhead": None if self.budget is None else self.budget.max_overhead,
             "controls": {"enabled": self.controls, "repeats": self.repeats, "seed": self.control_seed, "ci": 0.95, "resamples": self.num_resamples},
             "overlay_colormap": self.overlay_colormap,
             "overlay_clip_percentile": self.overlay_clip_percentile,
@@ -423,20 +439,37 @@ class SaliencyMonitor(*_callback_bases()):  # type: ignore[misc]
             return
         self._probe.add(x, y, extras)
 
+    @override
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.budget is not None:
+            self.budget.start_epoch()
+
     # ------------------------------------------------------------------ scoring
-    def _should_score(self, trainer: pl.Trainer) -> bool:
+    def _should_score(self, trainer: pl.Trainer, pl_module: pl.LightningModule | None = None) -> bool:
         if trainer.sanity_checking:
             return False
-        if trainer.state.fn == "fit":
-            return (trainer.current_epoch + 1) % self.every_n_epochs == 0
-        return trainer.state.fn == "validate"
+        if trainer.state.fn != "fit":
+            return trainer.state.fn == "validate"
+        if (trainer.current_epoch + 1) % self.every_n_epochs != 0:
+            return False
+        if self.budget is None:
+            return True
+        self.budget.end_train_epoch()
+        scored, reason = self.budget.should_score(int(trainer.current_epoch))
+        if trainer.world_size > 1:  # every process follows rank 0's clock
+            scored, reason = trainer.strategy.broadcast((scored, reason), src=0)
+        if pl_module is not None:
+            pl_module.log(f"{self.log_prefix}/budget/overhead", float(self.budget.overhead), on_step=False, on_epoch=True, sync_dist=False)
+        if not scored and trainer.is_global_zero:
+            self._warn_once("budget-skip", f"SaliencyMonitor: {reason} (said once; `monitor.budget.decisions` has every decision).")
+        return scored
 
     @override
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:
             return
         self._probe.finalize()
-        if not self._should_score(trainer):
+        if not self._should_score(trainer, pl_module):
             return
         inputs, labels = self.probe
         if inputs is None:
@@ -445,8 +478,11 @@ class SaliencyMonitor(*_callback_bases()):  # type: ignore[misc]
                 return
             # other processes have probe samples: take part in their syncs with nothing to add
             inputs, labels = torch.empty(0), torch.empty(0, dtype=torch.long)
+        started = time.perf_counter()
         with torch.inference_mode(False):
             self._score(trainer, pl_module, inputs, labels)
+        if self.budget is not None and trainer.state.fn == "fit":
+            self.budget.record_scoring(time.perf_counter() - started)
 
     def _sync(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> Sync | None:
         return distributed_sync(pl_module.device) if trainer.world_size > 1 else None

@@ -84,7 +84,7 @@ class ShortcutDigits(Dataset):
     Args:
         p: probability that a sample's marker sits in its label's slot, in [0, 1] (default 0.95);
             otherwise the slot is uniform over the classes (so it may still match by chance).
-        canvas_size: side S of the square canvas (default 40).
+        canvas_size: side S of the square canvas (default 28: the digit moves over 3 × 3 positions inside the band).
         digit_size: side of the pasted digit (default 16).
         marker_size: side of the square marker (default 3).
         marker_value: the marker's intensity, in (0, 1] (default 1.0: as bright as the brightest ink).
@@ -98,14 +98,14 @@ class ShortcutDigits(Dataset):
         >>> from pl_saliency.datasets import ShortcutDigits
         >>> x, y, extras = next(iter(DataLoader(ShortcutDigits(indices=range(4)), batch_size=4)))
         >>> x.shape, sorted(extras), extras["marker_masks"].shape
-        (torch.Size([4, 1, 40, 40]), ['boxes', 'marker_class', 'marker_masks', 'masks'], torch.Size([4, 1, 40, 40]))
+        (torch.Size([4, 1, 28, 28]), ['boxes', 'marker_class', 'marker_masks', 'masks'], torch.Size([4, 1, 28, 28]))
     """
 
     def __init__(
         self,
         *,
         p: float = 0.95,
-        canvas_size: int = 40,
+        canvas_size: int = 28,
         digit_size: int = 16,
         marker_size: int = 3,
         marker_value: float = 1.0,

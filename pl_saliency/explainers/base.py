@@ -37,6 +37,7 @@ from pl_saliency.utils import (
     check_model,
     check_target,
     eval_mode,
+    model_input_error,
     model_logits,
     reduce_channels,
 )
@@ -163,7 +164,7 @@ class Explainer:
                 try:
                     raw = self._attribute(inner, self._forward(inner, check), x, t)
                 except RuntimeError as err:
-                    better = _gradient_error(err, getattr(self, "layer", None))
+                    better = _gradient_error(err, getattr(self, "layer", None)) or model_input_error(err, inner, x)
                     if better is None:
                         raise
                     raise better from err

@@ -25,6 +25,7 @@ from pl_saliency.explainers.layers import (
     resolve_layer,
     spatial_map,
 )
+from pl_saliency.spec import sample_seeds, stable_sample_ids
 from pl_saliency.utils import check_positive_int, fork_rng
 
 IG_METHODS: tuple[str, ...] = ("gausslegendre", "riemann_right", "riemann_left", "riemann_middle", "riemann_trapezoid")
@@ -129,10 +130,16 @@ class SmoothGrad(Explainer):
     """SmoothGrad (Smilkov et al. 2017) through Captum's ``NoiseTunnel(Saliency)``.
 
     Rule: mean of ∂f_c/∂x over ``nt_samples`` copies of x + N(0, ``stdevs``²) (``stdevs`` in input
-    units), then |·| and maximum over channels. Defaults ``abs=True, reduce="max"``,
-    ``nt_samples=16``, ``stdevs=0.15``. The noise is drawn from a forked global RNG seeded with
-    ``seed`` (Captum draws from the global RNG): reproducible, and the training run's random
-    streams are left untouched.
+    units), then |·| and maximum over channels — Captum's ``NoiseTunnel(Saliency, "smoothgrad")``
+    with its noise drawn differently. Defaults ``abs=True, reduce="max"``, ``nt_samples=16``,
+    ``stdevs=0.15``.
+
+    Noise keyed by sample: the j-th noise image of a sample is drawn (on the CPU, then moved to the
+    inputs' device) from a ``torch.Generator`` seeded by ``(seed, the sample's stable id, j)``
+    (:func:`~pl_saliency.spec.stable_sample_ids`, :func:`~pl_saliency.spec.sample_seeds`), so a
+    sample's map does not depend on the batch it is in, on how a probe is split across processes,
+    on ``nt_samples_batch_size`` or on the device, and the global RNG is never touched. (Captum
+    draws one noise tensor for the whole batch from the global RNG.)
     """
 
     default_name = "smoothgrad"
@@ -157,12 +164,25 @@ class SmoothGrad(Explainer):
         self.seed = _check_seed("seed", seed, allow_none=False)
 
     def _attribute(self, model: Any, forward: Callable[[Tensor], Tensor], inputs: Tensor, target: Tensor) -> Tensor:
-        ca = _captum_attr()
-        with fork_rng(inputs.device, self.seed):
-            return ca.NoiseTunnel(ca.Saliency(forward)).attribute(
-                inputs, nt_type="smoothgrad", nt_samples=self.nt_samples, stdevs=self.stdevs,
-                nt_samples_batch_size=self.nt_samples_batch_size, target=target, abs=False,
-            )  # fmt: skip
+        saliency = _captum_attr().Saliency(forward)
+        ids = stable_sample_ids(inputs)
+        n, shape = inputs.shape[0], tuple(inputs.shape[1:])
+        base = inputs.detach()
+        per = self.nt_samples_batch_size or self.nt_samples
+        total = torch.zeros_like(base)
+        for start in range(0, self.nt_samples, per):  # noise copies j in [start, start + per) of every sample
+            js = range(start, min(self.nt_samples, start + per))
+            noise = torch.stack([self._noise(ids, j, shape) for j in js], dim=1).to(base)  # (N, b, C, H, W)
+            noisy = (base.unsqueeze(1) + noise).reshape(n * len(js), *shape).requires_grad_(True)
+            grads = saliency.attribute(noisy, target=target.repeat_interleave(len(js)), abs=False)
+            part = grads.reshape(n, len(js), *grads.shape[1:]).sum(dim=1)
+            total = total + part
+        return total / self.nt_samples
+
+    def _noise(self, ids: Tensor, j: int, shape: tuple[int, ...]) -> Tensor:
+        """The j-th noise image of every sample (N, *shape), each from its own keyed generator."""
+        seeds = sample_seeds(ids, self.seed, repeat=j)
+        return torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(s)) for s in seeds]) * self.stdevs
 
 
 class GradCAM(Explainer):

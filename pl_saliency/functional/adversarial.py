@@ -82,7 +82,6 @@ from pl_saliency.functional.deletion import REDUCTIONS, _check_bool, _reduce
 from pl_saliency.functional.flip_budget import (
     FLIP_BASELINES,
     FlipBudgets,
-    _flip_budget_update,
     adversarial_flip_budget,
     authors_relevance,
 )

@@ -38,14 +38,14 @@ Ties in the map are broken by a seeded permutation (DESIGN), not by position.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal, Unpack, overload
 
 import torch
 from torch import Tensor
 
-from pl_saliency.functional.deletion import REDUCTIONS, _check_bool, _reduce
-from pl_saliency.perturbation.engine import BatchContext, curve_fractions, perturbation_curves
-from pl_saliency.utils import auc, check_choice
+from pl_saliency.functional.deletion import Model, PatchKeywords, curve_metric, spec_and_curves
+from pl_saliency.perturbation.engine import BatchContext, curve_fractions
+from pl_saliency.utils import auc
 
 
 def _aopc_from_curves(curves: Tensor) -> Tensor:
@@ -54,78 +54,41 @@ def _aopc_from_curves(curves: Tensor) -> Tensor:
 
 
 def _aopc_update(
-    model: Callable[[Tensor], Any],
-    inputs: Tensor,
-    saliency: Tensor,
-    target: Tensor,
-    *,
-    order: str = "morf",
-    filler: Any = "zeros",
-    steps: int = 50,
-    patch_size: int = 1,
-    score: str = "probability",
-    chunk_size: int | str = 64,
-    tie_break: str = "random",
-    tie_seed: int = 0,
-    generator: torch.Generator | None = None,
-    output_transform: Callable[[Any], Tensor] | None = None,
-    context: BatchContext | None = None,
-    amp_dtype: torch.dtype | None = None,
-    memory_budget_mb: float | None = None,
-    fractions: Any = None,
+    model: Model, inputs: Tensor, saliency: Tensor, target: Tensor, **settings: Any
 ) -> tuple[Tensor, Tensor]:
-    """Per-sample AOPC (N,) and the score curves (N, L + 1) of a deletion path in ``order``."""
-    curves = perturbation_curves(
-        model, inputs, saliency, target, mode="deletion", filler=filler, order=order, steps=steps,
-        patch_size=patch_size, score=score, chunk_size=chunk_size, tie_break=tie_break, tie_seed=tie_seed,
-        generator=generator, output_transform=output_transform, context=context,
-        amp_dtype=amp_dtype, memory_budget_mb=memory_budget_mb, fractions=fractions,
-    )  # fmt: skip
+    """Per-sample AOPC (N,) and the score curves (N, L + 1) of a deletion path; ``settings`` are the
+    keywords of :func:`~pl_saliency.perturbation.perturbation_curves` (``order`` default ``"morf"``)."""
+    curves, _ = spec_and_curves(model, inputs, saliency, target, **settings)
     return _aopc_from_curves(curves), curves
 
 
-def _aopc_compute(scores: Tensor, reduction: str = "mean") -> Tensor:
-    """Reduce per-sample scores (N,) by ``reduction`` (``"mean"``, ``"sum"``, ``"none"``)."""
-    return _reduce(scores, reduction)
-
-
 def _abpc_update(
-    model: Callable[[Tensor], Any],
-    inputs: Tensor,
-    saliency: Tensor,
-    target: Tensor,
-    *,
-    filler: Any = "zeros",
-    steps: int = 50,
-    patch_size: int = 1,
-    score: str = "probability",
-    chunk_size: int | str = 64,
-    tie_break: str = "random",
-    tie_seed: int = 0,
-    generator: torch.Generator | None = None,
-    output_transform: Callable[[Any], Tensor] | None = None,
-    context: BatchContext | None = None,
-    amp_dtype: torch.dtype | None = None,
-    memory_budget_mb: float | None = None,
+    model: Model, inputs: Tensor, saliency: Tensor, target: Tensor, **settings: Any
 ) -> tuple[Tensor, Tensor]:
-    """Per-sample ABPC (N,) and the gap curves ``y_LeRF - y_MoRF`` (N, steps + 1)."""
-    kwargs = dict(
-        mode="deletion", filler=filler, steps=steps, patch_size=patch_size, score=score, chunk_size=chunk_size,
-        tie_break=tie_break, tie_seed=tie_seed, generator=generator, output_transform=output_transform, context=context,
-        amp_dtype=amp_dtype, memory_budget_mb=memory_budget_mb,
-    )  # fmt: skip
-    morf = perturbation_curves(model, inputs, saliency, target, order="morf", **kwargs)
-    lerf = perturbation_curves(model, inputs, saliency, target, order="lerf", **kwargs)
+    """Per-sample ABPC (N,) and the gap curves ``y_LeRF - y_MoRF`` (N, steps + 1); ``settings`` as
+    :func:`_aopc_update` without ``order``."""
+    morf, spec = spec_and_curves(model, inputs, saliency, target, order="morf", **settings)
+    lerf, _ = spec_and_curves(model, inputs, saliency, target, order="lerf", **settings)
     gap = lerf - morf
-    x = curve_fractions(inputs.shape[-2], inputs.shape[-1], patch_size, steps)
+    x = curve_fractions(inputs.shape[-2], inputs.shape[-1], spec.patch_size, spec.steps)
     return auc(gap, x), gap
 
 
-def _check_common(return_curves: Any, reduction: Any) -> None:
-    _check_bool("return_curves", return_curves)
-    check_choice("reduction", reduction, REDUCTIONS)
-
-
+@overload
+def aopc_morf(
+    model: Model, inputs: Tensor, saliency: Tensor, target: Tensor, *, return_curves: Literal[False] = ...,
+    **settings: Unpack[PatchKeywords],
+) -> Tensor: ...
+@overload
+def aopc_morf(
+    model: Model, inputs: Tensor, saliency: Tensor, target: Tensor, *, return_curves: Literal[True],
+    **settings: Unpack[PatchKeywords],
+) -> tuple[Tensor, Tensor]: ...
+@overload
+def aopc_morf(
+    model: Model, inputs: Tensor, saliency: Tensor, target: Tensor, *, return_curves: bool,
+    **settings: Unpack[PatchKeywords],
+) -> Tensor | tuple[Tensor, Tensor]: ...
 def aopc_morf(
     model: Callable[[Tensor], Any],
     inputs: Tensor,
@@ -164,17 +127,24 @@ def aopc_morf(
         >>> aopc_morf(model, x, saliency, torch.tensor([0]), steps=4, score="logit")  # 10 - mean(10, 8, 5, 1, 0)
         tensor(5.2000)
     """
-    _check_common(return_curves, reduction)
-    scores, curves = _aopc_update(
-        model, inputs, saliency, target, order="morf", filler=filler, steps=steps, patch_size=patch_size,
-        score=score, chunk_size=chunk_size, tie_break=tie_break, tie_seed=tie_seed, generator=generator,
-        output_transform=output_transform, context=context,
-        amp_dtype=amp_dtype, memory_budget_mb=memory_budget_mb,
-    )  # fmt: skip
-    out = _aopc_compute(scores, reduction)
-    return (out, curves) if return_curves else out
+    return curve_metric(_aopc_update, locals(), order="morf")
 
 
+@overload
+def aopc_lerf(
+    model: Model, inputs: Tensor, saliency: Tensor, target: Tensor, *, return_curves: Literal[False] = ...,
+    **settings: Unpack[PatchKeywords],
+) -> Tensor: ...
+@overload
+def aopc_lerf(
+    model: Model, inputs: Tensor, saliency: Tensor, target: Tensor, *, return_curves: Literal[True],
+    **settings: Unpack[PatchKeywords],
+) -> tuple[Tensor, Tensor]: ...
+@overload
+def aopc_lerf(
+    model: Model, inputs: Tensor, saliency: Tensor, target: Tensor, *, return_curves: bool,
+    **settings: Unpack[PatchKeywords],
+) -> Tensor | tuple[Tensor, Tensor]: ...
 def aopc_lerf(
     model: Callable[[Tensor], Any],
     inputs: Tensor,
@@ -209,17 +179,24 @@ def aopc_lerf(
         >>> aopc_lerf(model, x, saliency, torch.tensor([0]), steps=4, score="logit")  # 10 - mean(10, 9, 5, 2, 0)
         tensor(4.8000)
     """
-    _check_common(return_curves, reduction)
-    scores, curves = _aopc_update(
-        model, inputs, saliency, target, order="lerf", filler=filler, steps=steps, patch_size=patch_size,
-        score=score, chunk_size=chunk_size, tie_break=tie_break, tie_seed=tie_seed, generator=generator,
-        output_transform=output_transform, context=context,
-        amp_dtype=amp_dtype, memory_budget_mb=memory_budget_mb,
-    )  # fmt: skip
-    out = _aopc_compute(scores, reduction)
-    return (out, curves) if return_curves else out
+    return curve_metric(_aopc_update, locals(), order="lerf")
 
 
+@overload
+def abpc(
+    model: Model, inputs: Tensor, saliency: Tensor, target: Tensor, *, return_curves: Literal[False] = ...,
+    **settings: Unpack[PatchKeywords],
+) -> Tensor: ...
+@overload
+def abpc(
+    model: Model, inputs: Tensor, saliency: Tensor, target: Tensor, *, return_curves: Literal[True],
+    **settings: Unpack[PatchKeywords],
+) -> tuple[Tensor, Tensor]: ...
+@overload
+def abpc(
+    model: Model, inputs: Tensor, saliency: Tensor, target: Tensor, *, return_curves: bool,
+    **settings: Unpack[PatchKeywords],
+) -> Tensor | tuple[Tensor, Tensor]: ...
 def abpc(
     model: Callable[[Tensor], Any],
     inputs: Tensor,
@@ -255,12 +232,4 @@ def abpc(
         >>> abpc(model, x, saliency, torch.tensor([0]), steps=4, score="logit")  # gap (0, 1, 0, 1, 0), dx = 1/4
         tensor(0.5000)
     """
-    _check_common(return_curves, reduction)
-    scores, gaps = _abpc_update(
-        model, inputs, saliency, target, filler=filler, steps=steps, patch_size=patch_size, score=score,
-        chunk_size=chunk_size, tie_break=tie_break, tie_seed=tie_seed, generator=generator,
-        output_transform=output_transform, context=context,
-        amp_dtype=amp_dtype, memory_budget_mb=memory_budget_mb,
-    )  # fmt: skip
-    out = _aopc_compute(scores, reduction)
-    return (out, gaps) if return_curves else out
+    return curve_metric(_abpc_update, locals())

@@ -40,7 +40,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from pl_saliency.utils import check_choice, check_saliency
+from pl_saliency.utils import check_choice, check_saliency, reduce_scores
 
 REDUCTIONS: tuple[str, ...] = ("mean", "sum", "none")
 
@@ -68,14 +68,9 @@ def _check_maps(saliency: Any, size: tuple[int, int] | None = None, name: str = 
 
 
 def _reduce(values: Tensor, reduction: str) -> Tensor:
-    """``"mean"`` / ``"sum"`` over the finite values (NaN marks an undefined sample), or ``"none"``."""
-    check_choice("reduction", reduction, REDUCTIONS)
-    if reduction == "none":
-        return values
-    finite = values[torch.isfinite(values)]
-    if reduction == "sum":
-        return finite.sum()
-    return finite.mean() if finite.numel() else torch.tensor(float("nan"), device=values.device)
+    """``"mean"`` / ``"sum"`` over the finite values (NaN marks an undefined sample, counted in a
+    warning), or ``"none"``: the package's one reduction rule (:func:`pl_saliency.utils.reduce_scores`)."""
+    return reduce_scores(values, reduction, choices=REDUCTIONS)
 
 
 def _check_eps(eps: Any) -> float:

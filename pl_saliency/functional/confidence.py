@@ -56,6 +56,7 @@ from pl_saliency.utils import (
     class_scores,
     eval_mode,
     model_logits,
+    reduce_scores,
 )
 
 NORMALIZATIONS: tuple[str, ...] = ("positive_minmax", "minmax", "none")
@@ -136,11 +137,8 @@ def _confidence_update(
 
 
 def _reduce(values: Tensor, reduction: str) -> Tensor:
-    check_choice("reduction", reduction, REDUCTIONS)
-    if reduction == "none":
-        return values
-    finite = torch.isfinite(values)
-    return values[finite].mean() if finite.any() else torch.tensor(math.nan, dtype=values.dtype)
+    """The package's one reduction rule (:func:`pl_saliency.utils.reduce_scores`)."""
+    return reduce_scores(values, reduction, choices=REDUCTIONS)
 
 
 def average_drop(

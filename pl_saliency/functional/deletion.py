@@ -20,73 +20,111 @@ is ``torch.trapezoid`` over x in [0, 1] (the same number as RISE's formula).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal, TypedDict, Unpack, overload
 
 import torch
 from torch import Tensor
 
-from pl_saliency.perturbation.engine import BatchContext, curve_fractions, perturbation_curves
-from pl_saliency.utils import auc, check_choice
+from pl_saliency.perturbation.engine import BatchContext, curve_fractions, spec_curves
+from pl_saliency.spec import CurveSpec, spec_from_kwargs
+from pl_saliency.utils import auc, check_choice, reduce_scores
 
 REDUCTIONS: tuple[str, ...] = ("mean", "sum", "none")
 
+Model = Callable[[Tensor], Any]
+
+
+class CurveKeywords(TypedDict, total=False):
+    """Keywords shared by the curve metric functions besides ``return_curves`` (for their ``@overload`` stubs)."""
+
+    filler: Any
+    score: str
+    chunk_size: int | str
+    tie_break: str
+    tie_seed: int
+    generator: torch.Generator | None
+    output_transform: Callable[[Any], Tensor] | None
+    reduction: str
+    context: BatchContext | None
+    amp_dtype: torch.dtype | None
+    memory_budget_mb: float | None
+
+
+class StepKeywords(CurveKeywords, total=False):
+    steps: int
+
+
+class PatchKeywords(StepKeywords, total=False):
+    patch_size: int
+
+
+class OrderedKeywords(PatchKeywords, total=False):
+    order: str
+
+
+def spec_and_curves(
+    model: Model, inputs: Tensor, saliency: Tensor, target: Tensor, *, context: BatchContext | None = None, **settings: Any
+) -> tuple[Tensor, CurveSpec]:
+    """The curves (N, points) of a path and its :class:`~pl_saliency.spec.CurveSpec`: ``settings`` are the
+    keywords of :func:`~pl_saliency.perturbation.perturbation_curves` (split into a ``CurveSpec`` and
+    :class:`~pl_saliency.spec.SpeedOptions` by :func:`~pl_saliency.spec.spec_from_kwargs`)."""
+    spec, speed = spec_from_kwargs(**settings)
+    return spec_curves(model, inputs, saliency, target, spec, speed, context=context), spec
+
 
 def _curve_auc_update(
-    model: Callable[[Tensor], Any],
-    inputs: Tensor,
-    saliency: Tensor,
-    target: Tensor,
-    *,
-    mode: str,
-    filler: Any,
-    order: str = "morf",
-    steps: int = 50,
-    patch_size: int = 1,
-    score: str = "probability",
-    chunk_size: int | str = 64,
-    tie_break: str = "random",
-    tie_seed: int = 0,
-    generator: torch.Generator | None = None,
-    output_transform: Callable[[Any], Tensor] | None = None,
-    context: BatchContext | None = None,
-    amp_dtype: torch.dtype | None = None,
-    memory_budget_mb: float | None = None,
+    model: Model, inputs: Tensor, saliency: Tensor, target: Tensor, **settings: Any
 ) -> tuple[Tensor, Tensor]:
-    """Per-sample areas (N,) and curves (N, steps + 1) of a deletion or insertion path."""
-    curves = perturbation_curves(
-        model,
-        inputs,
-        saliency,
-        target,
-        mode=mode,
-        filler=filler,
-        order=order,
-        steps=steps,
-        patch_size=patch_size,
-        score=score,
-        chunk_size=chunk_size,
-        tie_break=tie_break,
-        tie_seed=tie_seed,
-        generator=generator,
-        output_transform=output_transform,
-        context=context,
-        amp_dtype=amp_dtype,
-        memory_budget_mb=memory_budget_mb,
-    )
-    x = curve_fractions(inputs.shape[-2], inputs.shape[-1], patch_size, steps)
+    """Per-sample areas (N,) and curves (N, steps + 1) of a deletion or insertion path; ``settings`` as
+    :func:`spec_and_curves`."""
+    curves, spec = spec_and_curves(model, inputs, saliency, target, **settings)
+    x = curve_fractions(inputs.shape[-2], inputs.shape[-1], spec.patch_size, spec.steps)
     return auc(curves, x), curves
 
 
-def _reduce(values: Tensor, reduction: str) -> Tensor:
+def _reduce(values: Tensor, reduction: str, where: str | None = None) -> Tensor:
+    """Per-sample scores reduced by the package's one rule (:func:`pl_saliency.utils.reduce_scores`):
+    ``"mean"``/``"sum"`` exclude non-finite samples with a warning giving the count, as the Metric
+    classes do (they count them in ``nan_count``); ``"none"`` keeps them. The warning names ``where``
+    (default: the calling function, e.g. ``deletion_auc``)."""
+    if where is None:
+        where = sys._getframe(1).f_code.co_name
+    return reduce_scores(values, reduction, where, REDUCTIONS)
+
+
+def curve_metric(
+    update: Callable[..., tuple[Tensor, Tensor]], arguments: dict[str, Any], **fixed: Any
+) -> Tensor | tuple[Tensor, Tensor]:
+    """The body of every public curve metric function: ``arguments`` are its parameters (``locals()``),
+    ``fixed`` the settings it does not expose; checks ``return_curves`` and ``reduction``, calls its
+    ``update(model, inputs, saliency, target, **settings) -> (scores (N,), curves)`` and reduces."""
+    settings = {**arguments, **fixed}
+    reduction, return_curves = settings.pop("reduction"), settings.pop("return_curves")
+    _check_bool("return_curves", return_curves)
     check_choice("reduction", reduction, REDUCTIONS)
-    if reduction == "mean":
-        return values.mean()
-    if reduction == "sum":
-        return values.sum()
-    return values
+    problem = [settings.pop(name) for name in ("model", "inputs", "saliency", "target")]
+    scores, curves = update(*problem, **settings)
+    out = _reduce(scores, reduction, sys._getframe(1).f_code.co_name)  # the warning names the public function
+    return (out, curves) if return_curves else out
 
 
+@overload
+def deletion_auc(
+    model: Model, inputs: Tensor, saliency: Tensor, target: Tensor, *, return_curves: Literal[False] = ...,
+    **settings: Unpack[OrderedKeywords],
+) -> Tensor: ...
+@overload
+def deletion_auc(
+    model: Model, inputs: Tensor, saliency: Tensor, target: Tensor, *, return_curves: Literal[True],
+    **settings: Unpack[OrderedKeywords],
+) -> tuple[Tensor, Tensor]: ...
+@overload
+def deletion_auc(
+    model: Model, inputs: Tensor, saliency: Tensor, target: Tensor, *, return_curves: bool,
+    **settings: Unpack[OrderedKeywords],
+) -> Tensor | tuple[Tensor, Tensor]: ...
 def deletion_auc(
     model: Callable[[Tensor], Any],
     inputs: Tensor,
@@ -124,18 +162,24 @@ def deletion_auc(
         >>> deletion_auc(model, x, torch.rand(2, 1, 4, 4), y, steps=4).shape
         torch.Size([])
     """
-    _check_bool("return_curves", return_curves)
-    check_choice("reduction", reduction, REDUCTIONS)
-    areas, curves = _curve_auc_update(
-        model, inputs, saliency, target, mode="deletion", filler=filler, order=order, steps=steps,
-        patch_size=patch_size, score=score, chunk_size=chunk_size, tie_break=tie_break, tie_seed=tie_seed,
-        generator=generator, output_transform=output_transform, context=context,
-        amp_dtype=amp_dtype, memory_budget_mb=memory_budget_mb,
-    )  # fmt: skip
-    out = _reduce(areas, reduction)
-    return (out, curves) if return_curves else out
+    return curve_metric(_curve_auc_update, locals(), mode="deletion")
 
 
+@overload
+def insertion_auc(
+    model: Model, inputs: Tensor, saliency: Tensor, target: Tensor, *, return_curves: Literal[False] = ...,
+    **settings: Unpack[OrderedKeywords],
+) -> Tensor: ...
+@overload
+def insertion_auc(
+    model: Model, inputs: Tensor, saliency: Tensor, target: Tensor, *, return_curves: Literal[True],
+    **settings: Unpack[OrderedKeywords],
+) -> tuple[Tensor, Tensor]: ...
+@overload
+def insertion_auc(
+    model: Model, inputs: Tensor, saliency: Tensor, target: Tensor, *, return_curves: bool,
+    **settings: Unpack[OrderedKeywords],
+) -> Tensor | tuple[Tensor, Tensor]: ...
 def insertion_auc(
     model: Callable[[Tensor], Any],
     inputs: Tensor,
@@ -160,16 +204,7 @@ def insertion_auc(
 ) -> Tensor | tuple[Tensor, Tensor]:
     """Insertion AUC (RISE): area under the target score as features are restored into the filler's
     image (default: Gaussian blur); higher is better. Arguments as :func:`deletion_auc`."""
-    _check_bool("return_curves", return_curves)
-    check_choice("reduction", reduction, REDUCTIONS)
-    areas, curves = _curve_auc_update(
-        model, inputs, saliency, target, mode="insertion", filler=filler, order=order, steps=steps,
-        patch_size=patch_size, score=score, chunk_size=chunk_size, tie_break=tie_break, tie_seed=tie_seed,
-        generator=generator, output_transform=output_transform, context=context,
-        amp_dtype=amp_dtype, memory_budget_mb=memory_budget_mb,
-    )  # fmt: skip
-    out = _reduce(areas, reduction)
-    return (out, curves) if return_curves else out
+    return curve_metric(_curve_auc_update, locals(), mode="insertion")
 
 
 def _check_bool(name: str, value: Any) -> None:

@@ -48,9 +48,10 @@ from torch import Tensor
 
 from pl_saliency.functional.complexity import REDUCTIONS, _reduce
 from pl_saliency.functional.randomization import pearson_correlation
-from pl_saliency.perturbation.engine import check_speed_options, constant_fill_value, resolve_chunk_size, score_images
+from pl_saliency.perturbation.engine import constant_fill_value, resolve_chunk_size, score_images
 from pl_saliency.perturbation.fillers import get_filler
 from pl_saliency.perturbation.orders import feature_grid, feature_scores
+from pl_saliency.spec import check_speed_options
 from pl_saliency.utils import (
     SCORES,
     check_choice,

@@ -48,8 +48,9 @@ Choices, stated (and where we differ from Adebayo's code and Quantus 0.6.0):
   ``ssim_kernel_size`` = 11, sigma ``ssim_sigma`` = 1.5, data range 1) between the maps after
   ``abs`` (if set) and per-map min-max scaling to [0, 1] (Adebayo normalizes the maps before SSIM;
   Quantus' SSIM runs skimage on *flattened* 1-D maps with a data range taken from both maps,
-  so its numbers differ). A constant map has no ranks or variance: Spearman and Pearson are NaN
-  there (as scipy), and NaN scores are excluded from the metric's mean.
+  so its numbers differ). A constant map has no ranks, variance or min-max scaling: Spearman,
+  Pearson and SSIM are NaN there (as scipy; Quantus' SSIM is NaN for two equal constant maps and ~0
+  for different ones, never 1), and NaN scores are excluded from the metric's mean.
 * ``abs`` defaults: ``True`` for MPRT (Adebayo's "rank correlation with absolute values", Quantus'
   default), ``False`` for the random logit test (Quantus' default: a signed map that flips sign
   between classes is class-sensitive).
@@ -182,7 +183,8 @@ def map_similarity(
 
     ``"spearman"`` / ``"pearson"``: correlation of the flattened maps (after ``abs``);
     ``"ssim"``: SSIM of the maps after ``abs`` and min-max scaling to [0, 1] (data range 1);
-    a callable ``fn(a, b) -> (N,)`` receives the maps after ``abs``.
+    NaN (undefined) where either map is constant, as for the correlations; a callable
+    ``fn(a, b) -> (N,)`` receives the maps after ``abs``.
 
     Example:
         >>> import torch
@@ -218,7 +220,16 @@ def map_similarity(
         normalize_maps(a), normalize_maps(b), gaussian_kernel=True, sigma=_check_sigma(ssim_sigma),
         kernel_size=ssim_kernel_size, data_range=1.0, reduction="none",
     )  # fmt: skip
-    return out.float()
+    # a constant map has no min-max scaling (it would become all zeros, and two different constants would
+    # read as identical): undefined, as Spearman and Pearson are
+    constant = _is_constant(a) | _is_constant(b)
+    return torch.where(constant.to(out.device), torch.full_like(out, math.nan), out).float()
+
+
+def _is_constant(maps: Tensor) -> Tensor:
+    """(N,) bool: maps whose values are all equal."""
+    flat = maps.reshape(maps.shape[0], -1)
+    return flat.amax(dim=1) == flat.amin(dim=1)
 
 
 # --------------------------------------------------------------------------- randomization

@@ -33,55 +33,24 @@ from torch import Tensor
 from pl_saliency.functional.decoy import LPIPS_NETS, lpips_distance
 from pl_saliency.perturbation.engine import perturbed_chunks, removal_counts
 from pl_saliency.perturbation.fillers import get_filler
-from pl_saliency.perturbation.orders import ORDERS, TIE_BREAKS, feature_grid, feature_scores, removal_order, removal_rank
+from pl_saliency.perturbation.orders import (
+    ORDERS,
+    TIE_BREAKS,
+    feature_grid,
+    feature_scores,
+    removal_order,
+    removal_rank,
+)
 from pl_saliency.utils import check_choice, check_inputs, check_positive_int, check_saliency
 
 REDUCTIONS: tuple[str, ...] = ("mean", "sum", "none")
 
 
-def _removal_realism_update(
-    inputs: Tensor,
-    saliency: Tensor,
-    *,
-    filler: Any = "zeros",
-    fractions: Any = (0.1, 0.25, 0.5),
-    order: str = "morf",
-    patch_size: int = 1,
-    tie_break: str = "random",
-    tie_seed: int = 0,
-    generator: torch.Generator | None = None,
-    input_range: Any = (0.0, 1.0),
-    net: str = "alex",
-    pnet_rand: bool = False,
-    upsample_to: int | None = None,
-    chunk_size: int = 64,
-) -> Tensor:
-    """LPIPS between each input and its perturbed versions: (N, len(fractions))."""
-    inputs = check_inputs(inputs)
-    saliency = check_saliency(saliency, inputs)
-    check_choice("order", order, ORDERS)
-    check_choice("tie_break", tie_break, TIE_BREAKS)
-    check_choice("net", net, LPIPS_NETS)
-    check_positive_int("patch_size", patch_size)
-    check_positive_int("chunk_size", chunk_size)
-    fill = get_filler(filler)
-    n, _, h, w = inputs.shape
-    if patch_size > min(h, w):
-        raise ValueError(f"Argument `patch_size` must be at most the image side {min(h, w)}, but got {patch_size}.")
-    feature_id, num_features = feature_grid(h, w, patch_size, device=inputs.device)
-    counts = removal_counts(num_features, 1, fractions).to(inputs.device)  # validates `fractions`
-    if generator is None:
-        generator = torch.Generator().manual_seed(0)
-    ranks = removal_rank(removal_order(feature_scores(saliency, feature_id, num_features), order, tie_break, tie_seed, generator))
-    pixel_rank = ranks[:, feature_id].unsqueeze(1)  # (N, 1, H, W)
-    points = counts.numel()
-    out = torch.empty(n * points, dtype=torch.float32, device=inputs.device)
-    for start, stop, i, perturbed in perturbed_chunks(inputs, pixel_rank, counts, "deletion", fill, generator, chunk_size):
-        out[start:stop] = lpips_distance(
-            inputs.index_select(0, i), perturbed, input_range=input_range, net=net, pnet_rand=pnet_rand,
-            upsample_to=upsample_to, chunk_size=chunk_size,
-        ).float()  # fmt: skip
-    return out.view(n, points)
+def _removal_realism_update(inputs: Tensor, saliency: Tensor, **settings: Any) -> Tensor:
+    """LPIPS between each input and its perturbed versions: (N, len(fractions)); ``settings`` are the
+    keywords of :func:`removal_realism` but ``reduction`` and ``return_curves``."""
+    _, curves = removal_realism(inputs, saliency, reduction="none", return_curves=True, **settings)
+    return curves
 
 
 def removal_realism(
@@ -125,11 +94,31 @@ def removal_realism(
     check_choice("reduction", reduction, REDUCTIONS)
     if not isinstance(return_curves, bool):
         raise TypeError(f"Argument `return_curves` must be a bool, but got {type(return_curves).__name__}.")
-    curves = _removal_realism_update(
-        inputs, saliency, filler=filler, fractions=fractions, order=order, patch_size=patch_size,
-        tie_break=tie_break, tie_seed=tie_seed, generator=generator, input_range=input_range, net=net,
-        pnet_rand=pnet_rand, upsample_to=upsample_to, chunk_size=chunk_size,
-    )  # fmt: skip
+    inputs = check_inputs(inputs)
+    saliency = check_saliency(saliency, inputs)
+    check_choice("order", order, ORDERS)
+    check_choice("tie_break", tie_break, TIE_BREAKS)
+    check_choice("net", net, LPIPS_NETS)
+    check_positive_int("patch_size", patch_size)
+    check_positive_int("chunk_size", chunk_size)
+    fill = get_filler(filler)
+    n, _, h, w = inputs.shape
+    if patch_size > min(h, w):
+        raise ValueError(f"Argument `patch_size` must be at most the image side {min(h, w)}, but got {patch_size}.")
+    feature_id, num_features = feature_grid(h, w, patch_size, device=inputs.device)
+    counts = removal_counts(num_features, 1, fractions).to(inputs.device)  # validates `fractions`
+    if generator is None:
+        generator = torch.Generator().manual_seed(0)
+    ranks = removal_rank(removal_order(feature_scores(saliency, feature_id, num_features), order, tie_break, tie_seed, generator))
+    pixel_rank = ranks[:, feature_id].unsqueeze(1)  # (N, 1, H, W)
+    points = counts.numel()
+    distances = torch.empty(n * points, dtype=torch.float32, device=inputs.device)
+    for start, stop, i, perturbed in perturbed_chunks(inputs, pixel_rank, counts, "deletion", fill, generator, chunk_size):
+        distances[start:stop] = lpips_distance(
+            inputs.index_select(0, i), perturbed, input_range=input_range, net=net, pnet_rand=pnet_rand,
+            upsample_to=upsample_to, chunk_size=chunk_size,
+        ).float()  # fmt: skip
+    curves = distances.view(n, points)
     per_sample = curves.mean(dim=1)
     out = per_sample.mean() if reduction == "mean" else per_sample.sum() if reduction == "sum" else per_sample
     return (out, curves) if return_curves else out

@@ -39,16 +39,29 @@ Where we differ:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal, Unpack, overload
 
 import torch
 from torch import Tensor
 
-from pl_saliency.functional.aopc import _aopc_compute, _aopc_update, _check_common
-from pl_saliency.functional.deletion import _curve_auc_update
+from pl_saliency.functional.aopc import _aopc_update
+from pl_saliency.functional.deletion import CurveKeywords, Model, StepKeywords, _curve_auc_update, curve_metric
 from pl_saliency.perturbation.engine import BatchContext
 from pl_saliency.perturbation.orders import feature_grid
 from pl_saliency.utils import check_inputs, check_positive_int
+
+
+class FlipKeywords(StepKeywords, total=False):
+    order: str
+
+
+class SelectivityKeywords(CurveKeywords, total=False):
+    patch_size: int
+
+
+class RegionKeywords(SelectivityKeywords, total=False):
+    order: str
+    regions: int | None
 
 
 def num_regions(inputs: Tensor, patch_size: int) -> int:
@@ -77,91 +90,49 @@ def region_fractions(inputs: Tensor, patch_size: int, regions: int | None) -> Te
 
 
 def _pixel_flipping_update(
-    model: Callable[[Tensor], Any],
-    inputs: Tensor,
-    saliency: Tensor,
-    target: Tensor,
-    *,
-    filler: Any = "zeros",
-    order: str = "morf",
-    steps: int = 50,
-    score: str = "probability",
-    chunk_size: int | str = 64,
-    tie_break: str = "random",
-    tie_seed: int = 0,
-    generator: torch.Generator | None = None,
-    output_transform: Callable[[Any], Tensor] | None = None,
-    context: BatchContext | None = None,
-    amp_dtype: torch.dtype | None = None,
-    memory_budget_mb: float | None = None,
+    model: Model, inputs: Tensor, saliency: Tensor, target: Tensor, **settings: Any
 ) -> tuple[Tensor, Tensor]:
-    """Per-sample areas (N,) and curves (N, steps + 1) of flipping single positions."""
-    return _curve_auc_update(
-        model, inputs, saliency, target, mode="deletion", filler=filler, order=order, steps=steps, patch_size=1,
-        score=score, chunk_size=chunk_size, tie_break=tie_break, tie_seed=tie_seed, generator=generator,
-        output_transform=output_transform, context=context,
-        amp_dtype=amp_dtype, memory_budget_mb=memory_budget_mb,
-    )  # fmt: skip
+    """Per-sample areas (N,) and curves (N, steps + 1) of flipping single positions; ``settings`` are the
+    keywords of :func:`~pl_saliency.perturbation.perturbation_curves` but ``mode`` and ``patch_size``."""
+    return _curve_auc_update(model, inputs, saliency, target, mode="deletion", patch_size=1, **settings)
 
 
 def _region_perturbation_update(
-    model: Callable[[Tensor], Any],
-    inputs: Tensor,
-    saliency: Tensor,
-    target: Tensor,
-    *,
-    patch_size: int = 8,
-    order: str = "morf",
-    regions: int | None = None,
-    filler: Any = "zeros",
-    score: str = "probability",
-    chunk_size: int | str = 64,
-    tie_break: str = "random",
-    tie_seed: int = 0,
-    generator: torch.Generator | None = None,
-    output_transform: Callable[[Any], Tensor] | None = None,
-    context: BatchContext | None = None,
-    amp_dtype: torch.dtype | None = None,
-    memory_budget_mb: float | None = None,
+    model: Model, inputs: Tensor, saliency: Tensor, target: Tensor, *, patch_size: int = 8, regions: int | None = None,
+    **settings: Any,
 ) -> tuple[Tensor, Tensor]:
-    """Per-sample AOPC (N,) and score curves (N, R + 1), one square removed per step."""
+    """Per-sample AOPC (N,) and score curves (N, R + 1), one square removed per step; ``settings`` as
+    :func:`_pixel_flipping_update` but ``steps``."""
     fractions = region_fractions(inputs, patch_size, regions)
-    return _aopc_update(
-        model, inputs, saliency, target, order=order, filler=filler, patch_size=patch_size, score=score,
-        chunk_size=chunk_size, tie_break=tie_break, tie_seed=tie_seed, generator=generator,
-        output_transform=output_transform, context=context,
-        amp_dtype=amp_dtype, memory_budget_mb=memory_budget_mb, fractions=fractions,
-    )  # fmt: skip
+    return _aopc_update(model, inputs, saliency, target, patch_size=patch_size, fractions=fractions, **settings)
 
 
 def _selectivity_update(
-    model: Callable[[Tensor], Any],
-    inputs: Tensor,
-    saliency: Tensor,
-    target: Tensor,
-    *,
-    patch_size: int = 8,
-    filler: Any = "zeros",
-    score: str = "probability",
-    chunk_size: int | str = 64,
-    tie_break: str = "random",
-    tie_seed: int = 0,
-    generator: torch.Generator | None = None,
-    output_transform: Callable[[Any], Tensor] | None = None,
-    context: BatchContext | None = None,
-    amp_dtype: torch.dtype | None = None,
-    memory_budget_mb: float | None = None,
+    model: Model, inputs: Tensor, saliency: Tensor, target: Tensor, *, patch_size: int = 8, **settings: Any
 ) -> tuple[Tensor, Tensor]:
-    """Per-sample areas (N,) and curves (N, F + 1): every square removed, one per step, MoRF."""
+    """Per-sample areas (N,) and curves (N, F + 1): every square removed, one per step, MoRF; ``settings``
+    as :func:`_region_perturbation_update` but ``order`` and ``regions``."""
+    steps = num_regions(inputs, patch_size)
     return _curve_auc_update(
-        model, inputs, saliency, target, mode="deletion", filler=filler, order="morf",
-        steps=num_regions(inputs, patch_size), patch_size=patch_size, score=score, chunk_size=chunk_size,
-        tie_break=tie_break, tie_seed=tie_seed, generator=generator, output_transform=output_transform,
-        context=context,
-        amp_dtype=amp_dtype, memory_budget_mb=memory_budget_mb,
-    )  # fmt: skip
+        model, inputs, saliency, target, mode="deletion", order="morf", steps=steps, patch_size=patch_size, **settings
+    )
 
 
+@overload
+def pixel_flipping(
+    model: Model, inputs: Tensor, saliency: Tensor, target: Tensor, *, return_curves: Literal[False] = ...,
+    **settings: Unpack[FlipKeywords],
+) -> Tensor: ...
+@overload
+def pixel_flipping(
+    model: Model, inputs: Tensor, saliency: Tensor, target: Tensor, *, return_curves: Literal[True],
+    **settings: Unpack[FlipKeywords],
+) -> tuple[Tensor, Tensor]: ...
+@overload
+def pixel_flipping(
+    model: Model, inputs: Tensor, saliency: Tensor, target: Tensor, *, return_curves: bool,
+    **settings: Unpack[FlipKeywords],
+) -> Tensor | tuple[Tensor, Tensor]: ...
 def pixel_flipping(
     model: Callable[[Tensor], Any],
     inputs: Tensor,
@@ -204,16 +175,24 @@ def pixel_flipping(
         >>> area  # (10/2 + 8 + 5 + 1 + 0/2) / 4
         tensor(4.7500)
     """
-    _check_common(return_curves, reduction)
-    areas, curves = _pixel_flipping_update(
-        model, inputs, saliency, target, filler=filler, order=order, steps=steps, score=score, chunk_size=chunk_size,
-        tie_break=tie_break, tie_seed=tie_seed, generator=generator, output_transform=output_transform, context=context,
-        amp_dtype=amp_dtype, memory_budget_mb=memory_budget_mb,
-    )  # fmt: skip
-    out = _aopc_compute(areas, reduction)
-    return (out, curves) if return_curves else out
+    return curve_metric(_pixel_flipping_update, locals())
 
 
+@overload
+def region_perturbation(
+    model: Model, inputs: Tensor, saliency: Tensor, target: Tensor, *, return_curves: Literal[False] = ...,
+    **settings: Unpack[RegionKeywords],
+) -> Tensor: ...
+@overload
+def region_perturbation(
+    model: Model, inputs: Tensor, saliency: Tensor, target: Tensor, *, return_curves: Literal[True],
+    **settings: Unpack[RegionKeywords],
+) -> tuple[Tensor, Tensor]: ...
+@overload
+def region_perturbation(
+    model: Model, inputs: Tensor, saliency: Tensor, target: Tensor, *, return_curves: bool,
+    **settings: Unpack[RegionKeywords],
+) -> Tensor | tuple[Tensor, Tensor]: ...
 def region_perturbation(
     model: Callable[[Tensor], Any],
     inputs: Tensor,
@@ -257,17 +236,24 @@ def region_perturbation(
         >>> aopc  # 120 - mean(120, 70, 28)
         tensor(47.3333)
     """
-    _check_common(return_curves, reduction)
-    scores, curves = _region_perturbation_update(
-        model, inputs, saliency, target, patch_size=patch_size, order=order, regions=regions, filler=filler,
-        score=score, chunk_size=chunk_size, tie_break=tie_break, tie_seed=tie_seed, generator=generator,
-        output_transform=output_transform, context=context,
-        amp_dtype=amp_dtype, memory_budget_mb=memory_budget_mb,
-    )  # fmt: skip
-    out = _aopc_compute(scores, reduction)
-    return (out, curves) if return_curves else out
+    return curve_metric(_region_perturbation_update, locals())
 
 
+@overload
+def selectivity(
+    model: Model, inputs: Tensor, saliency: Tensor, target: Tensor, *, return_curves: Literal[False] = ...,
+    **settings: Unpack[SelectivityKeywords],
+) -> Tensor: ...
+@overload
+def selectivity(
+    model: Model, inputs: Tensor, saliency: Tensor, target: Tensor, *, return_curves: Literal[True],
+    **settings: Unpack[SelectivityKeywords],
+) -> tuple[Tensor, Tensor]: ...
+@overload
+def selectivity(
+    model: Model, inputs: Tensor, saliency: Tensor, target: Tensor, *, return_curves: bool,
+    **settings: Unpack[SelectivityKeywords],
+) -> Tensor | tuple[Tensor, Tensor]: ...
 def selectivity(
     model: Callable[[Tensor], Any],
     inputs: Tensor,
@@ -306,11 +292,4 @@ def selectivity(
         >>> area  # (120/2 + 70 + 28 + 10 + 0/2) / 4
         tensor(42.)
     """
-    _check_common(return_curves, reduction)
-    areas, curves = _selectivity_update(
-        model, inputs, saliency, target, patch_size=patch_size, filler=filler, score=score, chunk_size=chunk_size,
-        tie_break=tie_break, tie_seed=tie_seed, generator=generator, output_transform=output_transform, context=context,
-        amp_dtype=amp_dtype, memory_budget_mb=memory_budget_mb,
-    )  # fmt: skip
-    out = _aopc_compute(areas, reduction)
-    return (out, curves) if return_curves else out
+    return curve_metric(_selectivity_update, locals())

@@ -39,17 +39,23 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal, Unpack, overload
 
 import torch
 from torch import Tensor
 
-from pl_saliency.functional.aopc import _aopc_compute, _check_common
-from pl_saliency.perturbation.engine import BatchContext, perturbation_curves
+from pl_saliency.functional.deletion import CurveKeywords, Model, curve_metric, spec_and_curves
+from pl_saliency.perturbation.engine import BatchContext
 from pl_saliency.utils import check_choice
 
 DEFAULT_PERCENTAGES: tuple[int, ...] = (10, 20, 30, 40, 50, 60, 70, 80, 90)
 ROAD_ORDERS: tuple[str, ...] = ("morf", "lerf")
+
+
+class ROADKeywords(CurveKeywords, total=False):
+    order: str
+    percentages: Sequence[float]
+    patch_size: int
 
 
 def check_percentages(percentages: Any, name: str = "percentages") -> tuple[float, ...]:
@@ -88,7 +94,7 @@ def road_fractions(percentages: Sequence[float]) -> Tensor:
 
 
 def _road_update(
-    model: Callable[[Tensor], Any],
+    model: Model,
     inputs: Tensor,
     saliency: Tensor,
     target: Tensor,
@@ -96,29 +102,32 @@ def _road_update(
     order: str = "morf",
     percentages: Sequence[float] = DEFAULT_PERCENTAGES,
     filler: Any = "noisy_linear",
-    patch_size: int = 1,
-    score: str = "probability",
-    chunk_size: int | str = 64,
-    tie_break: str = "random",
-    tie_seed: int = 0,
-    generator: torch.Generator | None = None,
-    output_transform: Callable[[Any], Tensor] | None = None,
-    context: BatchContext | None = None,
-    amp_dtype: torch.dtype | None = None,
-    memory_budget_mb: float | None = None,
+    **settings: Any,
 ) -> tuple[Tensor, Tensor]:
-    """Per-sample mean score over the percentages (N,) and the curves (N, 1 + len(percentages))."""
+    """Per-sample mean score over the percentages (N,) and the curves (N, 1 + len(percentages));
+    ``settings`` are the other keywords of :func:`~pl_saliency.perturbation.perturbation_curves` but
+    ``mode``, ``steps`` and ``fractions``."""
     check_choice("order", order, ROAD_ORDERS)
     fractions = road_fractions(check_percentages(percentages))
-    curves = perturbation_curves(
-        model, inputs, saliency, target, mode="deletion", filler=filler, order=order, patch_size=patch_size,
-        score=score, chunk_size=chunk_size, tie_break=tie_break, tie_seed=tie_seed, generator=generator,
-        output_transform=output_transform, context=context,
-        amp_dtype=amp_dtype, memory_budget_mb=memory_budget_mb, fractions=fractions,
-    )  # fmt: skip
+    curves, _ = spec_and_curves(model, inputs, saliency, target, order=order, filler=filler, fractions=fractions, **settings)
     return curves[:, 1:].mean(dim=1), curves
 
 
+@overload
+def road(
+    model: Model, inputs: Tensor, saliency: Tensor, target: Tensor, *, return_curves: Literal[False] = ...,
+    **settings: Unpack[ROADKeywords],
+) -> Tensor: ...
+@overload
+def road(
+    model: Model, inputs: Tensor, saliency: Tensor, target: Tensor, *, return_curves: Literal[True],
+    **settings: Unpack[ROADKeywords],
+) -> tuple[Tensor, Tensor]: ...
+@overload
+def road(
+    model: Model, inputs: Tensor, saliency: Tensor, target: Tensor, *, return_curves: bool,
+    **settings: Unpack[ROADKeywords],
+) -> Tensor | tuple[Tensor, Tensor]: ...
 def road(
     model: Callable[[Tensor], Any],
     inputs: Tensor,
@@ -163,12 +172,4 @@ def road(
         >>> value.shape, curves.shape
         (torch.Size([]), torch.Size([2, 4]))
     """
-    _check_common(return_curves, reduction)
-    scores, curves = _road_update(
-        model, inputs, saliency, target, order=order, percentages=percentages, filler=filler, patch_size=patch_size,
-        score=score, chunk_size=chunk_size, tie_break=tie_break, tie_seed=tie_seed, generator=generator,
-        output_transform=output_transform, context=context,
-        amp_dtype=amp_dtype, memory_budget_mb=memory_budget_mb,
-    )  # fmt: skip
-    out = _aopc_compute(scores, reduction)
-    return (out, curves) if return_curves else out
+    return curve_metric(_road_update, locals())

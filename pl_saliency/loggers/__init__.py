@@ -1,16 +1,21 @@
 """Logging helpers: displayable overlays (pure torch) and W&B tables/charts (lazy wandb import)."""
 
-from pl_saliency.loggers.images import colormap, display_uint8, heatmap, normalize_map, overlay, to_display
 from pl_saliency.loggers.images import (
     check_overlay_options,
-    diverging_colormap,
+    colormap,
+    display_uint8,
     display_values,
+    diverging_colormap,
+    heatmap,
+    normalize_map,
+    overlay,
     overlay_batch,
     overlay_options,
     resolve_colormap,
+    to_display,
 )
-from pl_saliency.loggers.text import format_controlled_table, format_scores_table
 from pl_saliency.loggers.tensorboard import find_tensorboard_logger, log_overlays_to_tensorboard, overlay_grid
+from pl_saliency.loggers.text import format_controlled_table, format_scores_table
 from pl_saliency.loggers.wandb import (
     curve_chart,
     define_saliency_metrics,

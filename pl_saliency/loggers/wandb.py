@@ -8,7 +8,13 @@ from typing import Any
 
 from torch import Tensor
 
-from pl_saliency.loggers.images import DEFAULT_CLIP_PERCENTILE, DEFAULT_COLORMAP, display_uint8, overlay_batch, resolve_colormap
+from pl_saliency.loggers.images import (
+    DEFAULT_CLIP_PERCENTILE,
+    DEFAULT_COLORMAP,
+    display_uint8,
+    overlay_batch,
+    resolve_colormap,
+)
 
 
 def import_wandb() -> Any:

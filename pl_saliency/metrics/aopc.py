@@ -85,16 +85,28 @@ class CurveMetric(CurveAUCMetric):
         target: Tensor,
         context: BatchContext | None = None,
     ) -> None:
+        self._check_image_size(inputs)
         scores, curves = self._values(model, inputs, saliency, target, context)
         if self.curve_sum.ndim == 1 and self.curve_sum.numel() != curves.shape[1]:
             raise ValueError(
-                f"`{type(self).__name__}.update` got curves of {curves.shape[1]} points after curves of "
-                f"{self.curve_sum.numel()}: every batch must have the same image size (`inputs` {tuple(inputs.shape)})."
+                f"Argument `inputs` (shape {tuple(inputs.shape)}) gives curves of {curves.shape[1]} points, but this "
+                f"{type(self).__name__} holds curves of {self.curve_sum.numel()}: every batch must have the same image size."
             )
         self._x = self._positions(inputs)
-        self._image_size = (int(inputs.shape[-2]), int(inputs.shape[-1]))
-        self._accumulate(scores)
-        self.curve_sum = self.curve_sum + curves.sum(0).to(self.curve_sum)
+        self._add(scores, curves, inputs)
+
+    def reset(self) -> None:
+        super().reset()
+        self._x = None
+
+    def _shapes_mergeable(self, key: str, local: Tensor, other: Tensor) -> bool:
+        """A lazily sized curve that has seen no batch yet (0-dim) merges with any curve length."""
+        return self.lazy_curve and key == "curve_sum" and (local.ndim == 0 or other.ndim == 0)
+
+    def _merged_from(self, incoming: Any) -> None:
+        super()._merged_from(incoming)
+        if self._x is None:
+            self._x = incoming._x
 
     def curve_x(self) -> Tensor:
         """Fraction of features removed at each curve point."""

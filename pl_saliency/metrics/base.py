@@ -9,6 +9,8 @@ re-explain perturbed inputs, ``context.extras`` for ground truth such as ``"mask
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -16,7 +18,7 @@ from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities.data import dim_zero_cat
 
-from pl_saliency.utils import mean_or_nan
+from pl_saliency.utils import mean_or_nan, warn_nonfinite
 
 
 class SampleScoreMetric(Metric):
@@ -46,10 +48,30 @@ class SampleScoreMetric(Metric):
         self.add_state("nan_count", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
         self.add_state("scores", [], dist_reduce_fx="cat")
 
-    def _accumulate(self, scores: Tensor) -> Tensor:
-        """Add per-sample scores (N,); returns the finite mask."""
+    def _wrap_update(self, update: Callable) -> Callable:
+        """torchmetrics' wrapper, made all-or-nothing: an ``update`` that raises leaves the metric as it
+        was (torchmetrics counts the call and drops the cached ``compute`` before running it)."""
+        wrapped = super()._wrap_update(update)
+
+        @functools.wraps(update)
+        def atomic(*args: Any, **kwargs: Any) -> None:
+            count, computed = self._update_count, self._computed
+            try:
+                wrapped(*args, **kwargs)
+            except BaseException:
+                self._update_count, self._computed = count, computed
+                raise
+
+        return atomic
+
+    def _accumulate(self, scores: Tensor, warn: bool = False) -> Tensor:
+        """Add per-sample scores (N,); returns the finite mask. Non-finite scores are excluded from the
+        mean and counted in ``nan_count`` (with ``warn=True`` also announced, with their count, by the
+        package's one reduction warning, :func:`pl_saliency.utils.warn_nonfinite`)."""
         scores = scores.detach().reshape(-1)
         finite = torch.isfinite(scores)
+        if warn:
+            warn_nonfinite(int((~finite).sum()), scores.numel(), type(self).__name__, stacklevel=4)
         self.score_sum += scores[finite].sum().to(self.score_sum)
         self.total += int(finite.sum())
         self.nan_count += int((~finite).sum())
@@ -59,6 +81,72 @@ class SampleScoreMetric(Metric):
 
     def compute(self) -> Tensor:
         return mean_or_nan(self.score_sum, self.total)
+
+    # ---------------------------------------------------------------- merging
+    def merge_state(self, incoming_state: dict[str, Any] | Metric) -> None:
+        """Merge another metric's state (or a state dict) into this one — all or nothing.
+
+        Everything is checked before any state changes: the same class, the same settings
+        (``definition``), the same ``keep_per_sample`` and states of matching shapes (e.g. curves of
+        the same length, of the same image size). A mismatch raises a ``TypeError``/``ValueError``
+        naming ``incoming_state`` and what differs, and leaves this metric exactly as it was.
+        """
+        self._check_mergeable(incoming_state)
+        incoming_meta = incoming_state if isinstance(incoming_state, Metric) else None
+        super().merge_state(incoming_state)
+        if incoming_meta is not None:
+            self._merged_from(incoming_meta)
+
+    def _check_mergeable(self, incoming: Any) -> None:
+        name = type(self).__name__
+        if isinstance(incoming, Metric):
+            if type(incoming) is not type(self):
+                raise TypeError(
+                    f"Argument `incoming_state` must be a {name} (or a state dict of one), but got a {type(incoming).__name__}."
+                )
+            mine, theirs = self.definition, incoming.definition
+            differ = sorted(k for k in set(mine) | set(theirs) if mine.get(k, "<unset>") != theirs.get(k, "<unset>"))
+            if differ:
+                what = ", ".join(f"{k}: {mine.get(k, '<unset>')!r} here vs {theirs.get(k, '<unset>')!r}" for k in differ)
+                raise ValueError(f"Argument `incoming_state`: a {name} of other settings cannot be merged ({what}); nothing was merged.")
+            if getattr(incoming, "keep_per_sample", None) != self.keep_per_sample:
+                raise ValueError(
+                    f"Argument `incoming_state`: `keep_per_sample` is {getattr(incoming, 'keep_per_sample', None)} there and "
+                    f"{self.keep_per_sample} here, so the per-sample scores would not match the counts; nothing was merged."
+                )
+            state = incoming.metric_state
+            self._check_mergeable_extra(incoming)
+        elif isinstance(incoming, dict):
+            state = incoming
+        else:
+            raise TypeError(
+                f"Argument `incoming_state` must be a {name} or a dict of its states, but got {type(incoming).__name__}."
+            )
+        missing = [k for k in self._defaults if k not in state]
+        if missing:
+            raise ValueError(f"Argument `incoming_state` lacks the states {missing} of {name}; nothing was merged.")
+        for k in self._defaults:
+            local, other = getattr(self, k), state[k]
+            if isinstance(local, Tensor):
+                if not isinstance(other, Tensor):
+                    raise TypeError(f"Argument `incoming_state`: state {k!r} must be a tensor, but got {type(other).__name__}; nothing was merged.")
+                if other.shape != local.shape and not self._shapes_mergeable(k, local, other):
+                    raise ValueError(
+                        f"Argument `incoming_state`: state {k!r} has shape {tuple(other.shape)} there and {tuple(local.shape)} "
+                        "here (other settings or another image size); nothing was merged."
+                    )
+            elif isinstance(local, list) and not isinstance(other, (list, Tensor)):
+                raise TypeError(f"Argument `incoming_state`: state {k!r} must be a list of tensors, but got {type(other).__name__}; nothing was merged.")
+
+    def _shapes_mergeable(self, key: str, local: Tensor, other: Tensor) -> bool:
+        """Whether states of different shapes still merge (a lazily sized state that is still 0-dim)."""
+        return False
+
+    def _check_mergeable_extra(self, incoming: Metric) -> None:
+        """Subclass checks on the other metric's non-state attributes (e.g. image size)."""
+
+    def _merged_from(self, incoming: Metric) -> None:
+        """Subclass hook after a merge (e.g. adopt the other metric's image size)."""
 
     def per_sample(self) -> Tensor:
         """This process's per-sample scores, in update order (needs ``keep_per_sample=True``)."""

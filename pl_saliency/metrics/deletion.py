@@ -181,19 +181,69 @@ class CurveAUCMetric(SampleScoreMetric):
         target: Tensor,
         context: BatchContext | None = None,
     ) -> None:
+        self._check_image_size(inputs)
         areas, curves = _curve_auc_update(model, inputs, saliency, target, context=context, **self._curve_kwargs())
+        self._add(areas, curves, inputs)
+
+    # ---------------------------------------------------------------- state (one rule for compute and curve)
+    def _check_image_size(self, inputs: Any) -> None:
+        """Every batch must have the image size of the first (the curve's x grid depends on it): checked
+        before anything is computed or changed."""
+        if self._image_size is None or not isinstance(inputs, Tensor) or inputs.ndim != 4:
+            return
+        size = (int(inputs.shape[-2]), int(inputs.shape[-1]))
+        if size != self._image_size:
+            raise ValueError(
+                f"Argument `inputs` has shape {tuple(inputs.shape)} (images {size[0]}x{size[1]}), but this "
+                f"{type(self).__name__} already holds curves of {self._image_size[0]}x{self._image_size[1]} images: its "
+                "mean curve needs one x grid, so every batch must have the same image size (resize the images, or use "
+                "one metric per size, or `reset()` first)."
+            )
+
+    def _add(self, scores: Tensor, curves: Tensor, inputs: Tensor) -> None:
+        """Add per-sample scores (N,) and curves (N, P) by one rule: a sample whose score or curve is not
+        finite (e.g. NaN logits) is left out of both the mean score and the mean curve, counted in
+        ``nan_count``, and announced with its count; ``compute()`` and ``curve()`` therefore average the
+        same samples."""
+        valid = torch.isfinite(scores) & torch.isfinite(curves).all(dim=1)
+        self._accumulate(torch.where(valid, scores, torch.full_like(scores, math.nan)), warn=True)
         self._image_size = (int(inputs.shape[-2]), int(inputs.shape[-1]))
-        self._accumulate(areas)
-        self.curve_sum += curves.sum(0).to(self.curve_sum)
+        self.curve_sum = self.curve_sum + curves[valid].sum(0).to(self.curve_sum)
+
+    def reset(self) -> None:
+        super().reset()
+        self._image_size = None
+        self._last_curve = None
+
+    def _check_mergeable_extra(self, incoming: Any) -> None:
+        if self.tie_seed != incoming.tie_seed:
+            raise ValueError(
+                f"Argument `incoming_state`: a {type(self).__name__} of other settings cannot be merged (tie_seed: "
+                f"{self.tie_seed!r} here vs {incoming.tie_seed!r}); nothing was merged."
+            )
+        theirs = incoming._image_size
+        if self._image_size is not None and theirs is not None and theirs != self._image_size:
+            raise ValueError(
+                f"Argument `incoming_state` holds curves of {theirs[0]}x{theirs[1]} images and this "
+                f"{type(self).__name__} of {self._image_size[0]}x{self._image_size[1]} images: their curves lie on "
+                "different x grids; nothing was merged."
+            )
+
+    def _merged_from(self, incoming: Any) -> None:
+        if self._image_size is None:
+            self._image_size = incoming._image_size
 
     def compute(self) -> Tensor:
         self._last_curve = (self.curve_sum / self.total).float() if self.total > 0 else None
         return super().compute()
 
     def curve(self) -> Tensor:
-        """Mean curve (steps + 1,) over every sample seen (synced across processes)."""
+        """Mean curve over the samples that ``compute()`` averages (finite scores; synced across
+        processes): (steps + 1,)."""
         self.compute()
         if self._last_curve is None:
+            if self.nan_count > 0:
+                return torch.full(self.curve_sum.shape, math.nan)
             raise RuntimeError(f"`{type(self).__name__}.curve()` was called before any `update`.")
         return self._last_curve
 

@@ -34,6 +34,7 @@ from pl_saliency.functional.localization import (
 )
 from pl_saliency.metrics.base import SampleScoreMetric
 from pl_saliency.perturbation.engine import BatchContext
+from pl_saliency.registry import snake_case
 from pl_saliency.utils import check_choice, check_inputs, check_saliency
 
 
@@ -106,7 +107,7 @@ class LocalizationMetric(SampleScoreMetric):
     @property
     def log_name(self) -> str:
         """``pointing_game``, ``relevance_mass_accuracy_marker_masks``, …: distinct per region."""
-        base = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", type(self).__name__).lower()
+        base = snake_case(type(self).__name__)
         if self.mask_key == DEFAULT_MASK_KEY:
             return base
         return f"{base}_{re.sub(r'[^0-9A-Za-z_]+', '_', self.mask_key)}"

@@ -196,7 +196,9 @@ class RandomLogit(SampleScoreMetric):
     Where we differ from Quantus' ``RandomLogit``: SSIM is 2-D on min-max scaled maps (Quantus:
     skimage on flattened 1-D maps, normalized by their max-abs); the class is drawn from a
     ``torch.Generator`` (Quantus: the global NumPy RNG); ``num_classes`` is read from the model's
-    output when None (Quantus: default 1000).
+    output when None (Quantus: default 1000). A constant map (e.g. all zeros) has an undefined
+    similarity (NaN, excluded from the mean), never 1: two different constant maps are not
+    "identical" (Quantus: NaN for equal constants, ~0 for different ones).
 
     Example:
         >>> import torch

@@ -26,29 +26,27 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from pl_saliency.perturbation.filler_base import Filler, _check_number, check_mask, draw
+from pl_saliency.perturbation.imputation import NoisyLinear, Telea
 
-class Filler:
-    """Base class of removal strategies.
-
-    Subclasses either implement ``substrate(inputs)`` (mask-independent replacement, the common case)
-    or override ``__call__`` and set ``mask_dependent = True``.
-    """
-
-    mask_dependent: bool = False
-    name: str = "filler"
-
-    @property
-    def key(self) -> str:
-        return self.name
-
-    def substrate(self, inputs: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        raise NotImplementedError
-
-    def __call__(self, inputs: Tensor, mask: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        return torch.where(mask, self.substrate(inputs, generator), inputs)
-
-    def __repr__(self) -> str:
-        return self.key
+# the base and its helpers are defined in filler_base and re-exported here (their historical home)
+__all__ = [
+    "FILLER_NAMES",
+    "Blur",
+    "Constant",
+    "Filler",
+    "FunctionFiller",
+    "GaussianNoise",
+    "Mean",
+    "NoisyLinear",
+    "Telea",
+    "UniformNoise",
+    "Zeros",
+    "check_mask",
+    "draw",
+    "gaussian_kernel1d",
+    "get_filler",
+]
 
 
 class Zeros(Filler):
@@ -141,47 +139,6 @@ class FunctionFiller(Filler):
         return out
 
 
-def _check_number(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"Argument `{name}` must be a finite number, but got {value!r}.")
-    return float(value)
-
-
-def _generator(generator: torch.Generator | None) -> torch.Generator:
-    """The caller's generator, or a fresh one seeded with 0 (the global RNG is never used)."""
-    if generator is None:
-        return torch.Generator().manual_seed(0)
-    if not isinstance(generator, torch.Generator):
-        raise TypeError(f"Argument `generator` must be a torch.Generator or None, but got {type(generator).__name__}.")
-    return generator
-
-
-def draw(kind: str, shape: tuple[int, ...], generator: torch.Generator | None, like: Tensor) -> Tensor:
-    """``"uniform"`` U[0, 1) or ``"normal"`` N(0, 1) samples of ``shape`` drawn from ``generator`` (on its
-    device), returned on ``like``'s device and dtype."""
-    g = _generator(generator)
-    fn = torch.rand if kind == "uniform" else torch.randn
-    dtype = like.dtype if like.dtype in (torch.float32, torch.float64) else torch.float32
-    return fn(shape, generator=g, device=g.device, dtype=dtype).to(device=like.device, dtype=like.dtype)
-
-
-def check_mask(mask: Any, inputs: Tensor) -> Tensor:
-    """Check a removal mask against ``inputs`` (N, C, H, W): bool or 0/1 of shape (N, 1, H, W) (or
-    (N, H, W)); ``True`` = removed. Returns a bool (N, 1, H, W) tensor on the inputs' device."""
-    n, _, h, w = inputs.shape
-    if not isinstance(mask, Tensor):
-        raise TypeError(f"Argument `mask` must be a bool tensor of shape ({n}, 1, {h}, {w}), but got {type(mask).__name__}.")
-    if mask.ndim == 3:
-        mask = mask.unsqueeze(1)
-    if mask.shape != (n, 1, h, w):
-        raise ValueError(f"Argument `mask` must have shape ({n}, 1, {h}, {w}) to match `inputs`, but got {tuple(mask.shape)}.")
-    if mask.dtype != torch.bool:
-        if not ((mask == 0) | (mask == 1)).all():
-            raise ValueError("Argument `mask` must be bool or hold only 0 and 1 (1 = removed), but got other values.")
-        mask = mask != 0
-    return mask.to(inputs.device)
-
-
 class UniformNoise(Filler):
     """Replace removed pixels by samples of the uniform distribution U[``low``, ``high``).
 
@@ -264,18 +221,6 @@ class GaussianNoise(Filler):
         return inputs + noise if self.additive else noise
 
 
-def _noisy_linear() -> Filler:
-    from pl_saliency.perturbation.imputation import NoisyLinear
-
-    return NoisyLinear()
-
-
-def _telea() -> Filler:
-    from pl_saliency.perturbation.imputation import Telea
-
-    return Telea()
-
-
 _NAMED: dict[str, Callable[[], Filler]] = {
     "zeros": Zeros,
     "zero": Zeros,
@@ -284,8 +229,8 @@ _NAMED: dict[str, Callable[[], Filler]] = {
     "blur": Blur,
     "uniform_noise": UniformNoise,
     "gaussian_noise": GaussianNoise,
-    "noisy_linear": _noisy_linear,
-    "telea": _telea,
+    "noisy_linear": NoisyLinear,
+    "telea": Telea,
 }
 FILLER_NAMES: tuple[str, ...] = ("zeros", "mean", "blur", "uniform_noise", "gaussian_noise", "noisy_linear", "telea")
 
