@@ -1,6 +1,6 @@
 # Two entry points, each doing all set-up on a fresh machine:
 #   make demo   - create .venv, install, run the offline digits demo
-#   make test   - create .venv, install, run the whole test suite
+#   make test   - create .venv, install, lint (ruff), type-check the core (mypy), run the whole test suite
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -23,6 +23,10 @@ demo: $(STAMP)
 	WANDB_MODE=offline $(PY) examples/digits_demo.py
 
 test: $(STAMP)
+	@# the HTML report test renders in headless Chromium (Debian's package): installed when missing, as root
+	@if [ "$$(id -u)" = 0 ]; then bash .ci/install_chromium.sh || echo "chromium could not be installed: the HTML rendering test will skip"; fi
+	$(PY) -m ruff check pl_saliency tests examples benchmarks
+	$(PY) -m mypy
 	WANDB_MODE=offline $(PY) -m pytest -n 2 --dist loadfile -q
 
 benchmark: $(STAMP)

@@ -28,7 +28,6 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--steps", type=int, default=32)
-    parser.add_argument("--quick", action="store_true", help="(unused; kept for a uniform benchmark interface)")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("controls_results.md"))
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")

@@ -26,11 +26,11 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
-from pl_saliency import GradCAM, Gradient, IntegratedGradients, RelevanceMassAccuracy, SaliencyMonitor
+from pl_saliency import DeletionAUC, GradCAM, Gradient, IntegratedGradients, RelevanceMassAccuracy, SaliencyMonitor
 from pl_saliency.datasets import MARKER_KEY, DigitsCNN, localization_batch_transform, shortcut_datasets
 from pl_saliency.demo import fit_with_monitor, prepare_offline_run
 
-OBJECT, MARKER = "relevance_mass_object", "relevance_mass_marker"
+OBJECT, MARKER, DELETION = "relevance_mass_object", "relevance_mass_marker", "deletion_auc"
 RUNS = ("shortcut", "clean")
 
 
@@ -40,12 +40,17 @@ def shortcut_monitor(num_samples: int = 32, ig_steps: int = 16, log_images: bool
     The maps explain the model's *prediction* (what the model looked at for the class it chose), and
     relevance is the positive part of a map (``relevance="positive"``, Arras et al.'s "sum,pos"): the
     share of the evidence *for* that class that lies on the region. Gradient and Grad-CAM maps are
-    non-negative already; for integrated gradients it leaves out evidence against the class."""
+    non-negative already; for integrated gradients it leaves out evidence against the class.
+
+    Beside the regions, the controlled deletion score (``deletion_auc/gain``: removing the map's most
+    relevant pixels by blurring them vs removing random ones) says whether each map is faithful to the
+    model at all: a shortcut model's maps can be faithful — to the shortcut."""
     return SaliencyMonitor(
         explainers=[Gradient(), IntegratedGradients(n_steps=ig_steps), GradCAM(layer="features.conv3")],
         metrics={
             OBJECT: RelevanceMassAccuracy(relevance="positive"),
             MARKER: RelevanceMassAccuracy(relevance="positive", mask_key=MARKER_KEY),
+            DELETION: DeletionAUC(filler="blur", steps=16),
         },
         num_samples=num_samples,
         target="prediction",
@@ -114,6 +119,7 @@ def verdict_rows(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         rows.append({
             "explainer": e, "marker_shortcut": ms, "marker_clean": mc, "marker_ratio": ratio,
             "object_shortcut": s.get(f"{e}/{OBJECT}"), "object_clean": c.get(f"{e}/{OBJECT}"),
+            "deletion_gain_shortcut": s.get(f"{e}/{DELETION}/gain"), "deletion_gain_clean": c.get(f"{e}/{DELETION}/gain"),
         })  # fmt: skip
     return rows
 
@@ -132,6 +138,9 @@ def format_verdict(rows: list[dict[str, Any]], results: dict[str, dict[str, Any]
             f"{r['explainer']:<22}{f(r['marker_shortcut']):>18}{f(r['marker_clean']):>8}{ratio:>8}"
             f"{f(r['object_shortcut']):>18}{f(r['object_clean']):>8}"
         )
+    lines.append("Controlled deletion (gain over a random order, higher = more faithful than chance):")
+    for r in rows:
+        lines.append(f"  {r['explainer']:<20} shortcut run {f(r['deletion_gain_shortcut'], '+.4f')}, clean run {f(r['deletion_gain_clean'], '+.4f')}")
     acc = {r: results[r]["val_accuracy"] for r in RUNS}
     lines.append(f"Accuracy on shortcut-free validation data: shortcut run {acc['shortcut']:.3f}, clean run {acc['clean']:.3f}")
     flagged = [r["explainer"] for r in rows if r["marker_ratio"] is not None and r["marker_ratio"] >= 3]

@@ -234,6 +234,7 @@ def test_monitor_flags_the_shortcut_model(demo):
         last = result["runs"][run]["monitor"].history[-1]["scores"]
         for e, r in rows.items():
             assert last[f"{e}/{module.MARKER}"] == r[f"marker_{run}"] and last[f"{e}/{module.OBJECT}"] == r[f"object_{run}"]
+            assert last[f"{e}/{module.DELETION}/gain"] == r[f"deletion_gain_{run}"]
     assert 0 < result["uniform_map"]["marker"] < 0.02  # 9 of 784 pixels
 
 
@@ -243,6 +244,8 @@ def test_example_writes_plot_verdict_csv_and_wandb(demo):
     verdict = json.loads(result["verdict"].read_text())
     assert verdict["p"] == 0.95 and len(verdict["rows"]) == 3
     keys = [f"val/saliency/{e}/{m}" for e in ("gradient", "integrated_gradients", "gradcam") for m in (module.OBJECT, module.MARKER)]
+    # the controlled deletion score of every explainer, with its interval
+    keys += [f"val/saliency/{e}/{module.DELETION}/{k}" for e in ("gradient", "integrated_gradients", "gradcam") for k in ("gain", "gain_ci_low", "gain_ci_high")]
     for run in module.RUNS:
         with open(result["runs"][run]["csv"], newline="") as f:
             rows = list(csv.DictReader(f))

@@ -146,19 +146,21 @@ class ControlledScore(Metric):
         random, anchors = self.metric.control_scores(
             model, inputs, target, ids, repeats=self.repeats, seed=self.seed, context=context
         )
-        device = self.device
-        self.sample_ids.append(ids.to(device))
-        self.map_scores.append(mapped.detach().to(device, torch.float64))
-        self.random_scores.append(random.detach().to(device, torch.float64))
-        self.anchors.append(anchors.detach().to(device, torch.float64))
+        # every "cat" state in the metric's dtype (float32): torchmetrics gives a process without samples an
+        # empty float32 placeholder, and gloo/NCCL need the same dtype on every process; the ids keep
+        # their low 24 bits, exact in float32 (they only order the samples for the bootstrap)
+        device, dtype = self.device, self.dtype
+        self.sample_ids.append((ids % 2**24).to(device, dtype))
+        self.map_scores.append(mapped.detach().to(device, dtype))
+        self.random_scores.append(random.detach().to(device, dtype))
+        self.anchors.append(anchors.detach().to(device, dtype))
 
     def per_sample(self) -> dict[str, Tensor]:
         """This process's per-sample ``map``, ``random`` and ``anchor`` scores and ``id``, in update order."""
-        cat = lambda v, dt: dim_zero_cat(v).cpu() if (isinstance(v, Tensor) or v) else torch.empty(0, dtype=dt)  # noqa: E731
-        return {
-            "map": cat(self.map_scores, torch.float64), "random": cat(self.random_scores, torch.float64),
-            "anchor": cat(self.anchors, torch.float64), "id": cat(self.sample_ids, torch.int64),
-        }  # fmt: skip
+        def cat(v: Any) -> Tensor:
+            return dim_zero_cat(v).cpu().double() if (isinstance(v, Tensor) or v) else torch.empty(0, dtype=torch.float64)
+
+        return {"map": cat(self.map_scores), "random": cat(self.random_scores), "anchor": cat(self.anchors), "id": cat(self.sample_ids)}
 
     def compute(self) -> dict[str, Tensor]:
         parts = self.per_sample()
@@ -295,17 +297,18 @@ class NormalizedABPC(Metric):
             context=context, chunk_size=self.speed.chunk_size, amp_dtype=self.speed.amp_dtype,
             memory_budget_mb=self.speed.memory_budget_mb,
         )  # fmt: skip
-        self.numerators.append(num.detach().to(self.device, torch.float64))
-        self.denominators.append(den.detach().to(self.device, torch.float64))
+        # in the metric's dtype, as the empty placeholder of a process without samples is
+        self.numerators.append(num.detach().to(self.device, self.dtype))
+        self.denominators.append(den.detach().to(self.device, self.dtype))
 
     def compute(self) -> Tensor:
         if not (isinstance(self.numerators, Tensor) or self.numerators):
             return torch.tensor(math.nan, dtype=torch.float64)
-        return ratio_of_sums(dim_zero_cat(self.numerators), dim_zero_cat(self.denominators), what="NormalizedABPC")
+        return ratio_of_sums(dim_zero_cat(self.numerators).double(), dim_zero_cat(self.denominators).double(), what="NormalizedABPC")
 
     def per_sample(self) -> Tensor:
         """This process's per-sample ratios ``(AUC_LeRF - AUC_MoRF) / (y_0 - y_K)``, in update order (each
         with its own denominator; the metric itself is the ratio of sums)."""
         if not (isinstance(self.numerators, Tensor) or self.numerators):
             return torch.empty(0, dtype=torch.float64)
-        return (dim_zero_cat(self.numerators) / dim_zero_cat(self.denominators)).cpu()
+        return (dim_zero_cat(self.numerators).double() / dim_zero_cat(self.denominators).double()).cpu()
