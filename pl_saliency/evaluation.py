@@ -91,7 +91,8 @@ def noop_warnings(context: Mapping[str, float]) -> list[str]:
             out.append(
                 f"the filler {filler!r} leaves {value:.0%} of the pixels unchanged when it removes them (above "
                 f"{NOOP_WARN_THRESHOLD:.0%}): deletion curves with it spend steps removing nothing, so their scores "
-                "reward maps that rank those pixels late; prefer a filler that changes every pixel (e.g. 'blur')"
+                "reward maps that rank those pixels late; prefer a filler that changes (nearly) every pixel of these images, "
+                "e.g. 'mean' on a uniform background, or a noise filler (`context/noop_fraction/<filler>` shows the share)"
             )
     return out
 

@@ -15,8 +15,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-ScoreKind = Literal["probability", "logit"]
-SCORES: tuple[str, ...] = ("probability", "logit")
+ScoreKind = Literal["probability", "logit", "sigmoid"]
+#: ``"probability"``: softmax of the target class (single-label classifiers, the default); ``"logit"``: the
+#: raw output; ``"sigmoid"``: the target output's sigmoid (multi-label classifiers, one independent
+#: probability per label)
+SCORES: tuple[str, ...] = ("probability", "logit", "sigmoid")
 REDUCTIONS: tuple[str, ...] = ("sum", "mean", "max", "none")
 
 _warned_upsample: set[tuple[int, int, int, int]] = set()
@@ -229,7 +232,8 @@ def model_logits(model: Callable[[Tensor], Any], inputs: Tensor, output_transfor
 
 
 def class_scores(logits: Tensor, target: Tensor, score: str = "probability") -> Tensor:
-    """The target class's softmax probability (``score="probability"``) or logit, shape (N,)."""
+    """The target class's softmax probability (``score="probability"``), sigmoid (``"sigmoid"``, for
+    multi-label models) or logit, shape (N,)."""
     if target.numel() and int(target.max()) >= logits.shape[1]:
         raise ValueError(
             f"Argument `target` must hold class indices below the model's {logits.shape[1]} outputs, "
@@ -237,6 +241,8 @@ def class_scores(logits: Tensor, target: Tensor, score: str = "probability") -> 
         )
     if score == "probability":
         logits = logits.float().softmax(dim=-1)
+    elif score == "sigmoid":
+        logits = logits.float().sigmoid()
     return logits.gather(1, target.view(-1, 1)).squeeze(1).float()
 
 

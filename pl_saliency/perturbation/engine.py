@@ -164,6 +164,8 @@ def score_images(
         )
     if score == "probability":
         logits = logits.float().softmax(dim=-1)
+    elif score == "sigmoid":  # multi-label: each label's own probability
+        logits = logits.float().sigmoid()
     return logits.gather(1, target.view(-1, 1)).squeeze(1).float()
 
 
@@ -389,7 +391,8 @@ def perturbation_curves(
         order: ``"morf"`` (most relevant first), ``"lerf"`` or ``"random"``.
         steps: number of curve points after the unperturbed one (1 <= steps <= number of features).
         patch_size: side of the square features (1: single positions).
-        score: ``"probability"`` (softmax of the target class) or ``"logit"``.
+        score: ``"probability"`` (softmax of the target class), ``"sigmoid"`` (the target output's
+            sigmoid: multi-label models) or ``"logit"``.
         chunk_size: most images per model call, or ``"auto"``: derived from ``memory_budget_mb`` by
             :func:`auto_chunk_size`. It never changes the results.
         tie_break: ``"random"`` (fixed permutation seeded by ``tie_seed``) or ``"position"``.
