@@ -127,12 +127,28 @@ _LAZY: dict[str, str] = {
 __all__ = ["__version__", *_LAZY]
 
 if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
+    from pl_saliency.analysis import (
+        BaselineSensitivityReport,
+        CoherenceReport,
+        baseline_sensitivity,
+        coherence_report,
+        hyperparameter_robustness,
+        kendall_tau_b,
+        metric_sanity,
+    )
+    from pl_saliency.callbacks import (
+        SaliencyMonitor,
+    )
+    from pl_saliency.evaluation import (
+        ScoreGrid,
+        evaluate,
+    )
     from pl_saliency.explainers import (
+        RISE,
         CaptumExplainer,
         DecoyEnhanced,
         Explainer,
         FunctionExplainer,
-        generate_decoys,
         GradCAM,
         Gradient,
         GradientXInput,
@@ -140,23 +156,12 @@ if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
         Lime,
         MeaningfulPerturbation,
         RandomMap,
-        RISE,
         SlidingPatchOcclusion,
         SmoothGrad,
+        generate_decoys,
     )
     from pl_saliency.explainers.layers import (
         TokenLayout,
-    )
-    from pl_saliency.inpainting import (
-        InpainterAdapter,
-    )
-    from pl_saliency.evaluation import (
-        evaluate,
-        ScoreGrid,
-    )
-    from pl_saliency.spec import (
-        CurveSpec,
-        SpeedOptions,
     )
     from pl_saliency.functional import (
         abpc,
@@ -194,6 +199,9 @@ if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
         selectivity,
         win_rate,
     )
+    from pl_saliency.inpainting import (
+        InpainterAdapter,
+    )
     from pl_saliency.metrics import (
         ABPC,
         AdversarialFlipBudget,
@@ -229,7 +237,6 @@ if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
         Selectivity,
     )
     from pl_saliency.perturbation import (
-        adversarial_perturbation,
         BatchContext,
         Blur,
         Constant,
@@ -237,22 +244,15 @@ if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
         InpainterFill,
         Mean,
         NoisyLinear,
-        perturbation_curves,
         Telea,
         UniformNoise,
         Zeros,
+        adversarial_perturbation,
+        perturbation_curves,
     )
-    from pl_saliency.analysis import (
-        baseline_sensitivity,
-        BaselineSensitivityReport,
-        coherence_report,
-        CoherenceReport,
-        hyperparameter_robustness,
-        kendall_tau_b,
-        metric_sanity,
-    )
-    from pl_saliency.callbacks import (
-        SaliencyMonitor,
+    from pl_saliency.spec import (
+        CurveSpec,
+        SpeedOptions,
     )
 
 

@@ -264,6 +264,8 @@ class Evaluator:
         controls: compute random-order controls for curve metrics.
         repeats, seed, num_resamples, level: the controls' random orders per sample, their seed, and the
             bootstrap interval's resamples and level.
+        inverted_controls: also score each map in the opposite order (LeRF for MoRF), the second control
+            (``inverted``, ``gain_over_inverted``); one more curve set per explainer and metric.
         output_transform: picks the logits out of the model's output (tuple/dict).
         context_series: compute the context values (confidence, accuracy, substrate, no-op share).
         label: the name used in warnings.
@@ -291,6 +293,7 @@ class Evaluator:
         seed: int = 0,
         num_resamples: int = 1000,
         level: float = 0.95,
+        inverted_controls: bool = False,
         output_transform: Callable[[Any], Tensor] | None = None,
         context_series: bool = True,
         label: str = "evaluate",
@@ -329,7 +332,9 @@ class Evaluator:
             if output_transform is not None and getattr(clone, "output_transform", False) is None:
                 clone.output_transform = output_transform
             if controls and supports_controls(clone):
-                clone = ControlledScore(clone, repeats=repeats, seed=seed, num_resamples=num_resamples, level=level)
+                clone = ControlledScore(
+                    clone, repeats=repeats, seed=seed, num_resamples=num_resamples, level=level, inverted=inverted_controls
+                )
             self.metrics[(e, m)] = clone
         self.errors: dict[Pair, BaseException] = {}
         self.reasons: dict[Pair, str] = {}

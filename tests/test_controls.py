@@ -243,3 +243,22 @@ def test_random_map_gain_interval_contains_zero_at_every_epoch_of_a_digits_run()
     last = monitor.history[-1]["scores"]
     assert last["context/confidence"] > monitor.history[0]["scores"]["context/confidence"]
     assert last["gradient/insertion_auc/gain_ci_low"] > 0
+
+
+def test_inverted_order_is_the_second_control(data):
+    x, y = data
+    model = linear_model()
+    sal = exact_relevance(model, x, y)
+    metric = ControlledScore(DeletionAUC(steps=8, score="logit"), inverted=True)
+    metric.update(model, x, sal, y)
+    out = metric.compute()
+    lerf = DeletionAUC(steps=8, score="logit", order="lerf")
+    lerf.update(model, x, sal, y)
+    assert float(out["inverted"]) == pytest.approx(float(lerf.compute()), abs=1e-6)
+    assert float(out["gain_over_inverted"]) == pytest.approx(float(lerf.compute()) - float(out["value"]), abs=1e-6)
+    assert float(out["gain_over_inverted"]) > float(out["gain"]) > 0  # the reverse order is a harder control than chance
+    plain = ControlledScore(DeletionAUC(steps=8, score="logit"))
+    plain.update(model, x, sal, y)
+    assert "inverted" not in plain.compute()
+    grid = evaluate(model, x, y, {"exact": lambda m, i, t: exact_relevance(model, i, t)}, {"d": ABPC(steps=8)}, inverted_controls=True)
+    assert "inverted" not in grid.scores["exact", "d"]  # ABPC holds both orders already

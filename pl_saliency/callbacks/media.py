@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from pl_saliency.callbacks.saliency_monitor import SaliencyMonitor
 
 #: the controlled keys whose W&B summary is the best (max) value; every other key keeps its last value
-BEST_KEYS: tuple[str, ...] = ("gain", "normalized_gain", "win_rate")
+BEST_KEYS: tuple[str, ...] = ("gain", "normalized_gain", "win_rate", "gain_over_inverted")
 
 
 def curve_label(metric: Any) -> str:

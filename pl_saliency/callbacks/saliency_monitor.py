@@ -145,6 +145,8 @@ class SaliencyMonitor(*_callback_bases()):  # type: ignore[misc]
         repeats: random orders per sample for the controls (>= 4 recommended; ABPC needs >= 2).
         control_seed: seed of the random orders (keyed with each sample's id).
         num_resamples: bootstrap resamples of the confidence intervals.
+        inverted_controls: also read each curve metric against the map's own reverse order (LeRF for
+            MoRF): logs ``…/inverted`` and ``…/gain_over_inverted``; one more curve set per explainer.
         stratify: stratify the probe by class (False: the first ``num_samples`` validation samples).
         log_context: log the context series (confidence, accuracy, substrate, no-op share, stability).
         log_prefix: key prefix, default ``"val/saliency"``.
@@ -198,6 +200,7 @@ class SaliencyMonitor(*_callback_bases()):  # type: ignore[misc]
         repeats: int = 4,
         control_seed: int = 0,
         num_resamples: int = 1000,
+        inverted_controls: bool = False,
         stratify: bool = True,
         log_context: bool = True,
         log_prefix: str = "val/saliency",
@@ -230,6 +233,9 @@ class SaliencyMonitor(*_callback_bases()):  # type: ignore[misc]
         if isinstance(control_seed, bool) or not isinstance(control_seed, int):
             raise TypeError(f"Argument `control_seed` must be an int, but got {type(control_seed).__name__} {control_seed!r}.")
         self.num_resamples = check_positive_int("num_resamples", num_resamples)
+        if not isinstance(inverted_controls, bool):
+            raise TypeError(f"Argument `inverted_controls` must be a bool, but got {type(inverted_controls).__name__}.")
+        self.inverted_controls = inverted_controls
         if not isinstance(log_prefix, str) or not log_prefix:
             raise ValueError(f"Argument `log_prefix` must be a non-empty string, but got {log_prefix!r}.")
         for name, fn in (("output_transform", output_transform), ("batch_transform", batch_transform)):
@@ -382,7 +388,10 @@ class SaliencyMonitor(*_callback_bases()):  # type: ignore[misc]
             "target": self.target,
             "stratify": self.stratify,
             "max_overhead": None if self.budget is None else self.budget.max_overhead,
-            "controls": {"enabled": self.controls, "repeats": self.repeats, "seed": self.control_seed, "ci": 0.95, "resamples": self.num_resamples},
+            "controls": {
+                "enabled": self.controls, "repeats": self.repeats, "seed": self.control_seed, "ci": 0.95,
+                "resamples": self.num_resamples, "inverted": self.inverted_controls,
+            },
             "overlay_colormap": self.overlay_colormap,
             "overlay_clip_percentile": self.overlay_clip_percentile,
             "explainers": {e: repr(fn) for e, fn in self.explainers.items()},
@@ -494,7 +503,8 @@ class SaliencyMonitor(*_callback_bases()):  # type: ignore[misc]
         extras = {k: v.to(device) for k, v in self.probe_extras.items()} if len(inputs) else {}
         options = dict(
             target=self.target, on_error=self.on_error, controls=self.controls, repeats=self.repeats, seed=self.control_seed,
-            num_resamples=self.num_resamples, output_transform=self.output_transform, context_series=self.log_context,
+            num_resamples=self.num_resamples, inverted_controls=self.inverted_controls, output_transform=self.output_transform,
+            context_series=self.log_context,
             label="SaliencyMonitor",
         )  # fmt: skip
         explainers = getattr(self, "_explainers_in_use", self.explainers)

@@ -18,7 +18,6 @@ from pl_saliency.datasets.digits import digits_datasets, digits_tensors, split_i
 from pl_saliency.datasets.localization import (
     NUM_DIGITS,
     LocalizationDigits,
-    _check_fraction,
     localization_batch_transform,
     localization_datasets,
     mask_boxes,

@@ -34,7 +34,6 @@ from torch.utils.data import Dataset
 from pl_saliency.datasets.digits import digits_tensors, split_indices
 from pl_saliency.utils import check_positive_int
 
-
 NUM_DIGITS = 1797  # scikit-learn's digits
 
 

@@ -259,6 +259,8 @@ class ABPC(_AOPC):
         """ABPC of a perfect map: the full drop ``y_0 - y_K`` between the two curves."""
         return curves[:, 0] - curves[:, -1]
 
+    _pairs_orders = True  # holds both orders already: no inverted-order control
+
     def _random_scores(self, curves: Tensor, inputs: Tensor) -> Tensor:
         """A random map's ABPC: the gap between disjoint pairs of random-order deletion curves
         (orders 2k and 2k + 1 play LeRF and MoRF), averaged over the pairs; 0 in expectation."""

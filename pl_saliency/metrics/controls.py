@@ -21,13 +21,14 @@ from pl_saliency.functional.controls import (
     win_rate,
 )
 from pl_saliency.metrics.deletion import CurveAUCMetric
-from pl_saliency.perturbation.engine import BatchContext
+from pl_saliency.perturbation.engine import BatchContext, spec_curves
 from pl_saliency.spec import SpeedOptions, stable_sample_ids
 from pl_saliency.utils import check_positive_int
 
 #: the keys of :meth:`ControlledScore.compute`, in the order the monitor logs them
 CONTROLLED_KEYS: tuple[str, ...] = (
-    "value", "random", "gain", "gain_ci_low", "gain_ci_high", "win_rate", "normalized_gain",
+    "value", "random", "gain", "gain_ci_low", "gain_ci_high", "win_rate", "normalized_gain", "inverted",
+    "gain_over_inverted",
 )  # fmt: skip
 
 
@@ -68,7 +69,11 @@ class ControlledScore(Metric):
       bootstrap ``level`` interval over samples, ``num_resamples`` resamples);
     * ``win_rate``: share of samples where the map beats the random-order mean;
     * ``normalized_gain``: ratio of sums against the metric's anchors (NaN where it has none or
-      the denominator is degenerate).
+      the denominator is degenerate);
+    * with ``inverted=True`` (metrics with a MoRF/LeRF order, not ABPC, which holds both): ``inverted``,
+      the score of the same map in the opposite order (LeRF for MoRF), the second control, and
+      ``gain_over_inverted``, the mean of ``s (M_i - I_i)`` (higher = the map's order beats its own
+      reverse); one more curve set per explainer.
 
     Example:
         >>> import torch
@@ -89,6 +94,7 @@ class ControlledScore(Metric):
     random_scores: list[Tensor]
     anchors: list[Tensor]
     sample_ids: list[Tensor]
+    inverted_scores: list[Tensor]
 
     def __init__(
         self,
@@ -98,9 +104,12 @@ class ControlledScore(Metric):
         seed: int = 0,
         num_resamples: int = 1000,
         level: float = 0.95,
+        inverted: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if not isinstance(inverted, bool):
+            raise TypeError(f"Argument `inverted` must be a bool, but got {type(inverted).__name__}.")
         if not supports_controls(metric):
             raise TypeError(
                 "Argument `metric` must be a curve metric with a direction (a CurveAUCMetric such as DeletionAUC, "
@@ -115,6 +124,8 @@ class ControlledScore(Metric):
         if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
             raise ValueError(f"Argument `level` must be a number in (0, 1), but got {level!r}.")
         self.level = float(level)
+        self.inverted = inverted and metric.order in ("morf", "lerf") and not hasattr(metric, "_pairs_orders")
+        self.add_state("inverted_scores", [], dist_reduce_fx="cat")
         self.add_state("map_scores", [], dist_reduce_fx="cat")
         self.add_state("random_scores", [], dist_reduce_fx="cat")
         self.add_state("anchors", [], dist_reduce_fx="cat")
@@ -154,23 +165,37 @@ class ControlledScore(Metric):
         self.map_scores.append(mapped.detach().to(device, dtype))
         self.random_scores.append(random.detach().to(device, dtype))
         self.anchors.append(anchors.detach().to(device, dtype))
+        if self.inverted:
+            spec = self.metric.control_spec(inputs)
+            spec = spec.replace(order="lerf" if spec.order == "morf" else "morf")
+            curves = spec_curves(model, inputs, saliency, target, spec, self.metric.speed, context=context)
+            self.inverted_scores.append(self.metric.scores_from_curves(curves, inputs).detach().to(device, dtype))
 
     def per_sample(self) -> dict[str, Tensor]:
         """This process's per-sample ``map``, ``random`` and ``anchor`` scores and ``id``, in update order."""
         def cat(v: Any) -> Tensor:
             return dim_zero_cat(v).cpu().double() if (isinstance(v, Tensor) or v) else torch.empty(0, dtype=torch.float64)
 
-        return {"map": cat(self.map_scores), "random": cat(self.random_scores), "anchor": cat(self.anchors), "id": cat(self.sample_ids)}
+        return {
+            "map": cat(self.map_scores), "random": cat(self.random_scores), "anchor": cat(self.anchors),
+            "id": cat(self.sample_ids), "inverted": cat(self.inverted_scores),
+        }  # fmt: skip
 
     def compute(self) -> dict[str, Tensor]:
         parts = self.per_sample()
         # a canonical sample order (by stable id): the bootstrap does not depend on batch or process split
         order = torch.sort(parts["id"], stable=True).indices
-        parts = {k: v[order] for k, v in parts.items()}
-        return controlled_summary(
+        parts = {k: (v[order] if v.numel() == order.numel() else v) for k, v in parts.items()}
+        out = controlled_summary(
             parts["map"], parts["random"], parts["anchor"], self.base_higher_is_better,
             num_resamples=self.num_resamples, level=self.level, seed=self.seed,
         )  # fmt: skip
+        if self.inverted and parts["inverted"].numel() == parts["map"].numel():
+            inv = parts["inverted"]
+            finite = inv[torch.isfinite(inv)]
+            out["inverted"] = finite.mean() if finite.numel() else torch.tensor(math.nan, dtype=torch.float64)
+            out["gain_over_inverted"] = gain_over_random(parts["map"], inv, self.base_higher_is_better)
+        return out
 
     def reset(self) -> None:
         super().reset()

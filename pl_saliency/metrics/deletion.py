@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
+
 from pl_saliency.functional.deletion import _curve_auc_update
 from pl_saliency.metrics.base import SampleScoreMetric
 from pl_saliency.perturbation.engine import BatchContext, curve_fractions, random_order_curves

@@ -37,7 +37,6 @@ from pl_saliency.perturbation.engine import BatchContext
 from pl_saliency.registry import snake_case
 from pl_saliency.utils import check_choice, check_inputs, check_saliency
 
-
 DEFAULT_MASK_KEY = "masks"
 
 
