@@ -19,7 +19,17 @@ machine is noted in the output. Sections:
    (target ≤ 0.5);
 6. ``monitor``: the demo's epoch time with the monitor at defaults ÷ without (target ≤ 1.10), the
    forward-pass arithmetic behind it, and the overhead at a realistic epoch size;
-7. ``memory``: peak memory (RSS of a fresh process) vs ``steps`` at a fixed ``chunk_size``: flat.
+7. ``memory``: peak memory (RSS of a fresh process) vs ``steps`` at a fixed ``chunk_size``: flat;
+8. ``budget``: the monitor with ``max_overhead=0.1`` (:class:`OverheadBudget`): whole-fit time
+   with ÷ without, the schedule it chose, and the same rule projected on a fake clock for longer fits and a 20,000-image epoch;
+9. ``forwards``: images through the model in one scoring (per scored epoch): without controls,
+   controls per explainer (before), controls once per metric setting (after);
+10. ``road``: ROAD's noisy-linear imputation, ``solver="direct"`` (SuperLU, the old default) and
+   ``"banded"`` (the new CPU default) ÷ the raw forward, with the equality of their numbers and with
+   pytorch-grad-cam's imputer at noise 0 (target ≥ 0.5);
+11. ``imports``: ``import pl_saliency`` and ``pl-saliency --help`` in fresh processes ÷ ``import
+   torch`` (target for ``--help`` ≤ 1.5), and which heavy modules ``import pl_saliency`` loads;
+12. ``gpu``: the card's name, or why there is no GPU table.
 
 ``--quick`` (fewer images and steps) finishes in a few minutes on two loaded CPU cores; ``--full``
 adds ResNet-18 at 224×224 and measures the monitor on a 20k-image epoch instead of projecting it.
@@ -709,11 +719,11 @@ def bench_monitor(args: argparse.Namespace, device: torch.device) -> list[dict[s
         return SaliencyMonitor([Gradient()], metrics, num_samples=8)
 
     rows = []
-    probe, steps = 16, 50
+    probe, steps = 32, 50
     monitor_forwards = 2 * probe * (steps + 1)
     epoch_fwd = 3 * len(train) + len(val)  # a training image costs ~3 forwards (forward + backward)
     for label, mon, fwd in (
-        ("monitor defaults: Gradient × DeletionAUC + InsertionAUC, 16 probes, 50 steps", default_monitor, monitor_forwards),
+        ("monitor defaults: Gradient × DeletionAUC + InsertionAUC, 32 probes, 50 steps, controls (4 random orders)", default_monitor, monitor_forwards),
         ("proposed: 8 probes, 20 steps, chunk_size='auto' (DeletionAUC(steps=20, chunk_size='auto'), InsertionAUC(…), "
          "num_samples=8)", proposed_monitor,
          2 * 8 * 21),
@@ -725,7 +735,7 @@ def bench_monitor(args: argparse.Namespace, device: torch.device) -> list[dict[s
         rows.append({
             "setting": f"demo (digits 32×32, {len(train):,} train / {len(val)} val images); {label}",
             "epoch s without": round(t_without, 3), "epoch s with": round(t_with, 3), "ratio": round(res["ratio"], 3),
-            "monitor forwards / epoch forward-equivalents": f"{fwd} / {epoch_fwd} = {fwd / epoch_fwd:.2f}",
+            "monitor forwards / epoch forward-equivalents": f"{fwd} / {epoch_fwd} = {fwd / epoch_fwd:.2f} (curves only; with controls and context see section 9)",
             "target": "≤ 1.10", "verdict": verdict(res["ratio"], 1.10, False),
         })  # fmt: skip
         big = 20_000
@@ -749,6 +759,277 @@ def bench_monitor(args: argparse.Namespace, device: torch.device) -> list[dict[s
         })  # fmt: skip
         print(f"  {label[:40]}: demo {res['ratio']:.3f}, 20k {ratio_big:.3f}", flush=True)
     return rows
+
+
+# --------------------------------------------------------------------------- 8. time budget (max_overhead)
+def _fit_total(train: Any, val: Any, monitor: Any, epochs: int, device: torch.device) -> tuple[float, Any]:
+    """Wall time of the whole fit from the first training epoch's start to the last one's end (the
+    Trainer's start-up not counted), and the monitor instance."""
+    import pytorch_lightning as pl
+    from torch.utils.data import DataLoader
+
+    from pl_saliency.demo import DigitsCNN
+
+    marks: dict[str, float] = {}
+
+    class Span(pl.Callback):
+        def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+            marks.setdefault("start", time.perf_counter())
+
+        def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+            marks["end"] = time.perf_counter()
+
+    pl.seed_everything(0, verbose=False)
+    mon = monitor() if monitor else None
+    trainer = pl.Trainer(max_epochs=epochs, accelerator="gpu" if device.type == "cuda" else "cpu", devices=1, logger=False,
+                         callbacks=([Span()] + ([mon] if mon else [])), enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)  # fmt: skip
+    trainer.fit(DigitsCNN(), DataLoader(train, batch_size=32, shuffle=True), DataLoader(val, batch_size=128))
+    return marks["end"] - marks["start"], mon
+
+
+def bench_budget(args: argparse.Namespace, device: torch.device) -> list[dict[str, Any]]:
+    import logging
+
+    from pl_saliency import DeletionAUC, Gradient, InsertionAUC, SaliencyMonitor
+    from pl_saliency.callbacks.budget import OverheadBudget
+    from pl_saliency.demo import digits_datasets
+
+    logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    train, val = digits_datasets(32)
+    epochs = 6 if args.quick else 10
+    budget = 0.10
+    made: list[Any] = []
+
+    def budgeted() -> Any:
+        made.append(SaliencyMonitor([Gradient()], [DeletionAUC(), InsertionAUC()], max_overhead=budget, log_images=False))
+        return made[-1]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = paired(lambda: _fit_total(train, val, budgeted, epochs, device)[0],
+                     lambda: _fit_total(train, val, None, epochs, device)[0], args.repeats, device)  # fmt: skip
+    mon = made[-1]
+    b = mon.budget
+    t_epoch = statistics.median(b.epoch_seconds)
+    cost = statistics.median(b.costs)
+    rows = [{
+        "setting": f"demo (digits 32×32, {len(train):,} train images), {epochs}-epoch fit; monitor defaults (Gradient × "
+        f"DeletionAUC + InsertionAUC, {mon.num_samples} probes, 50 steps, controls with {mon.repeats} random orders) "
+        f"with max_overhead={budget:g}",
+        "fit s without": round(res["b"], 2), "fit s with": round(res["a"], 2), "ratio": round(res["ratio"], 3),
+        "schedule (scored epochs)": str(b.schedule), "scoring s (median)": round(cost, 2),
+        "training s per epoch (median)": round(t_epoch, 2),
+        "budget's own M / T": f"{b.monitor_seconds:.2f} / {b.training_seconds:.2f} = {b.monitor_seconds / b.training_seconds:.3f}",
+        "target": "≤ 1.10", "verdict": verdict(res["ratio"], 1.10, False),
+    }]  # fmt: skip
+
+    def simulate(epoch_s: float, scoring_s: float, n_epochs: int, max_overhead: float | None) -> tuple[float, list[int]]:
+        """The budget's rule on a fake clock with the measured times: (1 + M / T, schedule)."""
+        now = [0.0]
+        sim = OverheadBudget(max_overhead=max_overhead or 1e9, clock=lambda: now[0])
+        for e in range(n_epochs):
+            sim.start_epoch()
+            now[0] += epoch_s
+            sim.end_train_epoch()
+            if sim.should_score(e)[0]:
+                now[0] += scoring_s
+                sim.record_scoring(scoring_s)
+        return 1 + sim.monitor_seconds / sim.training_seconds, sim.schedule
+
+    for n_epochs in (epochs, 30):
+        r_free, _ = simulate(t_epoch, cost, n_epochs, None)
+        r_b, sched = simulate(t_epoch, cost, n_epochs, budget)
+        rows.append({
+            "setting": f"demo, {n_epochs}-epoch fit, projected by the budget's rule on a fake clock from the measured "
+            "epoch and scoring times (without budget / with)",
+            "ratio": f"{r_free:.3f} / {r_b:.3f}", "schedule (scored epochs)": str(sched) if len(sched) < 12 else f"{len(sched)} epochs",
+            "target": "≤ 1.10", "verdict": verdict(r_b, 1.10, False),
+        })  # fmt: skip
+    big = 20_000
+    big_epoch = t_epoch * big / len(train)
+    for n_epochs in (epochs, 30):
+        r_free, _ = simulate(big_epoch, cost, n_epochs, None)
+        r_b, sched = simulate(big_epoch, cost, n_epochs, budget)
+        rows.append({
+            "setting": f"20,000-image epoch (training time × {big:,} / {len(train):,} = {big_epoch:.1f} s), {n_epochs} epochs, "
+            "projected the same way (without budget / with)",
+            "ratio": f"{r_free:.3f} / {r_b:.3f}", "schedule (scored epochs)": str(sched) if len(sched) < 12 else f"{len(sched)} epochs",
+            "target": "≤ 1.10", "verdict": verdict(r_b, 1.10, False),
+        })  # fmt: skip
+    print(f"  budgeted demo fit ratio {res['ratio']:.3f}; {b.summary()}", flush=True)
+    return rows
+
+
+# --------------------------------------------------------------------------- 9. forwards per scored epoch
+def _count_forwards(model: nn.Module) -> tuple[dict[str, int], Any]:
+    counts = {"images": 0, "calls": 0}
+
+    def hook(module: nn.Module, inputs: Any) -> None:
+        counts["images"] += int(inputs[0].shape[0])
+        counts["calls"] += 1
+
+    return counts, model.register_forward_pre_hook(hook)
+
+
+def bench_forwards(args: argparse.Namespace, device: torch.device) -> list[dict[str, Any]]:
+    """Images through the model's forward in one scoring (what the monitor runs per scored epoch),
+    counted with a forward pre-hook: explanations (a gradient explainer's forward, IG's steps, ...),
+    predictions and context, curves and random-order controls."""
+    from pl_saliency import ABPC, AOPCMorf, DeletionAUC, GradCAM, Gradient, GradientXInput, InsertionAUC, IntegratedGradients
+    from pl_saliency.evaluation import evaluate
+
+    model = demo_cnn().to(device)
+    n = 32
+    x, _, y = batch(n, (1, 32, 32), device, seed=11)
+    configs = [
+        ("monitor defaults: Gradient × DeletionAUC + InsertionAUC (50 steps), 32 probes, 4 random orders",
+         {"gradient": Gradient()}, {"deletion_auc": DeletionAUC(), "insertion_auc": InsertionAUC()}),
+        ("richer: Gradient, GradientXInput, IntegratedGradients(16), GradCAM × DeletionAUC, InsertionAUC, AOPCMorf, ABPC "
+         "(50 steps), 32 probes, 4 random orders",
+         {"gradient": Gradient(), "gradient_x_input": GradientXInput(), "integrated_gradients": IntegratedGradients(n_steps=16),
+          "grad_cam": GradCAM(layer="features.conv3")},
+         {"deletion_auc": DeletionAUC(), "insertion_auc": InsertionAUC(), "aopc_morf": AOPCMorf(), "abpc": ABPC()}),
+    ]  # fmt: skip
+    rows = []
+    for label, explainers, metrics in configs:
+        def count(run: Callable[[], Any]) -> int:
+            counts, handle = _count_forwards(model)
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    run()
+            finally:
+                handle.remove()
+            return counts["images"]
+
+        common = dict(num_resamples=200, label="bench")
+        no_controls = count(lambda: evaluate(model, x, y, explainers, metrics, controls=False, **common))
+        per_explainer = count(lambda: [evaluate(model, x, y, {e: ex}, metrics, controls=True, **common) for e, ex in explainers.items()])
+        shared = count(lambda: evaluate(model, x, y, explainers, metrics, controls=True, **common))
+        t0 = time.perf_counter()
+        evaluate(model, x, y, explainers, metrics, controls=True, **common)
+        seconds = time.perf_counter() - t0
+        rows.append({
+            "configuration (demo CNN 1×32×32)": label, "without controls": no_controls,
+            "before: controls per explainer (one evaluation per explainer)": per_explainer,
+            "after: controls once per metric setting (today)": shared,
+            "after ÷ before": round(shared / per_explainer, 3), "scoring s (after)": round(seconds, 2),
+        })  # fmt: skip
+        print(f"  {label[:50]}: {no_controls} / {per_explainer} / {shared}", flush=True)
+    return rows
+
+
+# --------------------------------------------------------------------------- 10. ROAD imputation
+def bench_road(args: argparse.Namespace, device: torch.device) -> list[dict[str, Any]]:
+    from pl_saliency.functional import road
+    from pl_saliency.perturbation import NoisyLinear
+
+    rows = []
+    chunk = args.chunk_size
+    pct = (20, 40, 60, 80)
+    for name, factory, shape, n, _ in model_cases(args):
+        model = factory().to(device)
+        for kind in ("random", "smooth"):
+            x, s, y = batch(n, shape, device, seed=21)
+            if kind == "smooth":  # blob-shaped holes, as Grad-CAM maps make
+                for _ in range(4):
+                    s = nn.functional.avg_pool2d(nn.functional.pad(s, (2, 2, 2, 2), mode="replicate"), 5, 1)
+            images = n * (len(pct) + 1)
+            raw_batch = torch.rand(chunk, *shape, generator=torch.Generator().manual_seed(5)).to(device)
+
+            def raw(images: int = images) -> None:
+                with torch.no_grad():
+                    for start in range(0, images, chunk):
+                        model(raw_batch[: min(chunk, images - start)])
+
+            outs = {}
+            for solver in ("direct", "banded"):
+                fill = NoisyLinear(noise=0.0, solver=solver)
+
+                def fn(fill: Any = fill) -> torch.Tensor:
+                    return road(model, x, s, y, percentages=pct, filler=fill, chunk_size=chunk, reduction="none", return_curves=True)[1]
+
+                res = paired(fn, raw, args.repeats, device)
+                outs[solver] = res["out_a"]
+                ratio = 1.0 / res["ratio"]
+                rows.append({
+                    "model": f"{name} {'×'.join(map(str, shape))}", "saliency": kind, "solver": solver, "images": images,
+                    "road img/s": round(images / res["a"], 1), "raw img/s": round(images / res["b"], 1), "ratio": round(ratio, 3),
+                    "target": "≥ 0.5", "verdict": verdict(ratio, 0.5, True),
+                })  # fmt: skip
+                print(f"  {name} {kind} {solver}: ratio {ratio:.3f}", flush=True)
+            # the filled images themselves, banded vs direct and vs pytorch-grad-cam's imputer (noise 0)
+            rank = s.flatten(1).argsort(dim=1, descending=True).argsort(dim=1).view_as(s)
+            rows_x = torch.stack([x[i] for i in range(n) for _ in pct])
+            removed = torch.stack([rank[i] < round(q / 100 * shape[1] * shape[2]) for i in range(n) for q in pct])
+            direct = NoisyLinear(noise=0.0, solver="direct")(rows_x.double().cpu(), removed.cpu())
+            banded = NoisyLinear(noise=0.0, solver="banded")(rows_x.double().cpu(), removed.cpu())
+            note = f"images: max |banded − direct| {fmt_diff(max_abs(banded, direct))}; curves: {fmt_diff(max_abs(outs['banded'], outs['direct']))}"
+            try:
+                from pytorch_grad_cam.metrics.road import NoisyLinearImputer
+
+                with global_rng_forked():
+                    ref = torch.stack([NoisyLinearImputer(noise=0.0)(rows_x[i].float().cpu(), (~removed[i, 0]).float().cpu())
+                                       for i in range(len(rows_x))])  # fmt: skip
+                note += f"; max |banded − grad-cam (noise 0)| {fmt_diff(max_abs(banded.float(), ref))}"
+            except ImportError:
+                note += "; grad-cam not installed"
+            rows[-1]["equality"] = note
+    return rows
+
+
+# --------------------------------------------------------------------------- 11. import and --help time
+def bench_imports(args: argparse.Namespace, device: torch.device) -> list[dict[str, Any]]:
+    py = sys.executable
+    cli = [py, "-m", "pl_saliency.cli", "--help"]
+    commands = {
+        "import torch": [py, "-c", "import torch"],
+        "import pl_saliency": [py, "-c", "import pl_saliency"],
+        "from pl_saliency import DeletionAUC, Gradient": [py, "-c", "from pl_saliency import DeletionAUC, Gradient"],
+        "import pl_saliency.callbacks": [py, "-c", "import pl_saliency.callbacks"],
+        "pl-saliency --help": cli,
+    }
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "offline"}
+
+    def run(cmd: list[str]) -> float:
+        t0 = time.perf_counter()
+        subprocess.run(cmd, env=env, cwd=str(ROOT), capture_output=True, check=True)
+        return time.perf_counter() - t0
+
+    for cmd in commands.values():
+        run(cmd)  # warm the file cache
+    times: dict[str, list[float]] = {k: [] for k in commands}
+    keys = list(commands)
+    for r in range(max(3, args.repeats)):
+        for k in keys if r % 2 == 0 else keys[::-1]:
+            times[k].append(run(commands[k]))
+    probe = ("import sys; from pl_saliency import DeletionAUC, Gradient; print(sorted({m.split('.')[0] for m in sys.modules} & "
+             "{'lightning', 'pytorch_lightning', 'torchmetrics', 'wandb', 'scipy', 'cv2'}))")  # fmt: skip
+    loaded = subprocess.run([py, "-c", probe], env=env, cwd=str(ROOT), capture_output=True, text=True, check=True).stdout.strip()
+    rows = []
+    for k in keys:
+        ratios = [t / b for t, b in zip(times[k], times["import torch"])]
+        rows.append({
+            "command (fresh process)": k, "s (median)": round(statistics.median(times[k]), 2),
+            "÷ import torch (median of per-round ratios)": round(statistics.median(ratios), 2),
+            "target": "≤ 1.5" if k == "pl-saliency --help" else "—",
+            "verdict": verdict(statistics.median(ratios), 1.5, False) if k == "pl-saliency --help" else "—",
+        })  # fmt: skip
+    rows.append({"command (fresh process)": "modules `from pl_saliency import DeletionAUC, Gradient` loads among lightning, pytorch_lightning, "
+                 "torchmetrics, wandb, scipy, cv2", "s (median)": loaded})  # fmt: skip
+    print(to_markdown(rows), flush=True)
+    return rows
+
+
+# --------------------------------------------------------------------------- 12. GPU
+def bench_gpu(args: argparse.Namespace, device: torch.device) -> list[dict[str, Any]]:
+    if device.type == "cuda":
+        return [{"GPU": torch.cuda.get_device_name(device), "note": "every other section of this file ran with --device cuda on it"}]
+    return [{"GPU": "none", "note": "no GPU was available in this session (torch.cuda.is_available() is "
+             f"{torch.cuda.is_available()}; no device machine was lent to this task), so no GPU table: run "
+             "`benchmarks/run.py --device cuda` on a GPU machine to fill it"}]  # fmt: skip
 
 
 # --------------------------------------------------------------------------- 7. memory vs steps
@@ -793,6 +1074,38 @@ SECTIONS: dict[str, tuple[str, Callable[[argparse.Namespace, torch.device], list
     "shared": ("5. Shared curves (one BatchContext vs one by one)", bench_shared),
     "monitor": ("6. Monitor overhead (epoch time with ÷ without)", bench_monitor),
     "memory": ("7. Peak memory vs steps (ResNet-18 3×64×64, 4 images, chunk 16, fresh process each)", bench_memory),
+    "budget": ("8. Monitor with a time budget: SaliencyMonitor(max_overhead=0.1) (fit time with ÷ without)", bench_budget),
+    "forwards": ("9. Forwards per scored epoch (images through the model in one scoring)", bench_forwards),
+    "road": ("10. ROAD imputation: noisy-linear solvers vs the raw forward (ratio = ROAD img/s ÷ forward img/s)", bench_road),
+    "imports": ("11. Import and --help time (fresh processes, interleaved, ratio to `import torch`)", bench_imports),
+    "gpu": ("12. GPU", bench_gpu),
+}
+
+
+NOTES: dict[str, str] = {
+    "budget": (
+        "`SaliencyMonitor(max_overhead=0.1)` with `pl_saliency.callbacks.budget.OverheadBudget`. It always scores the first eligible epoch (to measure the cost), then "
+        "scores an epoch only while monitor time + the predicted next scoring ≤ max_overhead × training time so far; "
+        "metric settings never change. A short fit therefore pays the first scoring in full: its overhead is about "
+        "1 + (first scoring) ÷ (whole fit's training time) until the cumulative rule takes over. Rows 2–5 apply the "
+        "same rule on a fake clock to the measured epoch and scoring times (longer fits; a 20,000-image epoch = the "
+        "demo's training time per image × 20,000)."
+    ),
+    "forwards": (
+        "Counted with a forward pre-hook on the demo CNN (32 probe images): explanations, predictions, context "
+        "(substrate), curves and random-order controls. *Before* = one evaluation per explainer, each computing its "
+        "own controls (the per-explainer design); *after* = one evaluation of all explainers, the controls computed "
+        "once per metric setting (today's `evaluate`, as the monitor calls it). The numbers of the scores are the "
+        "same either way. Scoring seconds are on the loaded machine (see the load above)."
+    ),
+    "road": (
+        "ROAD at 20/40/60/80 % (MoRF) with `NoisyLinear(noise=0)`; ratio = ROAD images/s ÷ the raw batched forward "
+        "over the same count (n × 5 images, the unperturbed one included), as in section 1. *random*: uniform "
+        "random maps (scattered holes, section 1's maps); *smooth*: the same maps blurred (blob-shaped holes, as "
+        "Grad-CAM makes). `direct` = scipy SuperLU (the old default), `banded` = LAPACK band Cholesky (the new CPU "
+        "default). Equality: the filled images of one ROAD chunk, banded vs direct and vs pytorch-grad-cam's "
+        "`NoisyLinearImputer(noise=0)` (float32), and the curves of both solvers."
+    ),
 }
 
 
@@ -850,19 +1163,28 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError as err:
             rows = [{"note": f"skipped: {err}"}]
         results[key] = rows
-        meta[key] = {"at": time.strftime("%Y-%m-%d %H:%M"), "load_at_start": load, "mode": mode, "seconds": round(time.perf_counter() - t0)}
+        meta[key] = {"at": time.strftime("%Y-%m-%d %H:%M"), "load_at_start": load, "mode": mode, "seconds": round(time.perf_counter() - t0),
+                     "threads": torch.get_num_threads()}  # fmt: skip
         print(to_markdown(rows), f"({time.perf_counter() - t0:.0f} s)\n", flush=True)
     total = time.perf_counter() - started
     results["wall_s"] = round(total, 1)
     report = [
         f"# Benchmark results\n\nMachine: {results['machine']}; device: {device}; every ratio is the median of "
-        f"{args.repeats} interleaved rounds; chunk size {args.chunk_size} unless a row says otherwise.\n"
+        f"{args.repeats} interleaved rounds; chunk size {args.chunk_size} unless a row says otherwise.\n\n"
+        "Each section states its own date, mode, load and torch threads. Sections measured on a machine shared with other "
+        "engineers' test runs (1-minute load 6–10 on 2 cores) ran with `--threads 1`: with 2 torch threads on such a load "
+        "the forward's timings swung by 10× between rounds (OpenMP threads waiting on each other), with 1 they are stable. "
+        "One thread slows the raw forward too, so a ratio to the forward measured at 1 thread is higher than the same ratio "
+        "at 2 threads on an idle machine. No GPU was available in this session (section 12).\n"
     ]
     for key, (title, _) in SECTIONS.items():
         if key in results:
             m = meta.get(key, {})
-            when = f"Measured {m.get('at', '?')} ({m.get('mode', mode)} mode, 1-minute load average {m.get('load_at_start', '?')} at start).\n\n"
-            report.append(f"## {title}\n\n{when}{to_markdown(results[key])}")
+            threads = f", torch threads {m['threads']}" if "threads" in m else ""
+            when = (f"Measured {m.get('at', '?')} ({m.get('mode', mode)} mode, 1-minute load average {m.get('load_at_start', '?')} "
+                    f"at start{threads}).\n\n")  # fmt: skip
+            note = f"{NOTES[key]}\n\n" if key in NOTES else ""
+            report.append(f"## {title}\n\n{when}{note}{to_markdown(results[key])}")
     report.append(f"\nWall time of the last invocation: {total:.0f} s.\n")
     args.out.write_text("\n".join(report))
     json_path.write_text(json.dumps(results, indent=2, default=str))

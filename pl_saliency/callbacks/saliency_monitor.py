@@ -136,8 +136,9 @@ class SaliencyMonitor(*_callback_bases()):  # type: ignore[misc]
             callable ``(model, inputs, target) -> (N, 1, H, W)``.
         metrics: a Metric, a list (named by ``log_name`` or ``DeletionAUC`` → ``deletion_auc``) or a dict
             name -> Metric. Each is a template: every scoring copies it per explainer.
-        num_samples: size of the probe set (default 32: on the digits demo the gain's 95 % interval is
-            then about ±0.03 wide on each side; ``docs/controls.md`` has the measurement).
+        num_samples: size of the probe set (default 32: on the digits demo the gain's 95 % interval is then
+            at most ±0.014 for pixel-level maps; smooth maps such as Grad-CAM's vary more per sample and need
+            more samples — ``docs/controls.md`` has the measurement).
         every_n_epochs: score every n-th training epoch's validation.
         batch_size: most probe samples explained at once (default: all).
         target: explain the ``"label"`` (default) or the model's ``"prediction"``.

@@ -14,16 +14,18 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from contextlib import nullcontext
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from pl_saliency.perturbation.fillers import Filler, _check_number, check_mask, draw
+from pl_saliency.perturbation.filler_base import Filler, _check_number, check_mask, draw
 from pl_saliency.utils import check_choice, check_inputs, check_positive_int, eval_mode
 
-SOLVERS: tuple[str, ...] = ("auto", "direct", "cg")
+SOLVERS: tuple[str, ...] = ("auto", "banded", "direct", "cg")
 MASK_CONVENTIONS: tuple[str, ...] = ("removed", "kept")
 
 # ROAD's weights (tleemann/road_evaluation imputations.py, copied into pytorch_grad_cam.metrics.road):
@@ -138,6 +140,97 @@ def _solve_direct(inputs: Tensor, removed: Tensor, neighbors: int) -> Tensor:
     return torch.from_numpy(out)
 
 
+_BLAS_CONTROLLER: Any = None
+
+
+def _single_thread_blas() -> Any:
+    """Keep the BLAS under LAPACK's band Cholesky to one thread (threadpoolctl, when installed): for
+    bands this narrow a second BLAS thread only adds synchronisation, and on a loaded machine it made
+    a solve up to 10x slower (measured in benchmarks/results.md). Without threadpoolctl: a no-op."""
+    global _BLAS_CONTROLLER
+    if _BLAS_CONTROLLER is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+            _BLAS_CONTROLLER = False
+        else:
+            _BLAS_CONTROLLER = ThreadpoolController()
+    if _BLAS_CONTROLLER is False:
+        return nullcontext()
+    return _BLAS_CONTROLLER.limit(limits=1, user_api="blas")
+
+
+def _neighbour_sum(a: np.ndarray, neighbors: int) -> np.ndarray:
+    """Per position of the (..., H, W, C) array ``a`` zero-padded by one pixel on each side
+    (``(..., H + 2, W + 2, C)``), the weighted sum of its 4 or 8 neighbours plus, for ``neighbors=8``,
+    ``1/3`` of itself: ROAD's 8-neighbour kernel is ``([1, 2, 1] ⊗ [1, 2, 1] − 4 δ) / 12``, separable up
+    to the centre term (callers only read positions where ``a`` is 0)."""
+    if neighbors == 8:
+        rows = a[..., :-2, :, :] + 2 * a[..., 1:-1, :, :] + a[..., 2:, :, :]
+        return (rows[..., :-2, :] + 2 * rows[..., 1:-1, :] + rows[..., 2:, :]) / 12
+    return (a[..., :-2, 1:-1, :] + a[..., 2:, 1:-1, :] + a[..., 1:-1, :-2, :] + a[..., 1:-1, 2:, :]) / 4
+
+
+def _solve_banded(inputs: Tensor, removed: Tensor, neighbors: int) -> Tensor:
+    """Exact: per image, the system's unknowns in row-major order form a symmetric positive-definite
+    band matrix (bandwidth ``kd`` = the most unknowns between a pixel and its lower-right neighbour, at
+    most W + 1), factored by LAPACK's band Cholesky (``dpbsv``, float64) with the image's own ``kd``
+    (channels as right-hand sides). Assembly is vectorized over the whole chunk; every image's band
+    is a contiguous Fortran block of one buffer, so only the LAPACK calls run per image."""
+    from scipy.linalg import lapack
+
+    x = inputs.detach().cpu().numpy()
+    rm = removed[:, 0].detach().cpu().numpy()
+    n, c, h, w = x.shape
+    rm = rm & ~rm.all(axis=(1, 2), keepdims=True)  # a fully removed image has no solution: set by the caller
+    num = int(rm.sum())
+    out = x.astype(np.float64, copy=True)
+    if num == 0:
+        return torch.from_numpy(out)
+    kept = np.zeros((n, h + 2, w + 2, c))  # the kept values, channels last, zero-padded
+    kept[:, 1:-1, 1:-1] = x.transpose(0, 2, 3, 1)
+    kept[:, 1:-1, 1:-1][rm] = 0.0
+    rhs = _neighbour_sum(kept, neighbors)[rm]  # (num, C): sum over kept neighbours of w_pq x_q
+    inside = np.zeros((h + 2, w + 2, 1))
+    inside[1:-1, 1:-1] = 1.0
+    diag = np.broadcast_to(_neighbour_sum(inside, neighbors)[..., 0] - (1 / 3 if neighbors == 8 else 0.0), (n, h, w))[rm]
+    vidx = np.full((n, h + 2, w + 2), -1, dtype=np.int64)
+    vidx[:, 1:-1, 1:-1][rm] = np.arange(num)
+    own = np.arange(num)
+    upper = []  # (distance in the ordering or -1, weight) per later neighbour in row-major order
+    for (dy, dx), wt in _WEIGHTS[neighbors]:
+        if dy > 0 or (dy == 0 and dx > 0):
+            j = vidx[:, 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w][rm]
+            upper.append((np.where(j >= 0, j - own, -1), wt))
+    dist = np.maximum.reduce([d for d, _ in upper]).clip(min=0)
+    counts = rm.reshape(n, -1).sum(axis=1)
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    rows = np.nonzero(counts)[0]
+    kd_row = np.zeros(n, dtype=np.int64)
+    kd_row[rows] = np.maximum.reduceat(dist, starts[rows])
+    sizes = (kd_row + 1) * counts
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    image = np.repeat(np.arange(n), counts)
+    kd_u, local = kd_row[image], own - starts[image]
+    base = offsets[image] + local * (kd_u + 1)  # column `local` of the image's Fortran block
+    buf = np.zeros(int(offsets[-1]))  # LAPACK upper band storage per image: ab[kd + i - j, j] = A[i, j]
+    buf[base + kd_u] = diag
+    for d, wt in upper:
+        has = d >= 0
+        buf[base[has] + d[has] * (kd_u[has] + 1) + kd_u[has] - d[has]] = -wt  # A[g, g + d] in column g + d
+    sol = np.empty((num, c))
+    with _single_thread_blas():
+        for b, kd in zip(rows.tolist(), kd_row[rows].tolist()):
+            lo, hi = int(starts[b]), int(starts[b + 1])
+            ab = buf[offsets[b] : offsets[b + 1]].reshape(kd + 1, hi - lo, order="F")
+            _, xb, info = lapack.dpbsv(ab, rhs[lo:hi], lower=0, overwrite_ab=1)
+            if info != 0:  # pragma: no cover - the matrix is positive definite by construction
+                raise RuntimeError(f"`NoisyLinear(solver='banded')`: LAPACK dpbsv failed with info={info} on image {b}.")
+            sol[lo:hi] = xb
+    out.transpose(0, 2, 3, 1)[rm] = sol
+    return torch.from_numpy(out)
+
+
 class NoisyLinear(Filler):
     r"""ROAD's noisy linear imputation (Rong et al., ICML 2022).
 
@@ -152,15 +245,21 @@ class NoisyLinear(Filler):
     and 1/12 for the 4 diagonal neighbours; ``neighbors=4``: 1/4 for the direct ones (harmonic
     interpolation; our addition). Neighbours outside the image are left out of the mean.
 
-    Solvers, one system for the whole chunk on every path (no per-pixel or per-image Python loop):
+    Solvers (no per-pixel Python loop on any path; "banded" calls LAPACK once per image):
 
+    * ``"banded"``: exact, on the CPU: per image, the unknowns in row-major order give a symmetric
+      positive-definite band matrix (bandwidth at most W + 1, in practice the number of removed pixels
+      within one image row), factored by LAPACK's band Cholesky in float64 with that image's own
+      bandwidth, channels as right-hand sides; the assembly is vectorized over the chunk. It equals
+      ``"direct"`` to rounding (≈1e-14) and is 4–6× faster (benchmarks/results.md, "ROAD imputation").
     * ``"direct"``: the block-diagonal sparse matrix of all images, channels as right-hand sides,
-      solved exactly by scipy's SuperLU on the CPU (inputs on another device go there and back).
+      solved exactly by scipy's SuperLU on the CPU (inputs on another device go there and back); the
+      previous default, kept as the reference.
     * ``"cg"``: matrix-free conjugate gradients on the inputs' device (the matrix-vector product is a
       3×3 stencil), float64 (float32 on MPS), per (image, channel) step sizes, until every relative
       residual is at most ``tol`` or ``max_iter`` iterations (default ``20·max(H, W) + 100``) have run;
       a warning says so if they did not suffice.
-    * ``"auto"`` (default): ``"direct"`` for CPU inputs, ``"cg"`` elsewhere.
+    * ``"auto"`` (default): ``"banded"`` for CPU inputs, ``"cg"`` elsewhere.
 
     Where we differ from ROAD's code (``NoisyLinearImputer``): the mask convention is ours (``True`` =
     removed; theirs is 1 = kept); noise is drawn from ``generator``, not the global RNG; their code
@@ -214,9 +313,11 @@ class NoisyLinear(Filler):
         mask = check_mask(mask, inputs)
         solver = self.solver
         if solver == "auto":
-            solver = "direct" if inputs.device.type == "cpu" else "cg"
+            solver = "banded" if inputs.device.type == "cpu" else "cg"
         with torch.no_grad():
-            if solver == "direct":
+            if solver == "banded":
+                filled = _solve_banded(inputs, mask, self.neighbors)
+            elif solver == "direct":
                 filled = _solve_direct(inputs, mask, self.neighbors)
             else:
                 h, w = inputs.shape[-2:]
