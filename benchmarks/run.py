@@ -605,7 +605,10 @@ def bench_captum(args: argparse.Namespace, device: torch.device) -> list[dict[st
         # ^ grad-cam's np.percentile threshold removes 1 + floor(q (F - 1)) pixels, ours floor(q F + 1/2)
 
         def gradcam_road() -> torch.Tensor:
-            from pytorch_grad_cam.metrics.perturbation_confidence import PerturbationConfidenceMetric, RemoveMostRelevantFirst
+            from pytorch_grad_cam.metrics.perturbation_confidence import (
+                PerturbationConfidenceMetric,
+                RemoveMostRelevantFirst,
+            )
             from pytorch_grad_cam.metrics.road import NoisyLinearImputer
             from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
 
@@ -877,7 +880,16 @@ def bench_forwards(args: argparse.Namespace, device: torch.device) -> list[dict[
     """Images through the model's forward in one scoring (what the monitor runs per scored epoch),
     counted with a forward pre-hook: explanations (a gradient explainer's forward, IG's steps, ...),
     predictions and context, curves and random-order controls."""
-    from pl_saliency import ABPC, AOPCMorf, DeletionAUC, GradCAM, Gradient, GradientXInput, InsertionAUC, IntegratedGradients
+    from pl_saliency import (
+        ABPC,
+        AOPCMorf,
+        DeletionAUC,
+        GradCAM,
+        Gradient,
+        GradientXInput,
+        InsertionAUC,
+        IntegratedGradients,
+    )
     from pl_saliency.evaluation import evaluate
 
     model = demo_cnn().to(device)

@@ -150,7 +150,15 @@ def fake_datasets(n: int, image_size: int, num_classes: int, seed: int = 0) -> t
 # ---------------------------------------------------------------------------------------- monitor
 def build_monitor(num_samples: int, steps: int, target: str, class_names: list[str] | None, verbose: bool = True) -> Any:
     """Gradient, integrated gradients, SmoothGrad, Grad-CAM (``net.layer4``) × deletion, insertion, Gini."""
-    from pl_saliency import DeletionAUC, GradCAM, Gradient, InsertionAUC, IntegratedGradients, SaliencyMonitor, SmoothGrad
+    from pl_saliency import (
+        DeletionAUC,
+        GradCAM,
+        Gradient,
+        InsertionAUC,
+        IntegratedGradients,
+        SaliencyMonitor,
+        SmoothGrad,
+    )
     from pl_saliency.metrics import GiniSparseness
 
     return SaliencyMonitor(

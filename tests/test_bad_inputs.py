@@ -17,6 +17,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from conftest import TinyCNN
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -48,8 +49,6 @@ from pl_saliency.functional import (
     pointing_game,
 )
 from pl_saliency.functional.randomization import map_similarity
-
-from conftest import TinyCNN
 
 torch.manual_seed(0)
 MODEL = TinyCNN(channels=1, num_classes=4).eval()

@@ -13,6 +13,7 @@ import torch
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, WandbLogger
 from torch.utils.data import DataLoader, Dataset
+from wandb_files import history, run_dirs
 
 from pl_saliency import (
     DeletionAUC,
@@ -24,7 +25,6 @@ from pl_saliency import (
     SmoothGrad,
 )
 from pl_saliency.demo import DigitsCNN, digits_datasets
-from wandb_files import history, run_dirs
 
 SIZE = 16
 

@@ -16,7 +16,14 @@ import torch
 from torch import nn
 
 from pl_saliency import DeletionAUC, Gradient, GradientXInput, InsertionAUC
-from pl_saliency.analysis import binarize_maps, coherence_report, invert_maps, kendall_tau_b, metric_sanity, plot_coherence
+from pl_saliency.analysis import (
+    binarize_maps,
+    coherence_report,
+    invert_maps,
+    kendall_tau_b,
+    metric_sanity,
+    plot_coherence,
+)
 from pl_saliency.functional import deletion_auc, insertion_auc, model_parameter_randomization
 from pl_saliency.metrics import ModelParameterRandomization, SampleScoreMetric
 

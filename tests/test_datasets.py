@@ -3,12 +3,12 @@ default collation into [x, y, {"boxes", "masks"}]."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 from torch.utils.data import DataLoader
-
-import subprocess
-import sys
 
 from pl_saliency.datasets import (
     LocalizationDigits,

@@ -28,7 +28,6 @@ from pl_saliency.functional import decoy_realism, lpips_distance, lpips_weights_
 from pl_saliency.metrics import DecoyRealism
 from pl_saliency.perturbation import BatchContext
 
-
 # ---------------------------------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from torch import nn
 
 from pl_saliency.functional import deletion_auc, insertion_auc
 from pl_saliency.metrics import DeletionAUC, InsertionAUC
-from pl_saliency.perturbation import Blur, Constant, BatchContext, Mean, get_filler, perturbation_curves
+from pl_saliency.perturbation import BatchContext, Blur, Constant, Mean, get_filler, perturbation_curves
 from pl_saliency.perturbation.orders import feature_grid, removal_order
 
 

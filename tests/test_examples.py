@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from wandb_files import history, run_dirs
 
 from pl_saliency.cli import load_model
-from wandb_files import history, run_dirs
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

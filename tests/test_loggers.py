@@ -11,11 +11,11 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger, WandbLogger
 from torch.utils.data import DataLoader
+from wandb_files import config, history, records, run_dirs, summary
 
 from pl_saliency import DeletionAUC, GradCAM, Gradient, InsertionAUC, SaliencyMonitor
 from pl_saliency.demo import DigitsCNN, digits_datasets
 from pl_saliency.loggers import overlay, overlay_grid
-from wandb_files import config, history, records, run_dirs, summary
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ import warnings
 
 import pytest
 import pytorch_lightning as pl
-import torch
 from pytorch_lightning.loggers import CSVLogger
 from torch.utils.data import DataLoader
 

@@ -13,13 +13,12 @@ import pytest
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from conftest import TinyCNN
 from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from torch.utils.data import DataLoader, TensorDataset
 
 from pl_saliency import DeletionAUC, Gradient, IntegratedGradients, SaliencyMonitor
 from pl_saliency.metrics import SampleScoreMetric
-
-from conftest import TinyCNN
 
 try:
     from lightning_fabric.utilities.exceptions import MisconfigurationException

@@ -12,6 +12,7 @@ import warnings
 
 import pytest
 import torch
+from conftest import TinyCNN
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
@@ -33,8 +34,7 @@ from pl_saliency.functional import (
 )
 from pl_saliency.functional.faithfulness import _faithfulness_correlation_update
 from pl_saliency.metrics import AOPCMorf, DeletionAUC, FaithfulnessCorrelation, ROADMorf
-from pl_saliency.perturbation import BatchContext, NoisyLinear, perturbation_curves
-from pl_saliency.perturbation import engine
+from pl_saliency.perturbation import BatchContext, NoisyLinear, engine, perturbation_curves
 from pl_saliency.perturbation.engine import (
     CALLABLE_IMAGE_FACTOR,
     CPU_AUTO_CHUNK_CAP,
@@ -43,8 +43,6 @@ from pl_saliency.perturbation.engine import (
     check_chunk_size,
     estimate_image_bytes,
 )
-
-from conftest import TinyCNN
 
 _model = TinyCNN(channels=1, num_classes=4).eval()
 

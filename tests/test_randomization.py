@@ -23,8 +23,8 @@ from pl_saliency.functional import model_parameter_randomization, random_logit
 from pl_saliency.functional.randomization import (
     map_similarity,
     pearson_correlation,
-    randomization_layers,
     random_other_class,
+    randomization_layers,
     rankdata,
     spearman_correlation,
 )

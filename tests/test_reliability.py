@@ -8,6 +8,7 @@ import math
 import pytest
 import pytorch_lightning as pl
 import torch
+from conftest import TinyCNN
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pytorch_lightning.callbacks import ModelCheckpoint
@@ -20,8 +21,6 @@ from pl_saliency.evaluation import Evaluator
 from pl_saliency.functional import deletion_auc, insertion_auc
 from pl_saliency.perturbation import BatchContext, perturbation_curves
 from pl_saliency.perturbation.orders import removal_order
-
-from conftest import TinyCNN
 
 
 class OOMAbove(nn.Module):

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from wandb_files import history, run_dirs
 
 from pl_saliency.datasets import (
     MARKER_KEY,
@@ -27,7 +28,6 @@ from pl_saliency.datasets import (
 from pl_saliency.functional import energy_pointing_game, pointing_game, relevance_mass_accuracy, relevance_rank_accuracy
 from pl_saliency.metrics import EnergyPointingGame, PointingGame, RelevanceMassAccuracy, RelevanceRankAccuracy
 from pl_saliency.perturbation import BatchContext
-from wandb_files import history, run_dirs
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "shortcut_demo.py"
 

@@ -12,7 +12,12 @@ import torch
 from torch import nn
 from torch.testing import assert_close
 
-from pl_saliency.functional.neighbourhood import curve_auc, neighbourhood_auc, neighbourhood_curves, neighbourhood_schedule
+from pl_saliency.functional.neighbourhood import (
+    curve_auc,
+    neighbourhood_auc,
+    neighbourhood_curves,
+    neighbourhood_schedule,
+)
 from pl_saliency.functional.transforms import (
     blur_maps,
     box_maps,
