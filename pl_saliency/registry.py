@@ -15,6 +15,7 @@ Classes are looked up when used, so importing this module imports no metric or e
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from pl_saliency.perturbation.fillers import FILLER_NAMES
@@ -117,3 +118,30 @@ def explainer_class(name: str) -> type:
     if name not in EXPLAINERS:
         raise ValueError(f"Argument `explainers` must name explainers among {sorted(EXPLAINERS)}, but got {name!r}.")
     return getattr(explainers, EXPLAINERS[name])
+
+
+def named_metrics(metrics: Any) -> dict[str, Any]:
+    """``{name: Metric}`` from a Metric, a list of Metrics (named by :func:`metric_name`) or a dict; the
+    names must be unique, non-empty and free of ``/`` (they become log keys)."""
+    from torchmetrics import Metric
+
+    if isinstance(metrics, Metric):
+        metrics = [metrics]
+    if isinstance(metrics, Mapping):
+        items = list(metrics.items())
+    elif isinstance(metrics, (list, tuple)):
+        items = [(metric_name(m), m) for m in metrics]
+    else:
+        raise TypeError(f"Argument `metrics` must be a Metric, a list of Metrics or a dict name -> Metric, but got {type(metrics).__name__}.")
+    if not items:
+        raise ValueError(f"Argument `metrics` must hold at least one metric, but got an empty {type(metrics).__name__}.")
+    out: dict[str, Metric] = {}
+    for key, m in items:
+        if not isinstance(m, Metric):
+            raise TypeError(f"Argument `metrics`: {key!r} must be a torchmetrics Metric, but got {type(m).__name__}.")
+        if not isinstance(key, str) or not key or "/" in key:
+            raise ValueError(f"Argument `metrics`: names must be non-empty strings without '/', but got {key!r}.")
+        if key in out:
+            raise ValueError(f"Argument `metrics`: two metrics are named {key!r}; pass a dict to tell them apart.")
+        out[key] = m
+    return out

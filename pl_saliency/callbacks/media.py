@@ -19,12 +19,11 @@ from pl_saliency.loggers.wandb import (
     saliency_table,
     series_chart,
 )
+from pl_saliency.series import summary_directions
 
 if TYPE_CHECKING:
     from pl_saliency.callbacks.saliency_monitor import SaliencyMonitor
 
-#: the controlled keys whose W&B summary is the best (max) value; every other key keeps its last value
-BEST_KEYS: tuple[str, ...] = ("gain", "normalized_gain", "win_rate", "gain_over_inverted")
 
 
 def curve_label(metric: Any) -> str:
@@ -33,13 +32,6 @@ def curve_label(metric: Any) -> str:
     if isinstance(label, str):
         return label
     return f"fraction {'inserted' if getattr(metric, 'mode', '') == 'insertion' else 'removed'}"
-
-
-def summary_directions(monitor: SaliencyMonitor, keys: list[str]) -> dict[str, bool | None]:
-    """W&B summary rule per key: ``True`` (keep the max) for gain, normalized gain and win rate; None
-    (keep the last value) for raw scores, controls, intervals and context — raw curve scores are
-    confounded with the model's confidence, so their min/max names no best epoch."""
-    return {k: (True if k.rsplit("/", 1)[-1] in BEST_KEYS else None) for k in keys}
 
 
 def log_media(monitor: SaliencyMonitor, trainer: Any, grid: ScoreGrid, inputs: Tensor, labels: Tensor, reports: dict[str, Any]) -> None:
@@ -63,7 +55,7 @@ def log_media(monitor: SaliencyMonitor, trainer: Any, grid: ScoreGrid, inputs: T
         if new:
             from pl_saliency.loggers.wandb import define_saliency_metrics
 
-            define_saliency_metrics(wb.experiment, summary_directions(monitor, new))
+            define_saliency_metrics(wb.experiment, summary_directions(new))
             monitor._defined_keys.update(new)
         predictions, targets = grid.predictions, grid.targets
         if predictions is not None and len(predictions) == len(inputs) and full:

@@ -23,9 +23,9 @@ from pl_saliency.callbacks.probe import Probe, default_batch_transform, split_ba
 from pl_saliency.callbacks.reports import gather_probe, report_options, run_reports
 from pl_saliency.evaluation import ON_ERROR, TARGETS, ScoreGrid, Sync, distributed_sync, evaluate, noop_warnings
 from pl_saliency.explainers import Explainer, named_explainers
-from pl_saliency.functional.randomization import spearman_correlation
 from pl_saliency.loggers.text import format_controlled_table, format_scores_table
-from pl_saliency.registry import metric_name
+from pl_saliency.registry import metric_name, named_metrics
+from pl_saliency.series import stability_scores
 from pl_saliency.utils import check_choice, check_positive_int
 
 if TYPE_CHECKING:
@@ -68,31 +68,6 @@ def _callback_bases() -> tuple[type, ...]:
 def _rank_zero_warn(trainer: Any, message: str) -> None:
     if getattr(trainer, "is_global_zero", True):
         warnings.warn(message, UserWarning, stacklevel=3)
-
-
-def _named_metrics(metrics: Any) -> dict[str, Any]:
-    from torchmetrics import Metric
-
-    if isinstance(metrics, Metric):
-        metrics = [metrics]
-    if isinstance(metrics, Mapping):
-        items = list(metrics.items())
-    elif isinstance(metrics, (list, tuple)):
-        items = [(metric_name(m), m) for m in metrics]
-    else:
-        raise TypeError(f"Argument `metrics` must be a Metric, a list of Metrics or a dict name -> Metric, but got {type(metrics).__name__}.")
-    if not items:
-        raise ValueError(f"Argument `metrics` must hold at least one metric, but got an empty {type(metrics).__name__}.")
-    out: dict[str, Metric] = {}
-    for key, m in items:
-        if not isinstance(m, Metric):
-            raise TypeError(f"Argument `metrics`: {key!r} must be a torchmetrics Metric, but got {type(m).__name__}.")
-        if not isinstance(key, str) or not key or "/" in key:
-            raise ValueError(f"Argument `metrics`: names must be non-empty strings without '/', but got {key!r}.")
-        if key in out:
-            raise ValueError(f"Argument `metrics`: two metrics are named {key!r}; pass a dict to tell them apart.")
-        out[key] = m
-    return out
 
 
 class SaliencyMonitor(*_callback_bases()):  # type: ignore[misc]
@@ -221,7 +196,7 @@ class SaliencyMonitor(*_callback_bases()):  # type: ignore[misc]
         max_overhead: float | None = None,
     ) -> None:
         self.explainers = named_explainers(explainers)
-        self.metric_templates = _named_metrics(metrics)
+        self.metric_templates = named_metrics(metrics)
         self.num_samples = check_positive_int("num_samples", num_samples)
         self.every_n_epochs = check_positive_int("every_n_epochs", every_n_epochs)
         self.batch_size = None if batch_size is None else check_positive_int("batch_size", batch_size)
@@ -554,28 +529,10 @@ class SaliencyMonitor(*_callback_bases()):  # type: ignore[misc]
     def _stability(self, grid: ScoreGrid, sync: Sync | None) -> dict[str, float | None]:
         """Per explainer, the mean Spearman similarity of its maps to the previous and the first scored
         epoch's (over every process's samples; one collective)."""
-        names = list(self.explainers)
-        cols = []
-        for e in names:
-            now = grid.maps.get(e)
-            for ref in (self._previous_maps.get(e), self._first_maps.get(e)):
-                if now is None or ref is None or ref.shape != now.shape:
-                    cols.append(torch.full((len(grid.predictions),), math.nan, dtype=torch.float64))
-                else:
-                    cols.append(spearman_correlation(now.flatten(1).double(), ref.flatten(1).double()))
-        rows = torch.stack(cols, dim=1) if cols and len(grid.predictions) else torch.empty(0, 2 * len(names), dtype=torch.float64)
-        if sync is not None and sync.world_size > 1:
-            rows = sync.gather(rows)
-        out: dict[str, float | None] = {}
-        for i, e in enumerate(names):
-            for j, which in enumerate(("previous", "first")):
-                col = rows[:, 2 * i + j]
-                col = col[torch.isfinite(col)]
-                out[f"{e}/stability/{which}"] = float(col.mean()) if col.numel() else None
-            if e in grid.maps:
-                self._previous_maps[e] = grid.maps[e]
-                self._first_maps.setdefault(e, grid.maps[e])
-        return out
+        gather = sync.gather if sync is not None and sync.world_size > 1 else None
+        return stability_scores(
+            grid.maps, self._previous_maps, self._first_maps, list(self.explainers), len(grid.predictions), gather
+        )
 
     def _run_reports(self, trainer: pl.Trainer, pl_module: pl.LightningModule, inputs: Tensor, grid: ScoreGrid, sync: Sync | None) -> dict[str, Any]:
         """The reports on the whole probe: gathered from every process, computed locally on each."""

@@ -39,9 +39,9 @@ from pl_saliency.cli.report import (
     write_json,
 )
 from pl_saliency.cli.score import check_common, scores_table, settings_of
+from pl_saliency.series import stability_scores, summary_directions
 
 #: controlled keys whose W&B summary is the best (max) value, as the monitor's; others keep the last
-BEST_KEYS: tuple[str, ...] = ("gain", "normalized_gain", "win_rate")
 
 
 @dataclass
@@ -106,27 +106,6 @@ def order_checkpoints(paths: list[Path]) -> tuple[list[Checkpoint], str, list[st
     return kept, order, notes
 
 
-def stability_scores(maps: dict[str, Tensor], previous: dict[str, Tensor], first: dict[str, Tensor], explainers: list[str]) -> dict[str, float | None]:
-    """Per explainer, the mean Spearman similarity of its maps to the previous and the first scored
-    checkpoint's (the monitor's ``<explainer>/stability/previous`` and ``…/first``); updates the references."""
-    from pl_saliency.functional.randomization import spearman_correlation
-
-    out: dict[str, float | None] = {}
-    for e in explainers:
-        now = maps.get(e)
-        for which, ref in (("previous", previous.get(e)), ("first", first.get(e))):
-            value = None
-            if now is not None and ref is not None and ref.shape == now.shape:
-                col = spearman_correlation(now.flatten(1).double(), ref.flatten(1).double())
-                col = col[torch.isfinite(col)]
-                value = float(col.mean()) if col.numel() else None
-            out[f"{e}/stability/{which}"] = value
-        if now is not None:
-            previous[e] = now
-            first.setdefault(e, now)
-    return out
-
-
 def images_probe(args: argparse.Namespace, size: tuple[int, int] | None) -> ProbeData:
     images = find_images(args.images, args.limit)
     x = load_images(images.files, size=size, mean=args.mean, std=args.std, grayscale=args.grayscale)
@@ -185,7 +164,7 @@ def run_track(args: argparse.Namespace) -> dict[str, Any]:
         scores = grid.flat()
         if probe.labels is None:
             scores.pop("context/accuracy", None)  # no labels: accuracy against nothing
-        scores.update(stability_scores(grid.maps, previous, first, names))
+        scores.update(stability_scores(grid.maps, previous, first, names, 0 if grid.predictions is None else len(grid.predictions)))
         history.append({
             "epoch": epoch, "global_step": ck.global_step if ck.global_step is not None else -1, "checkpoint": ck.path.name,
             "scores": scores, "failures": {f"{e}/{m}": r for (e, m), r in grid.failures.items()},
@@ -269,7 +248,7 @@ def log_wandb(data: dict[str, Any], out: Path, args: argparse.Namespace) -> Path
                      settings=wandb.Settings(console="off", silent=True))  # fmt: skip
     try:
         keys = list(dict.fromkeys(f"{prefix}/{k}" for h in history for k in h["scores"]))
-        define_saliency_metrics(run, {k: (True if k.rsplit("/", 1)[-1] in BEST_KEYS else None) for k in keys})
+        define_saliency_metrics(run, summary_directions(keys))
         for h, c in zip(history, data["curves"]):
             row = {f"{prefix}/{k}": v for k, v in h["scores"].items() if v is not None and math.isfinite(v)}
             run.log({**row, "epoch": h["epoch"], "trainer/global_step": h["global_step"]})
