@@ -18,15 +18,13 @@ from __future__ import annotations
 
 import csv
 import importlib.util
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 import torch.distributed as dist
+from ddp_launch import run_ranks
 
 WORLD_SIZE = 2
 JOB_TIMEOUT_S = 150  # the ranks' own collectives time out after 60 s
@@ -43,35 +41,10 @@ pytestmark = pytest.mark.skipif(
 
 def _launch(out_dir: Path) -> tuple[list[dict[str, Any]], str]:
     """Start one process per rank, join them with a timeout; return the ranks' records and their logs."""
-    out_dir.mkdir(parents=True, exist_ok=True)
     init_file = out_dir / "pg_init"
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    for var in ("MASTER_ADDR", "MASTER_PORT", "RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "WORLD_SIZE"):
-        env.pop(var, None)
-    procs, logs = [], []
-    for rank in range(WORLD_SIZE):
-        log = open(out_dir / f"rank{rank}.log", "w+b")  # noqa: SIM115 - closed below
-        logs.append(log)
-        cmd = [sys.executable, str(_WORKER_PATH), str(rank), str(WORLD_SIZE), str(init_file), str(out_dir)]
-        procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(_WORKER_PATH.parent)))
-    timed_out = False
-    try:
-        for p in procs:
-            try:
-                p.wait(timeout=JOB_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-                break
-    finally:
-        for p in procs:  # only the processes started here, by their handles
-            if p.poll() is None:
-                p.kill()
-                p.wait(timeout=30)
-    text = ""
-    for rank, log in enumerate(logs):
-        log.seek(0)
-        text += f"--- rank {rank} (exit {procs[rank].returncode}) ---\n" + log.read().decode(errors="replace")[-6000:]
-        log.close()
+    _, text, timed_out = run_ranks(
+        _WORKER_PATH, lambda rank: [str(rank), str(WORLD_SIZE), str(init_file), str(out_dir)], out_dir, WORLD_SIZE, JOB_TIMEOUT_S
+    )
     if timed_out:
         pytest.fail(f"the DDP job did not finish in {JOB_TIMEOUT_S} s\n{text}")
     records = []

@@ -30,10 +30,7 @@ from __future__ import annotations
 
 import inspect
 import multiprocessing
-import os
 import pickle
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -42,6 +39,7 @@ import contract_cases as C
 import pytest
 import torch
 import torch.distributed as dist
+from ddp_launch import run_ranks
 from torchmetrics import Metric
 
 import pl_saliency.metrics
@@ -372,35 +370,8 @@ DDP_SPLITS = ("5+3", "8+0")
 
 def _launch(out_dir: Path) -> tuple[list[dict[str, Any]], str]:
     """One process per rank, joined with a timeout; the ranks' records and the tails of their logs."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    for var in ("MASTER_ADDR", "MASTER_PORT", "RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "WORLD_SIZE"):
-        env.pop(var, None)
     world_size = 2
-    procs, logs = [], []
-    for rank in range(world_size):
-        log = open(out_dir / f"rank{rank}.log", "w+b")  # noqa: SIM115 - closed below
-        logs.append(log)
-        cmd = [sys.executable, str(WORKER_PATH), str(rank), str(world_size), str(out_dir)]
-        procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(WORKER_PATH.parent)))
-    timed_out = False
-    try:
-        for p in procs:
-            try:
-                p.wait(timeout=JOB_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-                break
-    finally:
-        for p in procs:  # only the processes started here, by their handles
-            if p.poll() is None:
-                p.kill()
-                p.wait(timeout=30)
-    text = ""
-    for rank, log in enumerate(logs):
-        log.seek(0)
-        text += f"--- rank {rank} (exit {procs[rank].returncode}) ---\n" + log.read().decode(errors="replace")[-4000:]
-        log.close()
+    _, text, timed_out = run_ranks(WORKER_PATH, lambda rank: [str(rank), str(world_size), str(out_dir)], out_dir, world_size, JOB_TIMEOUT_S, tail=4000)
     records = []
     for rank in range(world_size):
         path = out_dir / f"rank{rank}.pt"
