@@ -111,10 +111,10 @@ def ratio_of_sums(numerators: Tensor, denominators: Tensor, *, what: str = "rati
     total = float(den[keep].sum()) if n else 0.0
     if n == 0 or total / n < DENOMINATOR_FLOOR:
         if warn:
+            # a stable message (no numbers): Python's default filter then shows it once per call site
             reason = "no sample has a finite value" if n == 0 else (
-                f"its denominator is degenerate (mean {total / n:.2e}, not above the floor {DENOMINATOR_FLOOR:g}: "
-                "on average a perfect order would not do better than a random one, e.g. removing everything does "
-                "not lower the score)"
+                f"its denominator is degenerate (its mean is not above the floor {DENOMINATOR_FLOOR:g}: on average a "
+                "perfect order would not do better than a random one, e.g. removing everything does not lower the score)"
             )
             warnings.warn(f"{what} is undefined (NaN): {reason}.", UserWarning, stacklevel=3)
         return torch.tensor(math.nan, dtype=torch.float64)
