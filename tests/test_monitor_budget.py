@@ -31,13 +31,14 @@ def _fit(tmp_path, data, monitor, epochs=4):
     return trainer
 
 
-def test_a_tight_budget_scores_the_first_epoch_then_skips_and_says_why_once(tmp_path, data):
+def test_a_tight_budget_estimates_the_cost_first_then_skips_and_says_why_once(tmp_path, data):
     monitor = SaliencyMonitor([Gradient()], [DeletionAUC(steps=4)], num_samples=4, log_images=False, max_overhead=1e-9)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         trainer = _fit(tmp_path, data, monitor)
-    assert monitor.budget.schedule == [0] and monitor.budget.skipped == [1, 2, 3]
-    assert [h["epoch"] for h in monitor.history] == [0]
+    # the one-sample estimate already exceeds the budget: no epoch is scored, and the estimate is monitor time
+    assert monitor.budget.schedule == [] and monitor.budget.skipped == [0, 1, 2, 3]
+    assert monitor.history == [] and monitor.budget.monitor_seconds > 0
     said = [str(w.message) for w in caught if "max_overhead" in str(w.message)]
     assert len(said) == 1 and "skipped to stay within max_overhead=1e-09" in said[0]
     assert "val/saliency/budget/overhead" in trainer.callback_metrics
@@ -55,6 +56,7 @@ def test_budget_follows_a_fake_clock_through_the_hooks(tmp_path, data):
     monitor = SaliencyMonitor([Gradient()], [DeletionAUC(steps=4)], num_samples=4, log_images=False, max_overhead=0.1)
     now = [0.0]
     monitor.budget.clock = lambda: now[0]
+    monitor._estimate_cost = lambda pl_module: None  # no (real-time) estimate: the first eligible epoch measures
 
     class Clock(pl.Callback):  # runs after the monitor's on_train_epoch_start: the epoch "takes" 10 s
         def on_train_epoch_start(self, trainer, pl_module):
@@ -87,3 +89,19 @@ def test_max_overhead_is_checked():
     resumed = SaliencyMonitor([Gradient()], [DeletionAUC()], max_overhead=0.5)
     resumed.load_state_dict(state)
     assert resumed.budget.monitor_seconds == 0.0
+
+
+def test_the_cost_estimate_scales_a_one_sample_scoring(tmp_path, data):
+    monitor = SaliencyMonitor([Gradient()], [DeletionAUC(steps=4)], num_samples=8, log_images=False, max_overhead=1e9)
+    seen = []
+    original = monitor._estimate_cost
+
+    def spy(pl_module):
+        seen.append(original(pl_module))
+        return seen[-1]
+
+    monitor._estimate_cost = spy
+    _fit(tmp_path, data, monitor, epochs=2)
+    assert len(seen) == 1 and seen[0] > 0  # estimated once, before the first scoring
+    assert monitor.budget.schedule == [0, 1]
+    assert monitor.budget.monitor_seconds > sum(monitor.budget.costs)  # the estimate counts as monitor time

@@ -45,9 +45,10 @@ class OverheadBudget:
       measured one (a scoring costs about the same every epoch, as its settings are fixed; the first,
       which also pays one-off set-up costs, over-estimates it, on the safe side).
 
-    Rule (:meth:`should_score`): the first eligible epoch is always scored (nothing is measured
-    before); later an eligible epoch is scored iff ``M + c <= max_overhead · T``, greedily, i.e.
-    as soon as the budget affords it. With an exact prediction, ``M <= max_overhead · T`` then holds
+    Rule (:meth:`should_score`): an eligible epoch is scored iff ``M + c <= max_overhead · T``, greedily,
+    i.e. as soon as the budget affords it. Before any scoring is measured, ``c`` is the caller's
+    ``estimate`` (the monitor times a one-sample scoring and scales it by the probe size, recorded with
+    :meth:`record_overhead`); without an estimate the first eligible epoch is scored to measure it. With an exact prediction, ``M <= max_overhead · T`` then holds
     after every scoring but the first, and the monitor's share of the run tends to ``max_overhead``
     (or less, when scoring every eligible epoch already costs less).
 
@@ -148,11 +149,24 @@ class OverheadBudget:
         """The eligible epochs the budget skipped."""
         return [d.epoch for d in self.decisions if not d.scored]
 
-    def should_score(self, epoch: int) -> tuple[bool, str]:
-        """Decide whether to score eligible ``epoch`` now; returns ``(scored, one-line reason)``."""
+    def record_overhead(self, seconds: float) -> None:
+        """Add monitor time that is not a scoring (e.g. the cost estimate made before the first one)."""
+        seconds = _check_seconds("seconds", seconds)
+        self.monitor_seconds += seconds
+        if self._span_start is not None:
+            self._span_monitor += seconds
+
+    def should_score(self, epoch: int, estimate: float | None = None) -> tuple[bool, str]:
+        """Decide whether to score eligible ``epoch`` now; returns ``(scored, one-line reason)``.
+
+        ``estimate``: the predicted cost of a scoring (seconds) to use while none has been measured (the
+        monitor times a one-sample scoring and scales it); without it the first eligible epoch is
+        scored to measure the cost."""
         if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
             raise ValueError(f"Argument `epoch` must be an int >= 0, but got {epoch!r}.")
-        cost = self.predicted_cost
+        if estimate is not None:
+            estimate = _check_seconds("estimate", estimate)
+        cost = self.predicted_cost if self.predicted_cost is not None else estimate
         training = self.elapsed_training
         allowed = self.max_overhead * training
         if cost is None:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from pl_saliency.callbacks.bases import callback_bases
 from pl_saliency.callbacks.probe import Probe, default_batch_transform, split_batch
 from pl_saliency.callbacks.reports import gather_probe, report_options, run_reports
 from pl_saliency.evaluation import ON_ERROR, TARGETS, ScoreGrid, Sync, distributed_sync, evaluate, noop_warnings
@@ -40,37 +41,12 @@ except ImportError:  # pragma: no cover
 __all__ = ["SaliencyMonitor", "default_batch_transform", "metric_name"]
 
 
-def _callback_bases() -> tuple[type, ...]:
-    """The ``Callback`` classes of every installed Lightning namespace.
-
-    A trainer accepts only callbacks of its own namespace (``pytorch_lightning`` or
-    ``lightning.pytorch``); the monitor subclasses both when both are installed, so the same object
-    works with either trainer.
-    """
-    bases: list[type] = []
-    try:
-        from pytorch_lightning.callbacks import Callback as _PLCallback
-
-        bases.append(_PLCallback)
-    except ImportError:
-        pass
-    try:
-        from lightning.pytorch.callbacks import Callback as _LCallback
-
-        bases.append(_LCallback)
-    except ImportError:
-        pass
-    if not bases:  # pragma: no cover - pytorch-lightning is a dependency
-        raise ModuleNotFoundError("SaliencyMonitor needs PyTorch Lightning: `pip install pytorch-lightning`.")
-    return tuple(bases)
-
-
 def _rank_zero_warn(trainer: Any, message: str) -> None:
     if getattr(trainer, "is_global_zero", True):
         warnings.warn(message, UserWarning, stacklevel=3)
 
 
-class SaliencyMonitor(*_callback_bases()):  # type: ignore[misc]
+class SaliencyMonitor(*callback_bases()):  # type: ignore[misc]
     """Monitor how trustworthy a model's saliency maps are, epoch by epoch.
 
     On the first validation pass (not the sanity check) the monitor keeps ``num_samples`` validation
@@ -141,8 +117,8 @@ class SaliencyMonitor(*_callback_bases()):  # type: ignore[misc]
         max_overhead: a time budget, as a fraction of training time (e.g. ``0.1``): the monitor measures
             its own cost and each epoch's, and scores an eligible epoch (every ``every_n_epochs``-th) only
             when its predicted cost keeps its cumulative time within ``max_overhead`` × the cumulative
-            training time (:class:`~pl_saliency.callbacks.budget.OverheadBudget`; the first eligible epoch
-            is always scored). It chooses *when* to score, never *what*: probes, steps and fillers stay
+            training time (:class:`~pl_saliency.callbacks.budget.OverheadBudget`; before the first scoring
+            its cost is estimated by timing one probe sample). It chooses *when* to score, never *what*: probes, steps and fillers stay
             fixed, so the series stays comparable. It logs ``{log_prefix}/budget/overhead`` and says once
             why it skipped an epoch; ``monitor.budget.schedule`` holds the scored epochs.
         max_images: most overlays per explainer in the W&B image panels (the table holds all).
@@ -440,7 +416,10 @@ class SaliencyMonitor(*_callback_bases()):  # type: ignore[misc]
         if self.budget is None:
             return True
         self.budget.end_train_epoch()
-        scored, reason = self.budget.should_score(int(trainer.current_epoch))
+        estimate = None
+        if self.budget.predicted_cost is None and pl_module is not None:
+            estimate = self._estimate_cost(pl_module)
+        scored, reason = self.budget.should_score(int(trainer.current_epoch), estimate)
         if trainer.world_size > 1:  # every process follows rank 0's clock
             scored, reason = trainer.strategy.broadcast((scored, reason), src=0)
         if pl_module is not None:
@@ -448,6 +427,32 @@ class SaliencyMonitor(*_callback_bases()):  # type: ignore[misc]
         if not scored and trainer.is_global_zero:
             self._warn_once("budget-skip", f"SaliencyMonitor: {reason} (said once; `monitor.budget.decisions` has every decision).")
         return scored
+
+    def _estimate_cost(self, pl_module: pl.LightningModule) -> float | None:
+        """Before the first scoring under a budget: time a scoring of one probe sample (same explainers,
+        metrics and controls) and scale it by the probe size — an over-estimate (fixed costs are scaled
+        too), on the safe side. Its own time counts as monitor time. None when there is no probe."""
+        inputs, labels = self.probe
+        if inputs is None or not len(inputs):
+            return None
+        device = pl_module.device
+        started = time.perf_counter()
+        try:
+            with warnings.catch_warnings(), torch.inference_mode(False):
+                warnings.simplefilter("ignore")
+                evaluate(
+                    pl_module, inputs[:1].to(device), labels[:1].to(device), getattr(self, "_explainers_in_use", self.explainers),
+                    self.metric_templates, extras={k: v[:1].to(device) for k, v in self.probe_extras.items()},
+                    target=self.target, controls=self.controls, repeats=self.repeats, seed=self.control_seed,
+                    num_resamples=self.num_resamples, output_transform=self.output_transform, context_series=self.log_context,
+                    curves=False, label="SaliencyMonitor (cost estimate)",
+                )  # fmt: skip
+        except Exception:  # noqa: BLE001 - no estimate: the first eligible epoch then measures the cost
+            return None
+        finally:
+            seconds = time.perf_counter() - started
+            self.budget.record_overhead(seconds)  # type: ignore[union-attr]
+        return seconds * len(inputs)
 
     @override
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
