@@ -36,9 +36,11 @@ def test_a_tight_budget_estimates_the_cost_first_then_skips_and_says_why_once(tm
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         trainer = _fit(tmp_path, data, monitor)
-    # the one-sample estimate already exceeds the budget: no epoch is scored, and the estimate is monitor time
+    # the one-sample estimate already exceeds the budget: no epoch is scored, and the estimate (made once)
+    # is monitor time
     assert monitor.budget.schedule == [] and monitor.budget.skipped == [0, 1, 2, 3]
     assert monitor.history == [] and monitor.budget.monitor_seconds > 0
+    assert monitor._cost_estimate is not None
     said = [str(w.message) for w in caught if "max_overhead" in str(w.message)]
     assert len(said) == 1 and "skipped to stay within max_overhead=1e-09" in said[0]
     assert "val/saliency/budget/overhead" in trainer.callback_metrics

@@ -212,6 +212,7 @@ class SaliencyMonitor(*callback_bases()):  # type: ignore[misc]
         from pl_saliency.callbacks.budget import OverheadBudget
 
         self.budget = None if max_overhead is None else OverheadBudget(max_overhead=max_overhead)
+        self._cost_estimate: float | None = None  # the first scoring's estimated cost under a budget
         self.last_reports: dict[str, Any] = {}
         self.last_grid: ScoreGrid | None = None
 
@@ -417,8 +418,10 @@ class SaliencyMonitor(*callback_bases()):  # type: ignore[misc]
             return True
         self.budget.end_train_epoch()
         estimate = None
-        if self.budget.predicted_cost is None and pl_module is not None:
-            estimate = self._estimate_cost(pl_module)
+        if self.budget.predicted_cost is None and pl_module is not None:  # estimated once, until measured
+            if self._cost_estimate is None:
+                self._cost_estimate = self._estimate_cost(pl_module)
+            estimate = self._cost_estimate
         scored, reason = self.budget.should_score(int(trainer.current_epoch), estimate)
         if trainer.world_size > 1:  # every process follows rank 0's clock
             scored, reason = trainer.strategy.broadcast((scored, reason), src=0)

@@ -1,0 +1,100 @@
+"""CUDA paths: the engine, the fillers, the explainers, the controls and the monitor on a GPU give the
+CPU's numbers, and the curve loop does not synchronise with the host beyond its one target check.
+
+Skipped without a CUDA device (this project's CI has none; run them where a GPU is lent)."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+from conftest import TinyCNN  # noqa: E402
+
+from pl_saliency import DeletionAUC, GradCAM, Gradient, InsertionAUC, IntegratedGradients, RandomMap, evaluate  # noqa: E402
+from pl_saliency.perturbation import BatchContext, perturbation_curves  # noqa: E402
+from pl_saliency.perturbation.fillers import get_filler  # noqa: E402
+
+
+@pytest.fixture()
+def problem():
+    torch.manual_seed(0)
+    model = TinyCNN().eval()
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(6, 3, 12, 12, generator=g)
+    sal = torch.rand(6, 1, 12, 12, generator=g)
+    y = torch.randint(0, 5, (6,), generator=g)
+    return model, x, sal, y
+
+
+@pytest.mark.parametrize("filler", ["zeros", "mean", "blur", "uniform_noise", "noisy_linear"])
+@pytest.mark.parametrize("mode", ["deletion", "insertion"])
+def test_engine_and_fillers_on_cuda_equal_cpu(problem, filler, mode):
+    model, x, sal, y = problem
+    cpu = perturbation_curves(model, x, sal, y, mode=mode, filler=filler, steps=8, chunk_size=7)
+    gpu = perturbation_curves(model.cuda(), x.cuda(), sal.cuda(), y.cuda(), mode=mode, filler=filler, steps=8, chunk_size=7)
+    torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-4, rtol=1e-4)
+
+
+def test_filler_substrates_on_cuda_equal_cpu(problem):
+    _, x, _, _ = problem
+    for name in ("zeros", "mean", "blur"):
+        fill = get_filler(name)
+        torch.testing.assert_close(fill.substrate(x.cuda()).cpu(), fill.substrate(x), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("make", [Gradient, lambda: IntegratedGradients(n_steps=8), lambda: GradCAM("conv2"), RandomMap])
+def test_explainers_on_cuda_equal_cpu(problem, make):
+    model, x, _, y = problem
+    cpu = make()(model, x, y)
+    gpu = make()(model.cuda(), x.cuda(), y.cuda())
+    assert gpu.device.type == "cuda"
+    torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-4, rtol=1e-4)
+
+
+def test_evaluate_with_controls_on_cuda_equals_cpu(problem):
+    model, x, _, y = problem
+    metrics = {"deletion_auc": DeletionAUC(steps=8), "insertion_auc": InsertionAUC(steps=8)}
+    cpu = evaluate(model, x, y, {"gradient": Gradient()}, metrics)
+    gpu = evaluate(model.cuda(), x.cuda(), y.cuda(), {"gradient": Gradient()}, metrics)
+    for key, value in cpu.flat().items():
+        if value is not None:
+            assert gpu.flat()[key] == pytest.approx(value, abs=1e-4), key
+
+
+def test_curve_loop_synchronises_once(problem):
+    """Only the first chunk's target check (int(target.max())) reads a value back to the host."""
+    model, x, sal, y = problem
+    model, x, sal, y = model.cuda(), x.cuda(), sal.cuda(), y.cuda()
+    perturbation_curves(model, x, sal, y, steps=8, chunk_size=7)  # warm-up (kernels, allocator)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            perturbation_curves(model, x, sal, y, steps=8, chunk_size=7, context=BatchContext())
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    syncs = [w for w in caught if "synchroniz" in str(w.message).lower()]
+    assert len(syncs) <= 1, [str(w.message) for w in syncs]
+
+
+def test_monitor_one_epoch_fit_on_gpu(tmp_path):
+    import pytorch_lightning as pl
+    from torch.utils.data import DataLoader
+
+    from pl_saliency import SaliencyMonitor
+    from pl_saliency.datasets import digits_datasets
+    from pl_saliency.datasets.cnn import DigitsCNN
+
+    train, val = digits_datasets(size=16)
+    monitor = SaliencyMonitor([Gradient(), GradCAM("features.conv3")], [DeletionAUC(steps=8, filler="blur"), InsertionAUC(steps=8)],
+                              num_samples=8, log_images=False)  # fmt: skip
+    trainer = pl.Trainer(max_epochs=1, accelerator="gpu", devices=1, limit_train_batches=4, logger=False, callbacks=[monitor],
+                         enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False)  # fmt: skip
+    trainer.fit(DigitsCNN(), DataLoader(train, batch_size=32), DataLoader(val, batch_size=64))
+    scores = monitor.history[-1]["scores"]
+    assert scores["gradient/deletion_auc/gain"] is not None and scores["gradcam/insertion_auc"] is not None
