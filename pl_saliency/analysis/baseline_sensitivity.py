@@ -34,7 +34,6 @@ from torch import Tensor
 from torchmetrics import Metric
 
 from pl_saliency.evaluation import evaluate, noop_warnings, removal_context
-from pl_saliency.explainers import named_explainers
 from pl_saliency.metrics import (
     ABPC,
     AOPCLerf,
@@ -48,7 +47,7 @@ from pl_saliency.metrics import (
     Selectivity,
 )
 from pl_saliency.perturbation.fillers import get_filler
-from pl_saliency.utils import check_inputs, check_model, check_positive_int, check_saliency, check_target
+from pl_saliency.utils import check_inputs, check_model, check_positive_int, check_target
 
 METRICS: dict[str, Callable[..., Metric]] = {
     "deletion_auc": DeletionAUC,
@@ -362,25 +361,10 @@ def _declared(factory: Callable[..., Any]) -> set[str]:
 
 
 def _resolve_maps(model: Any, inputs: Tensor, target: Tensor, maps: Any) -> dict[str, Tensor]:
-    if isinstance(maps, Mapping):
-        if not maps:
-            raise ValueError("Argument `maps` must hold at least one map or explainer, but got an empty dict.")
-        items = list(maps.items())
-    else:
-        items = list(named_explainers(maps, name="maps").items())
-    out: dict[str, Tensor] = {}
-    for name, spec in items:
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"Argument `maps`: names must be non-empty strings, but got {name!r}.")
-        if not isinstance(spec, Tensor):
-            if not callable(spec):
-                raise TypeError(
-                    f"Argument `maps`: {name!r} must be a saliency tensor (N, 1, H, W) or an explainer "
-                    f"(model, inputs, target) -> saliency, but got {type(spec).__name__}."
-                )
-            spec = spec(model, inputs, target)
-        out[name] = check_saliency(spec.detach(), inputs, name=f"maps[{name!r}]")
-    return out
+    """``{name: (N, 1, H, W) map}`` from tensors and/or explainers (the coherence report's resolver)."""
+    from pl_saliency.analysis.coherence import _resolve_maps as resolve
+
+    return resolve(model, inputs, target, maps)[0]
 
 
 # ------------------------------------------------------------------------------------ the report

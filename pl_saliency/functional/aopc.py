@@ -62,15 +62,23 @@ def _aopc_update(
     return _aopc_from_curves(curves), curves
 
 
+def _morf_lerf_curves(
+    model: Model, inputs: Tensor, saliency: Tensor, target: Tensor, **settings: Any
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The MoRF and LeRF deletion curves (N, steps + 1) of one map and their x positions; ``settings`` as
+    :func:`_aopc_update` without ``order`` (shared by ABPC and the normalised ABPC)."""
+    morf, spec = spec_and_curves(model, inputs, saliency, target, order="morf", **settings)
+    lerf, _ = spec_and_curves(model, inputs, saliency, target, order="lerf", **settings)
+    return morf, lerf, curve_fractions(inputs.shape[-2], inputs.shape[-1], spec.patch_size, spec.steps)
+
+
 def _abpc_update(
     model: Model, inputs: Tensor, saliency: Tensor, target: Tensor, **settings: Any
 ) -> tuple[Tensor, Tensor]:
     """Per-sample ABPC (N,) and the gap curves ``y_LeRF - y_MoRF`` (N, steps + 1); ``settings`` as
     :func:`_aopc_update` without ``order``."""
-    morf, spec = spec_and_curves(model, inputs, saliency, target, order="morf", **settings)
-    lerf, _ = spec_and_curves(model, inputs, saliency, target, order="lerf", **settings)
+    morf, lerf, x = _morf_lerf_curves(model, inputs, saliency, target, **settings)
     gap = lerf - morf
-    x = curve_fractions(inputs.shape[-2], inputs.shape[-1], spec.patch_size, spec.steps)
     return auc(gap, x), gap
 
 

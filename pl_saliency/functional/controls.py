@@ -37,8 +37,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from pl_saliency.functional.aopc import _morf_lerf_curves
 from pl_saliency.functional.deletion import REDUCTIONS, _reduce
-from pl_saliency.perturbation.engine import BatchContext, curve_fractions, perturbation_curves
+from pl_saliency.perturbation.engine import BatchContext
 from pl_saliency.utils import auc, check_choice, check_positive_int
 
 #: mean absolute denominator per sample (score units) below which a normalised score is undefined
@@ -56,6 +57,13 @@ def _check_pair(map_scores: Any, random_scores: Any) -> tuple[Tensor, Tensor]:
             f"but got {tuple(random_scores.shape)}."
         )
     return map_scores.double(), random_scores.double()
+
+
+def check_level(level: Any) -> float:
+    """A confidence level: a number in (0, 1)."""
+    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
+        raise ValueError(f"Argument `level` must be a number in (0, 1), but got {level!r}.")
+    return float(level)
 
 
 def _sign(higher_is_better: Any) -> float:
@@ -138,10 +146,8 @@ def normalized_gain(map_scores: Tensor, random_scores: Tensor, anchors: Tensor, 
 def _abpc_parts(
     model: Callable[[Tensor], Any], inputs: Tensor, saliency: Tensor, target: Tensor, **kwargs: Any
 ) -> tuple[Tensor, Tensor]:
-    """Per-sample ``AUC_LeRF - AUC_MoRF`` (N,) and ``y_0 - y_K`` (N,) of two deletion paths."""
-    morf = perturbation_curves(model, inputs, saliency, target, mode="deletion", order="morf", **kwargs)
-    lerf = perturbation_curves(model, inputs, saliency, target, mode="deletion", order="lerf", **kwargs)
-    x = curve_fractions(inputs.shape[-2], inputs.shape[-1], kwargs.get("patch_size", 1), kwargs.get("steps", 50))
+    """Per-sample ``AUC_LeRF - AUC_MoRF`` (N,) and ``y_0 - y_K`` (N,) of two deletion paths (ABPC's curves)."""
+    morf, lerf, x = _morf_lerf_curves(model, inputs, saliency, target, **kwargs)
     return auc(lerf - morf, x), morf[:, 0] - morf[:, -1]
 
 
@@ -210,8 +216,7 @@ def bootstrap_ci(
         True
     """
     check_positive_int("num_resamples", num_resamples)
-    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
-        raise ValueError(f"Argument `level` must be a number in (0, 1), but got {level!r}.")
+    check_level(level)
     v = values.detach().double().reshape(-1).cpu()
     d = None if denominators is None else denominators.detach().double().reshape(-1).cpu()
     keep = torch.isfinite(v) if d is None else torch.isfinite(v) & torch.isfinite(d)

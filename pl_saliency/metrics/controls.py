@@ -15,6 +15,7 @@ from torchmetrics.utilities.data import dim_zero_cat
 from pl_saliency.functional.controls import (
     _abpc_parts,
     bootstrap_ci,
+    check_level,
     gain_over_random,
     normalized_gain,
     ratio_of_sums,
@@ -121,9 +122,7 @@ class ControlledScore(Metric):
             raise TypeError(f"Argument `seed` must be an int, but got {type(seed).__name__} {seed!r}.")
         self.seed = seed
         self.num_resamples = check_positive_int("num_resamples", num_resamples)
-        if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
-            raise ValueError(f"Argument `level` must be a number in (0, 1), but got {level!r}.")
-        self.level = float(level)
+        self.level = check_level(level)
         self.inverted = inverted and metric.order in ("morf", "lerf") and not hasattr(metric, "_pairs_orders")
         self.add_state("inverted_scores", [], dist_reduce_fx="cat")
         self.add_state("map_scores", [], dist_reduce_fx="cat")
