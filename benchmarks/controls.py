@@ -34,11 +34,16 @@ def main(argv: list[str] | None = None) -> dict:
     import pytorch_lightning as pl
     from torch.utils.data import DataLoader
 
-    from pl_saliency import DeletionAUC, GradCAM, Gradient, InsertionAUC, SaliencyMonitor
+    from pl_saliency import DeletionAUC
+    from pl_saliency import GradCAM
+    from pl_saliency import Gradient
+    from pl_saliency import InsertionAUC
+    from pl_saliency import SaliencyMonitor
     from pl_saliency.datasets import digits_datasets
     from pl_saliency.datasets.cnn import DigitsCNN
     from pl_saliency.explainers.random_map import RandomMap
-    from pl_saliency.functional import bootstrap_ci, gain_over_random
+    from pl_saliency.functional import bootstrap_ci
+    from pl_saliency.functional import gain_over_random
 
     pl.seed_everything(0)
     train, val = digits_datasets(size=32)

@@ -50,7 +50,8 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -180,7 +181,8 @@ def demo_cnn() -> nn.Module:
 def trained_demo_cnn(epochs: int = 4) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     """The demo CNN trained briefly on the digits (seeded, plain loop, a few seconds on a CPU), and its
     first 16 validation images and labels: confident, realistic probabilities for the autocast check."""
-    from pl_saliency.demo import DigitsCNN, digits_datasets
+    from pl_saliency.demo import DigitsCNN
+    from pl_saliency.demo import digits_datasets
 
     train, val = digits_datasets(32)
     torch.manual_seed(0)
@@ -225,16 +227,14 @@ def model_cases(args: argparse.Namespace) -> list[tuple[str, Callable[[], nn.Mod
 # --------------------------------------------------------------------------- 1. throughput
 def _throughput_metrics(n: int, steps: int, shape: tuple[int, int, int]) -> list[tuple[str, Callable[..., Any], int]]:
     """(label, fn(model, x, s, y, chunk), images scored) for each perturbation metric."""
-    from pl_saliency.functional import (
-        aopc_morf,
-        deletion_auc,
-        faithfulness_correlation,
-        infidelity,
-        insertion_auc,
-        region_perturbation,
-        road,
-        selectivity,
-    )
+    from pl_saliency.functional import aopc_morf
+    from pl_saliency.functional import deletion_auc
+    from pl_saliency.functional import faithfulness_correlation
+    from pl_saliency.functional import infidelity
+    from pl_saliency.functional import insertion_auc
+    from pl_saliency.functional import region_perturbation
+    from pl_saliency.functional import road
+    from pl_saliency.functional import selectivity
     from pl_saliency.perturbation import NoisyLinear
 
     h, w = shape[1:]
@@ -292,8 +292,10 @@ def bench_throughput(args: argparse.Namespace, device: torch.device) -> list[dic
 # --------------------------------------------------------------------------- 2. speed options
 def bench_speed(args: argparse.Namespace, device: torch.device) -> list[dict[str, Any]]:
     from pl_saliency import Gradient
-    from pl_saliency.functional import deletion_auc, insertion_auc
-    from pl_saliency.perturbation.engine import auto_chunk_size, estimate_image_bytes
+    from pl_saliency.functional import deletion_auc
+    from pl_saliency.functional import insertion_auc
+    from pl_saliency.perturbation.engine import auto_chunk_size
+    from pl_saliency.perturbation.engine import estimate_image_bytes
 
     trained, xt, yt = trained_demo_cnn()
     cases: list[tuple[str, nn.Module, torch.Tensor, torch.Tensor, int]] = [
@@ -382,16 +384,14 @@ def bench_quantus(args: argparse.Namespace, device: torch.device) -> list[dict[s
     from quantus.helpers.model.pytorch_model import PyTorchModel
 
     from pl_saliency import Gradient
-    from pl_saliency.functional import (
-        faithfulness_correlation,
-        gini_sparseness,
-        infidelity,
-        max_sensitivity,
-        model_parameter_randomization,
-        pixel_flipping,
-        region_perturbation,
-        selectivity,
-    )
+    from pl_saliency.functional import faithfulness_correlation
+    from pl_saliency.functional import gini_sparseness
+    from pl_saliency.functional import infidelity
+    from pl_saliency.functional import max_sensitivity
+    from pl_saliency.functional import model_parameter_randomization
+    from pl_saliency.functional import pixel_flipping
+    from pl_saliency.functional import region_perturbation
+    from pl_saliency.functional import selectivity
     from pl_saliency.functional.faithfulness import draw_subsets
 
     quick = args.quick
@@ -549,7 +549,9 @@ def bench_captum(args: argparse.Namespace, device: torch.device) -> list[dict[st
     from captum.metrics import sensitivity_max as captum_sensitivity_max
 
     from pl_saliency import Gradient
-    from pl_saliency.functional import infidelity, max_sensitivity, road
+    from pl_saliency.functional import infidelity
+    from pl_saliency.functional import max_sensitivity
+    from pl_saliency.functional import road
     from pl_saliency.perturbation import NoisyLinear
 
     rows: list[dict[str, Any]] = []
@@ -605,10 +607,8 @@ def bench_captum(args: argparse.Namespace, device: torch.device) -> list[dict[st
         # ^ grad-cam's np.percentile threshold removes 1 + floor(q (F - 1)) pixels, ours floor(q F + 1/2)
 
         def gradcam_road() -> torch.Tensor:
-            from pytorch_grad_cam.metrics.perturbation_confidence import (
-                PerturbationConfidenceMetric,
-                RemoveMostRelevantFirst,
-            )
+            from pytorch_grad_cam.metrics.perturbation_confidence import PerturbationConfidenceMetric
+            from pytorch_grad_cam.metrics.perturbation_confidence import RemoveMostRelevantFirst
             from pytorch_grad_cam.metrics.road import NoisyLinearImputer
             from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
 
@@ -633,7 +633,12 @@ def bench_captum(args: argparse.Namespace, device: torch.device) -> list[dict[st
 
 # --------------------------------------------------------------------------- 5. shared curves
 def bench_shared(args: argparse.Namespace, device: torch.device) -> list[dict[str, Any]]:
-    from pl_saliency.metrics import ABPC, AOPCLerf, AOPCMorf, DeletionAUC, InsertionAUC, PixelFlipping
+    from pl_saliency.metrics import ABPC
+    from pl_saliency.metrics import AOPCLerf
+    from pl_saliency.metrics import AOPCMorf
+    from pl_saliency.metrics import DeletionAUC
+    from pl_saliency.metrics import InsertionAUC
+    from pl_saliency.metrics import PixelFlipping
     from pl_saliency.perturbation import BatchContext
 
     model = demo_cnn().to(device)
@@ -706,7 +711,10 @@ def bench_monitor(args: argparse.Namespace, device: torch.device) -> list[dict[s
 
     from torch.utils.data import TensorDataset
 
-    from pl_saliency import DeletionAUC, Gradient, InsertionAUC, SaliencyMonitor
+    from pl_saliency import DeletionAUC
+    from pl_saliency import Gradient
+    from pl_saliency import InsertionAUC
+    from pl_saliency import SaliencyMonitor
     from pl_saliency.demo import digits_datasets
 
     logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
@@ -794,7 +802,10 @@ def _fit_total(train: Any, val: Any, monitor: Any, epochs: int, device: torch.de
 def bench_budget(args: argparse.Namespace, device: torch.device) -> list[dict[str, Any]]:
     import logging
 
-    from pl_saliency import DeletionAUC, Gradient, InsertionAUC, SaliencyMonitor
+    from pl_saliency import DeletionAUC
+    from pl_saliency import Gradient
+    from pl_saliency import InsertionAUC
+    from pl_saliency import SaliencyMonitor
     from pl_saliency.callbacks.budget import OverheadBudget
     from pl_saliency.demo import digits_datasets
 
@@ -898,16 +909,14 @@ def bench_forwards(args: argparse.Namespace, device: torch.device) -> list[dict[
     """Images through the model's forward in one scoring (what the monitor runs per scored epoch),
     counted with a forward pre-hook: explanations (a gradient explainer's forward, IG's steps, ...),
     predictions and context, curves and random-order controls."""
-    from pl_saliency import (
-        ABPC,
-        AOPCMorf,
-        DeletionAUC,
-        GradCAM,
-        Gradient,
-        GradientXInput,
-        InsertionAUC,
-        IntegratedGradients,
-    )
+    from pl_saliency import ABPC
+    from pl_saliency import AOPCMorf
+    from pl_saliency import DeletionAUC
+    from pl_saliency import GradCAM
+    from pl_saliency import Gradient
+    from pl_saliency import GradientXInput
+    from pl_saliency import InsertionAUC
+    from pl_saliency import IntegratedGradients
     from pl_saliency.evaluation import evaluate
 
     model = demo_cnn().to(device)

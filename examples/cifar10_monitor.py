@@ -29,8 +29,11 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch import Tensor
+from torch import nn
+from torch.utils.data import DataLoader
+from torch.utils.data import Dataset
+from torch.utils.data import TensorDataset
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
@@ -45,7 +48,8 @@ def cifar10_datasets(root: str | Path, download: bool = True) -> tuple[Dataset, 
         RuntimeError: if the data is not under ``root`` and cannot be downloaded (offline, or
             ``download=False``); the message says how to get it.
     """
-    from torchvision import datasets, transforms
+    from torchvision import datasets
+    from torchvision import transforms
 
     normalize = transforms.Normalize(CIFAR_MEAN, CIFAR_STD)
     train_tf = transforms.Compose(
@@ -133,17 +137,16 @@ class CifarResNet(pl.LightningModule):
 # ---------------------------------------------------------------------------------------- monitor
 def build_monitor(num_samples: int = 32, steps: int = 32, every_n_epochs: int = 1, verbose: bool = True) -> Any:
     """Five explainers × deletion, insertion, AOPC (MoRF) and ROAD (MoRF)."""
-    from pl_saliency import (
-        DeletionAUC,
-        GradCAM,
-        Gradient,
-        GradientXInput,
-        InsertionAUC,
-        IntegratedGradients,
-        SaliencyMonitor,
-        SmoothGrad,
-    )
-    from pl_saliency.metrics import AOPCMorf, ROADMorf
+    from pl_saliency import DeletionAUC
+    from pl_saliency import GradCAM
+    from pl_saliency import Gradient
+    from pl_saliency import GradientXInput
+    from pl_saliency import InsertionAUC
+    from pl_saliency import IntegratedGradients
+    from pl_saliency import SaliencyMonitor
+    from pl_saliency import SmoothGrad
+    from pl_saliency.metrics import AOPCMorf
+    from pl_saliency.metrics import ROADMorf
 
     return SaliencyMonitor(
         explainers=[
@@ -230,7 +233,8 @@ def _limit(value: float) -> int | float:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     from pytorch_lightning.callbacks import ModelCheckpoint
-    from pytorch_lightning.loggers import CSVLogger, WandbLogger
+    from pytorch_lightning.loggers import CSVLogger
+    from pytorch_lightning.loggers import WandbLogger
 
     pl.seed_everything(args.seed, workers=True, verbose=False)
     if args.fake_data:

@@ -40,8 +40,10 @@ def run(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     import pytorch_lightning as pl
     from torch.utils.data import DataLoader
 
-    from pl_saliency import DecoyEnhanced, Gradient
-    from pl_saliency.demo import DigitsCNN, digits_datasets
+    from pl_saliency import DecoyEnhanced
+    from pl_saliency import Gradient
+    from pl_saliency.demo import DigitsCNN
+    from pl_saliency.demo import digits_datasets
     from pl_saliency.functional.randomization import spearman_correlation
     from pl_saliency.perturbation import adversarial_perturbation
 

@@ -35,7 +35,9 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import DataLoader
+from torch.utils.data import Dataset
+from torch.utils.data import TensorDataset
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -115,7 +117,8 @@ class ResNetClassifier(pl.LightningModule):
 def image_folders(data: Path, image_size: int, finetune: bool) -> tuple[Dataset | None, Dataset, list[str]]:
     """``(train, val, classes)``: ``DATA/train`` + ``DATA/val`` when both exist, else ``DATA`` alone as
     the validation set (``train`` None; fine-tuning then needs the split)."""
-    from torchvision import datasets, transforms
+    from torchvision import datasets
+    from torchvision import transforms
 
     normalize = transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)
     val_tf = transforms.Compose(
@@ -150,15 +153,13 @@ def fake_datasets(n: int, image_size: int, num_classes: int, seed: int = 0) -> t
 # ---------------------------------------------------------------------------------------- monitor
 def build_monitor(num_samples: int, steps: int, target: str, class_names: list[str] | None, verbose: bool = True) -> Any:
     """Gradient, integrated gradients, SmoothGrad, Grad-CAM (``net.layer4``) × deletion, insertion, Gini."""
-    from pl_saliency import (
-        DeletionAUC,
-        GradCAM,
-        Gradient,
-        InsertionAUC,
-        IntegratedGradients,
-        SaliencyMonitor,
-        SmoothGrad,
-    )
+    from pl_saliency import DeletionAUC
+    from pl_saliency import GradCAM
+    from pl_saliency import Gradient
+    from pl_saliency import InsertionAUC
+    from pl_saliency import IntegratedGradients
+    from pl_saliency import SaliencyMonitor
+    from pl_saliency import SmoothGrad
     from pl_saliency.metrics import GiniSparseness
 
     return SaliencyMonitor(
@@ -242,7 +243,8 @@ def _limit(value: float) -> int | float:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    from pytorch_lightning.loggers import CSVLogger, WandbLogger
+    from pytorch_lightning.loggers import CSVLogger
+    from pytorch_lightning.loggers import WandbLogger
     from torchvision.models import ResNet18_Weights
 
     pl.seed_everything(args.seed, workers=True, verbose=False)

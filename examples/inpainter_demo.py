@@ -28,10 +28,15 @@ import torch
 import torch.nn.functional as F
 
 from pl_saliency.analysis import hyperparameter_robustness
-from pl_saliency.demo import DigitsCNN, digits_datasets
-from pl_saliency.explainers.removal import MeaningfulPerturbation, SlidingPatchOcclusion
-from pl_saliency.functional import deletion_auc, saliency_metric
-from pl_saliency.inpainting import fill_error, random_holes, train_inpainter
+from pl_saliency.demo import DigitsCNN
+from pl_saliency.demo import digits_datasets
+from pl_saliency.explainers.removal import MeaningfulPerturbation
+from pl_saliency.explainers.removal import SlidingPatchOcclusion
+from pl_saliency.functional import deletion_auc
+from pl_saliency.functional import saliency_metric
+from pl_saliency.inpainting import fill_error
+from pl_saliency.inpainting import random_holes
+from pl_saliency.inpainting import train_inpainter
 from pl_saliency.perturbation.fillers import Blur
 from pl_saliency.perturbation.imputation import InpainterFill
 

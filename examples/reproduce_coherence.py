@@ -37,15 +37,23 @@ import torch.nn.functional as F
 
 from pl_saliency.analysis import coherence_report
 from pl_saliency.analysis.reliability import coherence_reliability
-from pl_saliency.datasets import DigitsCNN, localization_datasets
-from pl_saliency.explainers import GradCAM, GradientXInput, IntegratedGradients, SmoothGrad
+from pl_saliency.datasets import DigitsCNN
+from pl_saliency.datasets import localization_datasets
+from pl_saliency.explainers import GradCAM
+from pl_saliency.explainers import GradientXInput
+from pl_saliency.explainers import IntegratedGradients
+from pl_saliency.explainers import SmoothGrad
 from pl_saliency.explainers.occlusion import SlidingPatchOcclusion
 from pl_saliency.explainers.rise import RISE
-from pl_saliency.functional.transforms import blur_maps, box_maps
+from pl_saliency.functional.transforms import blur_maps
+from pl_saliency.functional.transforms import box_maps
 from pl_saliency.metrics import PointingGame
-from pl_saliency.metrics.confidence import AverageDrop, IncreaseInConfidence
-from pl_saliency.metrics.neighbourhood import NeighbourhoodDeletionAUC, NeighbourhoodInsertionAUC
-from pl_saliency.perturbation.fillers import Blur, UniformNoise
+from pl_saliency.metrics.confidence import AverageDrop
+from pl_saliency.metrics.confidence import IncreaseInConfidence
+from pl_saliency.metrics.neighbourhood import NeighbourhoodDeletionAUC
+from pl_saliency.metrics.neighbourhood import NeighbourhoodInsertionAUC
+from pl_saliency.perturbation.fillers import Blur
+from pl_saliency.perturbation.fillers import UniformNoise
 
 ALPHA_RELIABLE = 0.667  # Krippendorff's lowest acceptable α for tentative conclusions
 

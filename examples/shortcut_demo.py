@@ -26,9 +26,18 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
-from pl_saliency import DeletionAUC, GradCAM, Gradient, IntegratedGradients, RelevanceMassAccuracy, SaliencyMonitor
-from pl_saliency.datasets import MARKER_KEY, DigitsCNN, localization_batch_transform, shortcut_datasets
-from pl_saliency.demo import fit_with_monitor, prepare_offline_run
+from pl_saliency import DeletionAUC
+from pl_saliency import GradCAM
+from pl_saliency import Gradient
+from pl_saliency import IntegratedGradients
+from pl_saliency import RelevanceMassAccuracy
+from pl_saliency import SaliencyMonitor
+from pl_saliency.datasets import MARKER_KEY
+from pl_saliency.datasets import DigitsCNN
+from pl_saliency.datasets import localization_batch_transform
+from pl_saliency.datasets import shortcut_datasets
+from pl_saliency.demo import fit_with_monitor
+from pl_saliency.demo import prepare_offline_run
 
 OBJECT, MARKER, DELETION = "relevance_mass_object", "relevance_mass_marker", "deletion_auc"
 RUNS = ("shortcut", "clean")

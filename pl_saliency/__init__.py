@@ -127,133 +127,113 @@ _LAZY: dict[str, str] = {
 __all__ = ["__version__", *_LAZY]
 
 if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
-    from pl_saliency.analysis import (
-        BaselineSensitivityReport,
-        CoherenceReport,
-        baseline_sensitivity,
-        coherence_report,
-        hyperparameter_robustness,
-        kendall_tau_b,
-        metric_sanity,
-    )
-    from pl_saliency.callbacks import (
-        SaliencyMonitor,
-    )
-    from pl_saliency.evaluation import (
-        ScoreGrid,
-        evaluate,
-    )
-    from pl_saliency.explainers import (
-        RISE,
-        CaptumExplainer,
-        DecoyEnhanced,
-        Explainer,
-        FunctionExplainer,
-        GradCAM,
-        Gradient,
-        GradientXInput,
-        IntegratedGradients,
-        Lime,
-        MeaningfulPerturbation,
-        RandomMap,
-        SlidingPatchOcclusion,
-        SmoothGrad,
-        generate_decoys,
-    )
-    from pl_saliency.explainers.layers import (
-        TokenLayout,
-    )
-    from pl_saliency.functional import (
-        abpc,
-        adversarial_flip_budget,
-        adversarial_reliability,
-        aopc_lerf,
-        aopc_morf,
-        avg_sensitivity,
-        bootstrap_ci,
-        clean_saliency,
-        decoy_realism,
-        deletion_auc,
-        energy_pointing_game,
-        entropy_complexity,
-        faithfulness_correlation,
-        gain_over_random,
-        gini_sparseness,
-        infidelity,
-        insertion_auc,
-        lpips_distance,
-        max_sensitivity,
-        model_parameter_randomization,
-        normalized_abpc,
-        normalized_gain,
-        object_localization_error,
-        pixel_flipping,
-        pointing_game,
-        random_logit,
-        region_perturbation,
-        relevance_mass_accuracy,
-        relevance_rank_accuracy,
-        removal_realism,
-        road,
-        saliency_metric,
-        selectivity,
-        win_rate,
-    )
-    from pl_saliency.inpainting import (
-        InpainterAdapter,
-    )
-    from pl_saliency.metrics import (
-        ABPC,
-        AdversarialFlipBudget,
-        AdversarialReliability,
-        AOPCLerf,
-        AOPCMorf,
-        AverageDrop,
-        AvgSensitivity,
-        ControlledScore,
-        DecoyRealism,
-        DeletionAUC,
-        EnergyPointingGame,
-        EntropyComplexity,
-        FaithfulnessCorrelation,
-        GiniSparseness,
-        IncreaseInConfidence,
-        Infidelity,
-        InsertionAUC,
-        MaxSensitivity,
-        ModelParameterRandomization,
-        NormalizedABPC,
-        ObjectLocalizationError,
-        PixelFlipping,
-        PointingGame,
-        RandomLogit,
-        RegionPerturbation,
-        RelevanceMassAccuracy,
-        RelevanceRankAccuracy,
-        RemovalRealism,
-        ROADLerf,
-        ROADMorf,
-        SaliencyMetric,
-        Selectivity,
-    )
-    from pl_saliency.perturbation import (
-        BatchContext,
-        Blur,
-        Constant,
-        GaussianNoise,
-        InpainterFill,
-        Mean,
-        NoisyLinear,
-        Telea,
-        UniformNoise,
-        Zeros,
-        adversarial_perturbation,
-        perturbation_curves,
-    )
-    from pl_saliency.spec import (
-        CurveSpec,
-        SpeedOptions,
-    )
+    from pl_saliency.analysis import BaselineSensitivityReport
+    from pl_saliency.analysis import CoherenceReport
+    from pl_saliency.analysis import baseline_sensitivity
+    from pl_saliency.analysis import coherence_report
+    from pl_saliency.analysis import hyperparameter_robustness
+    from pl_saliency.analysis import kendall_tau_b
+    from pl_saliency.analysis import metric_sanity
+    from pl_saliency.callbacks import SaliencyMonitor
+    from pl_saliency.evaluation import ScoreGrid
+    from pl_saliency.evaluation import evaluate
+    from pl_saliency.explainers import RISE
+    from pl_saliency.explainers import CaptumExplainer
+    from pl_saliency.explainers import DecoyEnhanced
+    from pl_saliency.explainers import Explainer
+    from pl_saliency.explainers import FunctionExplainer
+    from pl_saliency.explainers import GradCAM
+    from pl_saliency.explainers import Gradient
+    from pl_saliency.explainers import GradientXInput
+    from pl_saliency.explainers import IntegratedGradients
+    from pl_saliency.explainers import Lime
+    from pl_saliency.explainers import MeaningfulPerturbation
+    from pl_saliency.explainers import RandomMap
+    from pl_saliency.explainers import SlidingPatchOcclusion
+    from pl_saliency.explainers import SmoothGrad
+    from pl_saliency.explainers import generate_decoys
+    from pl_saliency.explainers.layers import TokenLayout
+    from pl_saliency.functional import abpc
+    from pl_saliency.functional import adversarial_flip_budget
+    from pl_saliency.functional import adversarial_reliability
+    from pl_saliency.functional import aopc_lerf
+    from pl_saliency.functional import aopc_morf
+    from pl_saliency.functional import avg_sensitivity
+    from pl_saliency.functional import bootstrap_ci
+    from pl_saliency.functional import clean_saliency
+    from pl_saliency.functional import decoy_realism
+    from pl_saliency.functional import deletion_auc
+    from pl_saliency.functional import energy_pointing_game
+    from pl_saliency.functional import entropy_complexity
+    from pl_saliency.functional import faithfulness_correlation
+    from pl_saliency.functional import gain_over_random
+    from pl_saliency.functional import gini_sparseness
+    from pl_saliency.functional import infidelity
+    from pl_saliency.functional import insertion_auc
+    from pl_saliency.functional import lpips_distance
+    from pl_saliency.functional import max_sensitivity
+    from pl_saliency.functional import model_parameter_randomization
+    from pl_saliency.functional import normalized_abpc
+    from pl_saliency.functional import normalized_gain
+    from pl_saliency.functional import object_localization_error
+    from pl_saliency.functional import pixel_flipping
+    from pl_saliency.functional import pointing_game
+    from pl_saliency.functional import random_logit
+    from pl_saliency.functional import region_perturbation
+    from pl_saliency.functional import relevance_mass_accuracy
+    from pl_saliency.functional import relevance_rank_accuracy
+    from pl_saliency.functional import removal_realism
+    from pl_saliency.functional import road
+    from pl_saliency.functional import saliency_metric
+    from pl_saliency.functional import selectivity
+    from pl_saliency.functional import win_rate
+    from pl_saliency.inpainting import InpainterAdapter
+    from pl_saliency.metrics import ABPC
+    from pl_saliency.metrics import AdversarialFlipBudget
+    from pl_saliency.metrics import AdversarialReliability
+    from pl_saliency.metrics import AOPCLerf
+    from pl_saliency.metrics import AOPCMorf
+    from pl_saliency.metrics import AverageDrop
+    from pl_saliency.metrics import AvgSensitivity
+    from pl_saliency.metrics import ControlledScore
+    from pl_saliency.metrics import DecoyRealism
+    from pl_saliency.metrics import DeletionAUC
+    from pl_saliency.metrics import EnergyPointingGame
+    from pl_saliency.metrics import EntropyComplexity
+    from pl_saliency.metrics import FaithfulnessCorrelation
+    from pl_saliency.metrics import GiniSparseness
+    from pl_saliency.metrics import IncreaseInConfidence
+    from pl_saliency.metrics import Infidelity
+    from pl_saliency.metrics import InsertionAUC
+    from pl_saliency.metrics import MaxSensitivity
+    from pl_saliency.metrics import ModelParameterRandomization
+    from pl_saliency.metrics import NormalizedABPC
+    from pl_saliency.metrics import ObjectLocalizationError
+    from pl_saliency.metrics import PixelFlipping
+    from pl_saliency.metrics import PointingGame
+    from pl_saliency.metrics import RandomLogit
+    from pl_saliency.metrics import RegionPerturbation
+    from pl_saliency.metrics import RelevanceMassAccuracy
+    from pl_saliency.metrics import RelevanceRankAccuracy
+    from pl_saliency.metrics import RemovalRealism
+    from pl_saliency.metrics import ROADLerf
+    from pl_saliency.metrics import ROADMorf
+    from pl_saliency.metrics import SaliencyMetric
+    from pl_saliency.metrics import Selectivity
+    from pl_saliency.perturbation import BatchContext
+    from pl_saliency.perturbation import Blur
+    from pl_saliency.perturbation import Constant
+    from pl_saliency.perturbation import GaussianNoise
+    from pl_saliency.perturbation import InpainterFill
+    from pl_saliency.perturbation import Mean
+    from pl_saliency.perturbation import NoisyLinear
+    from pl_saliency.perturbation import Telea
+    from pl_saliency.perturbation import UniformNoise
+    from pl_saliency.perturbation import Zeros
+    from pl_saliency.perturbation import adversarial_perturbation
+    from pl_saliency.perturbation import perturbation_curves
+    from pl_saliency.spec import CurveSpec
+    from pl_saliency.spec import SpeedOptions
 
 
 def __getattr__(name: str) -> object:

@@ -18,9 +18,13 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
+from torch.utils.data import Dataset
 
-from pl_saliency.datasets import digits_datasets, digits_tensors, localization_batch_transform, localization_datasets
+from pl_saliency.datasets import digits_datasets
+from pl_saliency.datasets import digits_tensors
+from pl_saliency.datasets import localization_batch_transform
+from pl_saliency.datasets import localization_datasets
 from pl_saliency.datasets.cnn import DigitsCNN
 
 __all__ = [
@@ -43,20 +47,18 @@ def default_monitor(num_samples: int = 32, steps: int = 32, verbose: bool = True
     Deletion removes pixels with ``blur``, not ``zeros``: about 30 % of the digits' pixels are already
     0, so a ``zeros`` deletion spends its first steps removing nothing (no-op share measured in
     ``benchmarks/controls_results.md``; the monitor logs ``context/noop_fraction/<filler>``)."""
-    from pl_saliency import (
-        DeletionAUC,
-        EnergyPointingGame,
-        GradCAM,
-        Gradient,
-        GradientXInput,
-        InsertionAUC,
-        IntegratedGradients,
-        PointingGame,
-        RandomMap,
-        RelevanceMassAccuracy,
-        SaliencyMonitor,
-        SmoothGrad,
-    )
+    from pl_saliency import DeletionAUC
+    from pl_saliency import EnergyPointingGame
+    from pl_saliency import GradCAM
+    from pl_saliency import Gradient
+    from pl_saliency import GradientXInput
+    from pl_saliency import InsertionAUC
+    from pl_saliency import IntegratedGradients
+    from pl_saliency import PointingGame
+    from pl_saliency import RandomMap
+    from pl_saliency import RelevanceMassAccuracy
+    from pl_saliency import SaliencyMonitor
+    from pl_saliency import SmoothGrad
 
     metrics: dict[str, Any] = {"deletion_auc": DeletionAUC(steps=steps, filler="blur"), "insertion_auc": InsertionAUC(steps=steps)}
     if localization:
@@ -89,7 +91,8 @@ def save_plots(monitor: Any, model: nn.Module, out_dir: Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from pl_saliency.loggers import display_uint8, overlay
+    from pl_saliency.loggers import display_uint8
+    from pl_saliency.loggers import overlay
 
     written = []
     curves = monitor.last_curves
@@ -164,7 +167,8 @@ def fit_with_monitor(
     ``out_dir/wandb``) and a CSV file (``out_dir/csv_name``); the W&B run is finished on return.
 
     Returns ``{"run_dir": offline W&B run folder, "csv": metrics.csv path, "trainer": the trainer}``."""
-    from pytorch_lightning.loggers import CSVLogger, WandbLogger
+    from pytorch_lightning.loggers import CSVLogger
+    from pytorch_lightning.loggers import WandbLogger
 
     wandb_logger = WandbLogger(project=project, save_dir=str(out_dir), offline=True, name=name)
     csv_logger = CSVLogger(str(out_dir), name=csv_name)

@@ -22,17 +22,27 @@ from __future__ import annotations
 import copy
 import math
 import warnings
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from collections.abc import Mapping
+from dataclasses import dataclass
+from dataclasses import field
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from pl_saliency.metrics.controls import CONTROLLED_KEYS, ControlledScore, supports_controls
-from pl_saliency.perturbation.engine import BatchContext, auto_chunk_size
-from pl_saliency.spec import filler_key, stable_sample_ids
-from pl_saliency.utils import check_choice, check_inputs, check_positive_int, eval_mode, model_logits
+from pl_saliency.metrics.controls import CONTROLLED_KEYS
+from pl_saliency.metrics.controls import ControlledScore
+from pl_saliency.metrics.controls import supports_controls
+from pl_saliency.perturbation.engine import BatchContext
+from pl_saliency.perturbation.engine import auto_chunk_size
+from pl_saliency.spec import filler_key
+from pl_saliency.spec import stable_sample_ids
+from pl_saliency.utils import check_choice
+from pl_saliency.utils import check_inputs
+from pl_saliency.utils import check_positive_int
+from pl_saliency.utils import eval_mode
+from pl_saliency.utils import model_logits
 
 ON_ERROR: tuple[str, ...] = ("warn", "raise")
 TARGETS: tuple[str, ...] = ("label", "prediction")

@@ -27,14 +27,19 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
+from torch import nn
 
-from pl_saliency.utils import check_choice, check_inputs, check_positive_int, eval_mode
+from pl_saliency.utils import check_choice
+from pl_saliency.utils import check_inputs
+from pl_saliency.utils import check_positive_int
+from pl_saliency.utils import eval_mode
 
 
 class TinyInpainter(nn.Module):

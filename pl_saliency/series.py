@@ -4,7 +4,10 @@ the maps' stability across epochs and the W&B summary rule of each key."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, MutableMapping, Sequence
+from collections.abc import Callable
+from collections.abc import Mapping
+from collections.abc import MutableMapping
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor

@@ -26,14 +26,19 @@ import dataclasses
 import hashlib
 import math
 import warnings
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from collections.abc import Sequence
+from dataclasses import dataclass
+from dataclasses import field
+from typing import TYPE_CHECKING
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from pl_saliency.utils import SCORES, check_choice, check_positive_int
+from pl_saliency.utils import SCORES
+from pl_saliency.utils import check_choice
+from pl_saliency.utils import check_positive_int
 
 if TYPE_CHECKING:
     from pl_saliency.perturbation.fillers import Filler

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Callable, Iterator
-from typing import Any, Literal
+from collections.abc import Callable
+from collections.abc import Iterator
+from typing import Any
+from typing import Literal
 
 import torch
 import torch.nn.functional as F

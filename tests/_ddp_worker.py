@@ -77,7 +77,8 @@ def make_problem() -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor, torch.T
 
 
 def make_metrics() -> dict[str, Any]:
-    from pl_saliency.metrics import DeletionAUC, InsertionAUC
+    from pl_saliency.metrics import DeletionAUC
+    from pl_saliency.metrics import InsertionAUC
 
     return {
         "deletion": DeletionAUC(steps=STEPS),
@@ -91,7 +92,8 @@ def make_validation() -> tuple[Any, Any]:
     """The seeded ``DigitsCNN`` (no training) and the unshuffled validation loader."""
     from torch.utils.data import DataLoader
 
-    from pl_saliency.demo import DigitsCNN, digits_datasets
+    from pl_saliency.demo import DigitsCNN
+    from pl_saliency.demo import digits_datasets
 
     _, val = digits_datasets(size=DIGITS_SIZE)
     torch.manual_seed(0)
@@ -102,7 +104,9 @@ def make_validation() -> tuple[Any, Any]:
 def make_monitor(**kwargs: Any) -> Any:
     """The monitor of the trainer-level parts; ``stratify=False`` so that the ranks' probes (first samples
     of each rank's shard) make up exactly the single process's probe (the first samples)."""
-    from pl_saliency import DeletionAUC, Gradient, SaliencyMonitor
+    from pl_saliency import DeletionAUC
+    from pl_saliency import Gradient
+    from pl_saliency import SaliencyMonitor
 
     options = dict(explainers=[Gradient()], metrics=[DeletionAUC(steps=STEPS)], num_samples=NUM_PROBE, log_images=False, stratify=False)
     options.update(kwargs)
@@ -132,7 +136,10 @@ REPORTS = dict(
 
 
 def make_report_monitor() -> Any:
-    from pl_saliency import DeletionAUC, Gradient, GradientXInput, InsertionAUC
+    from pl_saliency import DeletionAUC
+    from pl_saliency import Gradient
+    from pl_saliency import GradientXInput
+    from pl_saliency import InsertionAUC
 
     return make_monitor(
         explainers=[Gradient(), GradientXInput()], metrics=[DeletionAUC(steps=STEPS), InsertionAUC(steps=STEPS)], **REPORTS
@@ -180,7 +187,8 @@ def run_raise_one(world_size: int, out_dir: Path) -> dict[str, Any]:
 
 def run_controls(rank: int, world_size: int) -> dict[str, Any]:
     """ControlledScore of deletion on each rank's share (5 + 3): the synced controls."""
-    from pl_saliency.metrics import ControlledScore, DeletionAUC
+    from pl_saliency.metrics import ControlledScore
+    from pl_saliency.metrics import DeletionAUC
 
     model, x, sal, y = make_problem()
     metric = ControlledScore(DeletionAUC(steps=STEPS), repeats=4, seed=3)

@@ -18,12 +18,15 @@ Every problem has :data:`N_SAMPLES` seeded samples; :data:`SPLIT` cuts them into
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from collections.abc import Mapping
+from dataclasses import dataclass
+from dataclasses import field
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
+from torch import nn
 
 N_SAMPLES = 8
 SPLIT = 5
@@ -112,7 +115,8 @@ _ALIGNED = torch.tensor([1.0, 0.0, 1.0, 0.0, 0.0, 1.0, 1.0, 0.0])
 @functools.cache
 def make_problem(kind: str) -> Problem:
     """The problems (built once per process; metrics never modify them)."""
-    from pl_saliency.explainers import DecoyEnhanced, Gradient
+    from pl_saliency.explainers import DecoyEnhanced
+    from pl_saliency.explainers import Gradient
 
     if kind == "rgb":  # 3 channels, 10 px
         return Problem(*_images(3, 10, seed=0))
@@ -280,7 +284,8 @@ def _removal_realism_twin(p: Problem, reduction: str, **settings: Any) -> Tensor
 
 
 def _controlled(**settings: Any) -> Any:
-    from pl_saliency.metrics import ControlledScore, DeletionAUC
+    from pl_saliency.metrics import ControlledScore
+    from pl_saliency.metrics import DeletionAUC
 
     return ControlledScore(DeletionAUC(steps=4, score="logit"), **settings)
 

@@ -7,8 +7,10 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch import Tensor
+from torch import nn
+from torch.utils.data import DataLoader
+from torch.utils.data import TensorDataset
 
 
 class TinyClassifier(pl.LightningModule):

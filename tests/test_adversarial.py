@@ -14,12 +14,17 @@ matplotlib.use("Agg")
 import pytest
 import torch
 import torch.nn.functional as F
-from captum.robust import FGSM, PGD
+from captum.robust import FGSM
+from captum.robust import PGD
 from torch import nn
 
-from pl_saliency.functional import adversarial_flip_budget, adversarial_reliability, clean_saliency
-from pl_saliency.metrics import AdversarialFlipBudget, AdversarialReliability
-from pl_saliency.perturbation import BatchContext, adversarial_perturbation
+from pl_saliency.functional import adversarial_flip_budget
+from pl_saliency.functional import adversarial_reliability
+from pl_saliency.functional import clean_saliency
+from pl_saliency.metrics import AdversarialFlipBudget
+from pl_saliency.metrics import AdversarialReliability
+from pl_saliency.perturbation import BatchContext
+from pl_saliency.perturbation import adversarial_perturbation
 
 pytestmark = pytest.mark.filterwarnings("ignore:Input Tensor 0 did not already require gradients")
 

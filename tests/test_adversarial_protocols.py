@@ -15,17 +15,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pl_saliency.functional.adversarial import (
-    adversarial_flip_budget,
-    adversarial_reliability,
-    adversarial_reliability_normalized,
-    authors_relevance,
-    clean_saliency,
-    gradient_oracle,
-    normalized_score,
-    simplified_image,
-)
-from pl_saliency.metrics import AdversarialFlipBudget, AdversarialReliability
+from pl_saliency.functional.adversarial import adversarial_flip_budget
+from pl_saliency.functional.adversarial import adversarial_reliability
+from pl_saliency.functional.adversarial import adversarial_reliability_normalized
+from pl_saliency.functional.adversarial import authors_relevance
+from pl_saliency.functional.adversarial import clean_saliency
+from pl_saliency.functional.adversarial import gradient_oracle
+from pl_saliency.functional.adversarial import normalized_score
+from pl_saliency.functional.adversarial import simplified_image
+from pl_saliency.metrics import AdversarialFlipBudget
+from pl_saliency.metrics import AdversarialReliability
 from pl_saliency.perturbation import adversarial_perturbation
 
 pytestmark = pytest.mark.filterwarnings("ignore:Input Tensor 0 did not already require gradients")

@@ -15,25 +15,22 @@ import pytest
 import torch
 from torch import nn
 
-from pl_saliency.functional import (
-    abpc,
-    aopc_lerf,
-    aopc_morf,
-    deletion_auc,
-    pixel_flipping,
-    region_perturbation,
-    selectivity,
-)
-from pl_saliency.metrics import (
-    ABPC,
-    AOPCLerf,
-    AOPCMorf,
-    DeletionAUC,
-    PixelFlipping,
-    RegionPerturbation,
-    Selectivity,
-)
-from pl_saliency.perturbation import BatchContext, perturbation_curves
+from pl_saliency.functional import abpc
+from pl_saliency.functional import aopc_lerf
+from pl_saliency.functional import aopc_morf
+from pl_saliency.functional import deletion_auc
+from pl_saliency.functional import pixel_flipping
+from pl_saliency.functional import region_perturbation
+from pl_saliency.functional import selectivity
+from pl_saliency.metrics import ABPC
+from pl_saliency.metrics import AOPCLerf
+from pl_saliency.metrics import AOPCMorf
+from pl_saliency.metrics import DeletionAUC
+from pl_saliency.metrics import PixelFlipping
+from pl_saliency.metrics import RegionPerturbation
+from pl_saliency.metrics import Selectivity
+from pl_saliency.perturbation import BatchContext
+from pl_saliency.perturbation import perturbation_curves
 
 
 # ------------------------------------------------------------------ analytic model, by hand

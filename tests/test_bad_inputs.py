@@ -19,35 +19,32 @@ import torch
 import torch.nn.functional as F
 from conftest import TinyCNN
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader
+from torch.utils.data import TensorDataset
 
-from pl_saliency import (
-    AOPCMorf,
-    CaptumExplainer,
-    DeletionAUC,
-    GradCAM,
-    Gradient,
-    InsertionAUC,
-    IntegratedGradients,
-    ModelParameterRandomization,
-    PixelFlipping,
-    PointingGame,
-    RandomLogit,
-    RandomMap,
-    RegionPerturbation,
-    SaliencyMonitor,
-    SmoothGrad,
-    evaluate,
-)
+from pl_saliency import AOPCMorf
+from pl_saliency import CaptumExplainer
+from pl_saliency import DeletionAUC
+from pl_saliency import GradCAM
+from pl_saliency import Gradient
+from pl_saliency import InsertionAUC
+from pl_saliency import IntegratedGradients
+from pl_saliency import ModelParameterRandomization
+from pl_saliency import PixelFlipping
+from pl_saliency import PointingGame
+from pl_saliency import RandomLogit
+from pl_saliency import RandomMap
+from pl_saliency import RegionPerturbation
+from pl_saliency import SaliencyMonitor
+from pl_saliency import SmoothGrad
+from pl_saliency import evaluate
 from pl_saliency.explainers import FunctionExplainer
-from pl_saliency.functional import (
-    aopc_morf,
-    deletion_auc,
-    gini_sparseness,
-    insertion_auc,
-    model_parameter_randomization,
-    pointing_game,
-)
+from pl_saliency.functional import aopc_morf
+from pl_saliency.functional import deletion_auc
+from pl_saliency.functional import gini_sparseness
+from pl_saliency.functional import insertion_auc
+from pl_saliency.functional import model_parameter_randomization
+from pl_saliency.functional import pointing_game
 from pl_saliency.functional.randomization import map_similarity
 
 torch.manual_seed(0)

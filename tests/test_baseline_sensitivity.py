@@ -15,7 +15,10 @@ import torch
 from scipy import stats
 from torch import nn
 
-from pl_saliency.analysis import BaselineSensitivityReport, baseline_sensitivity, kendall_tau_b, rank_scores
+from pl_saliency.analysis import BaselineSensitivityReport
+from pl_saliency.analysis import baseline_sensitivity
+from pl_saliency.analysis import kendall_tau_b
+from pl_saliency.analysis import rank_scores
 from pl_saliency.functional import deletion_auc
 
 
@@ -264,7 +267,8 @@ def test_neutrality_and_noop_per_filler_by_hand():
 
 
 def test_per_image_tau_and_bootstrap_intervals_by_hand():
-    from pl_saliency.analysis.baseline_sensitivity import bootstrap_tau, per_image_tau
+    from pl_saliency.analysis.baseline_sensitivity import bootstrap_tau
+    from pl_saliency.analysis.baseline_sensitivity import per_image_tau
 
     model, x, y, maps = _problem()
     with pytest.warns(UserWarning):
@@ -304,7 +308,8 @@ def test_map_divergence_across_baselines_is_documented_and_correct():
 
 
 def test_leakage_warning_when_the_generating_filler_scores_the_map():
-    from pl_saliency import DeletionAUC, evaluate
+    from pl_saliency import DeletionAUC
+    from pl_saliency import evaluate
     from pl_saliency.explainers.removal import SlidingPatchOcclusion
 
     model, x, y, _ = _problem()

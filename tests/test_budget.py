@@ -7,7 +7,8 @@ import random
 
 import pytest
 
-from pl_saliency.callbacks.budget import BudgetDecision, OverheadBudget
+from pl_saliency.callbacks.budget import BudgetDecision
+from pl_saliency.callbacks.budget import OverheadBudget
 
 
 class FakeClock:

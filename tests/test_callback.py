@@ -10,21 +10,24 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import Callback, ModelCheckpoint
-from pytorch_lightning.loggers import CSVLogger, WandbLogger
-from torch.utils.data import DataLoader, Dataset
-from wandb_files import history, run_dirs
+from pytorch_lightning.callbacks import Callback
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.loggers import CSVLogger
+from pytorch_lightning.loggers import WandbLogger
+from torch.utils.data import DataLoader
+from torch.utils.data import Dataset
+from wandb_files import history
+from wandb_files import run_dirs
 
-from pl_saliency import (
-    DeletionAUC,
-    GradCAM,
-    Gradient,
-    InsertionAUC,
-    IntegratedGradients,
-    SaliencyMonitor,
-    SmoothGrad,
-)
-from pl_saliency.demo import DigitsCNN, digits_datasets
+from pl_saliency import DeletionAUC
+from pl_saliency import GradCAM
+from pl_saliency import Gradient
+from pl_saliency import InsertionAUC
+from pl_saliency import IntegratedGradients
+from pl_saliency import SaliencyMonitor
+from pl_saliency import SmoothGrad
+from pl_saliency.demo import DigitsCNN
+from pl_saliency.demo import digits_datasets
 
 SIZE = 16
 

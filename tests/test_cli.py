@@ -22,22 +22,25 @@ import torch
 from PIL import Image
 from torchmetrics import Metric
 
-from pl_saliency import GradCAM, Gradient, SaliencyMonitor, registry
+from pl_saliency import GradCAM
+from pl_saliency import Gradient
+from pl_saliency import SaliencyMonitor
 from pl_saliency import metrics as metrics_module
-from pl_saliency.cli import (
-    METRICS,
-    NOT_SCORABLE,
-    CLIError,
-    available_metrics,
-    build_explainers,
-    build_metrics,
-    csv_text,
-    format_scores_table,
-    load_images,
-    main,
-)
-from pl_saliency.demo import DigitsCNN, digits_tensors
-from pl_saliency.functional import deletion_auc, insertion_auc
+from pl_saliency import registry
+from pl_saliency.cli import METRICS
+from pl_saliency.cli import NOT_SCORABLE
+from pl_saliency.cli import CLIError
+from pl_saliency.cli import available_metrics
+from pl_saliency.cli import build_explainers
+from pl_saliency.cli import build_metrics
+from pl_saliency.cli import csv_text
+from pl_saliency.cli import format_scores_table
+from pl_saliency.cli import load_images
+from pl_saliency.cli import main
+from pl_saliency.demo import DigitsCNN
+from pl_saliency.demo import digits_tensors
+from pl_saliency.functional import deletion_auc
+from pl_saliency.functional import insertion_auc
 
 SIZE = 16
 STEPS = 4
@@ -344,7 +347,8 @@ def test_metric_registry_covers_every_exported_metric():
 
 
 def test_table_matches_the_monitor_layout():
-    from pl_saliency import DeletionAUC, InsertionAUC
+    from pl_saliency import DeletionAUC
+    from pl_saliency import InsertionAUC
 
     monitor = SaliencyMonitor([Gradient(), GradCAM(layer="features.conv3")], [DeletionAUC(), InsertionAUC()])
     scores = {"gradient/deletion_auc": 0.25, "gradient/insertion_auc": None, "gradcam/deletion_auc": 0.125}

@@ -18,9 +18,14 @@ from torch.utils.data import DataLoader
 from wandb_files import history as wandb_history
 from wandb_files import run_dirs
 
-from pl_saliency import DeletionAUC, GradCAM, Gradient, InsertionAUC, SaliencyMonitor
+from pl_saliency import DeletionAUC
+from pl_saliency import GradCAM
+from pl_saliency import Gradient
+from pl_saliency import InsertionAUC
+from pl_saliency import SaliencyMonitor
 from pl_saliency.cli import main
-from pl_saliency.demo import DigitsCNN, digits_datasets
+from pl_saliency.demo import DigitsCNN
+from pl_saliency.demo import digits_datasets
 
 SIZE = 16
 STEPS = 6

@@ -15,17 +15,21 @@ import scipy.stats
 import torch
 from torch import nn
 
-from pl_saliency import DeletionAUC, Gradient, GradientXInput, InsertionAUC
-from pl_saliency.analysis import (
-    binarize_maps,
-    coherence_report,
-    invert_maps,
-    kendall_tau_b,
-    metric_sanity,
-    plot_coherence,
-)
-from pl_saliency.functional import deletion_auc, insertion_auc, model_parameter_randomization
-from pl_saliency.metrics import ModelParameterRandomization, SampleScoreMetric
+from pl_saliency import DeletionAUC
+from pl_saliency import Gradient
+from pl_saliency import GradientXInput
+from pl_saliency import InsertionAUC
+from pl_saliency.analysis import binarize_maps
+from pl_saliency.analysis import coherence_report
+from pl_saliency.analysis import invert_maps
+from pl_saliency.analysis import kendall_tau_b
+from pl_saliency.analysis import metric_sanity
+from pl_saliency.analysis import plot_coherence
+from pl_saliency.functional import deletion_auc
+from pl_saliency.functional import insertion_auc
+from pl_saliency.functional import model_parameter_randomization
+from pl_saliency.metrics import ModelParameterRandomization
+from pl_saliency.metrics import SampleScoreMetric
 
 H = W = 8
 

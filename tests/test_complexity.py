@@ -14,8 +14,10 @@ import pytest
 import quantus
 import torch
 
-from pl_saliency.functional import entropy_complexity, gini_sparseness
-from pl_saliency.metrics import EntropyComplexity, GiniSparseness
+from pl_saliency.functional import entropy_complexity
+from pl_saliency.functional import gini_sparseness
+from pl_saliency.metrics import EntropyComplexity
+from pl_saliency.metrics import GiniSparseness
 
 
 def _maps(n=5, c=1, h=6, w=7, seed=0):

@@ -12,8 +12,11 @@ import torch
 from torch import nn
 from torch.testing import assert_close
 
-from pl_saliency.functional.confidence import average_drop, explanation_maps, increase_in_confidence
-from pl_saliency.metrics.confidence import AverageDrop, IncreaseInConfidence
+from pl_saliency.functional.confidence import average_drop
+from pl_saliency.functional.confidence import explanation_maps
+from pl_saliency.functional.confidence import increase_in_confidence
+from pl_saliency.metrics.confidence import AverageDrop
+from pl_saliency.metrics.confidence import IncreaseInConfidence
 from pl_saliency.perturbation.fillers import Blur
 
 

@@ -8,13 +8,26 @@ import pytest
 import torch
 from torch import nn
 
-from pl_saliency import DeletionAUC, InsertionAUC, evaluate
+from pl_saliency import DeletionAUC
+from pl_saliency import InsertionAUC
+from pl_saliency import evaluate
 from pl_saliency.explainers.random_map import RandomMap
-from pl_saliency.functional import bootstrap_ci, gain_over_random, normalized_abpc, normalized_gain, win_rate
+from pl_saliency.functional import bootstrap_ci
+from pl_saliency.functional import gain_over_random
+from pl_saliency.functional import normalized_abpc
+from pl_saliency.functional import normalized_gain
+from pl_saliency.functional import win_rate
 from pl_saliency.functional.controls import DENOMINATOR_FLOOR
-from pl_saliency.metrics import ABPC, AOPCMorf, ControlledScore, NormalizedABPC, PixelFlipping, ROADMorf
-from pl_saliency.perturbation import BatchContext, perturbation_curves
-from pl_saliency.spec import sample_seeds, stable_sample_ids
+from pl_saliency.metrics import ABPC
+from pl_saliency.metrics import AOPCMorf
+from pl_saliency.metrics import ControlledScore
+from pl_saliency.metrics import NormalizedABPC
+from pl_saliency.metrics import PixelFlipping
+from pl_saliency.metrics import ROADMorf
+from pl_saliency.perturbation import BatchContext
+from pl_saliency.perturbation import perturbation_curves
+from pl_saliency.spec import sample_seeds
+from pl_saliency.spec import stable_sample_ids
 from pl_saliency.utils import auc
 
 
@@ -221,7 +234,8 @@ def test_random_map_gain_interval_contains_zero_at_every_epoch_of_a_digits_run()
     import pytorch_lightning as pl
     from torch.utils.data import DataLoader
 
-    from pl_saliency import Gradient, SaliencyMonitor
+    from pl_saliency import Gradient
+    from pl_saliency import SaliencyMonitor
     from pl_saliency.datasets import digits_datasets
     from pl_saliency.datasets.cnn import DigitsCNN
 

@@ -9,14 +9,29 @@ import pytest
 import torch
 from conftest import TinyCNN
 
-from pl_saliency import DeletionAUC, Gradient, GradientXInput, InsertionAUC, evaluate
+from pl_saliency import DeletionAUC
+from pl_saliency import Gradient
+from pl_saliency import GradientXInput
+from pl_saliency import InsertionAUC
+from pl_saliency import evaluate
 from pl_saliency.analysis import baseline_sensitivity
-from pl_saliency.evaluation import Evaluator, ScoreGrid
-from pl_saliency.metrics import AOPCMorf, ControlledScore
-from pl_saliency.perturbation import BatchContext, perturbation_curves
+from pl_saliency.evaluation import Evaluator
+from pl_saliency.evaluation import ScoreGrid
+from pl_saliency.metrics import AOPCMorf
+from pl_saliency.metrics import ControlledScore
+from pl_saliency.perturbation import BatchContext
+from pl_saliency.perturbation import perturbation_curves
 from pl_saliency.perturbation.fillers import Filler
-from pl_saliency.registry import METRIC_ALIASES, METRICS, canonical_metric_name, metric_class, metric_name, snake_case
-from pl_saliency.spec import CurveSpec, SpeedOptions, filler_key, generator_key
+from pl_saliency.registry import METRIC_ALIASES
+from pl_saliency.registry import METRICS
+from pl_saliency.registry import canonical_metric_name
+from pl_saliency.registry import metric_class
+from pl_saliency.registry import metric_name
+from pl_saliency.registry import snake_case
+from pl_saliency.spec import CurveSpec
+from pl_saliency.spec import SpeedOptions
+from pl_saliency.spec import filler_key
+from pl_saliency.spec import generator_key
 
 
 @pytest.fixture()

@@ -14,8 +14,15 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 from conftest import TinyCNN  # noqa: E402
 
-from pl_saliency import DeletionAUC, GradCAM, Gradient, InsertionAUC, IntegratedGradients, RandomMap, evaluate  # noqa: E402
-from pl_saliency.perturbation import BatchContext, perturbation_curves  # noqa: E402
+from pl_saliency import DeletionAUC  # noqa: E402
+from pl_saliency import GradCAM  # noqa: E402
+from pl_saliency import Gradient  # noqa: E402
+from pl_saliency import InsertionAUC  # noqa: E402
+from pl_saliency import IntegratedGradients  # noqa: E402
+from pl_saliency import RandomMap  # noqa: E402
+from pl_saliency import evaluate  # noqa: E402
+from pl_saliency.perturbation import BatchContext  # noqa: E402
+from pl_saliency.perturbation import perturbation_curves  # noqa: E402
 from pl_saliency.perturbation.fillers import get_filler  # noqa: E402
 
 

@@ -10,14 +10,12 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from pl_saliency.datasets import (
-    LocalizationDigits,
-    digits_datasets,
-    digits_tensors,
-    localization_batch_transform,
-    localization_datasets,
-    mask_boxes,
-)
+from pl_saliency.datasets import LocalizationDigits
+from pl_saliency.datasets import digits_datasets
+from pl_saliency.datasets import digits_tensors
+from pl_saliency.datasets import localization_batch_transform
+from pl_saliency.datasets import localization_datasets
+from pl_saliency.datasets import mask_boxes
 
 IDX = list(range(0, 1797, 60))  # 30 digits spread over the set
 

@@ -13,18 +13,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pl_saliency.explainers import (
-    DecoyEnhanced,
-    Explainer,
-    GradCAM,
-    Gradient,
-    dance_postprocess,
-    generate_decoys,
-    named_explainers,
-    patch_positions,
-    range_aggregate,
-)
-from pl_saliency.functional import decoy_realism, lpips_distance, lpips_weights_path
+from pl_saliency.explainers import DecoyEnhanced
+from pl_saliency.explainers import Explainer
+from pl_saliency.explainers import GradCAM
+from pl_saliency.explainers import Gradient
+from pl_saliency.explainers import dance_postprocess
+from pl_saliency.explainers import generate_decoys
+from pl_saliency.explainers import named_explainers
+from pl_saliency.explainers import patch_positions
+from pl_saliency.explainers import range_aggregate
+from pl_saliency.functional import decoy_realism
+from pl_saliency.functional import lpips_distance
+from pl_saliency.functional import lpips_weights_path
 from pl_saliency.metrics import DecoyRealism
 from pl_saliency.perturbation import BatchContext
 
@@ -505,8 +505,10 @@ def test_in_the_monitor_beside_the_plain_explainer(tmp_path):
     from pytorch_lightning.loggers import CSVLogger
     from torch.utils.data import DataLoader
 
-    from pl_saliency import DeletionAUC, SaliencyMonitor
-    from pl_saliency.demo import DigitsCNN, digits_datasets
+    from pl_saliency import DeletionAUC
+    from pl_saliency import SaliencyMonitor
+    from pl_saliency.demo import DigitsCNN
+    from pl_saliency.demo import digits_datasets
 
     train, val = digits_datasets(size=16)
     dance = DecoyEnhanced(Gradient(), layer="features.relu2", num_patches=2, iterations=10, lpips_net="alex", pnet_rand=True, lpips_upsample_to=32)

@@ -11,12 +11,21 @@ import pytest
 import torch
 from torch import nn
 
-from pl_saliency.analysis.interpretation_attacks import explanation_sensitivity, interpretation_attack
-from pl_saliency.explainers import DecoyEnhanced, Gradient, generate_decoys
-from pl_saliency.functional.fidelity import dance_fidelity, dance_map, sensitivity_ratio
-from pl_saliency.functional.randomization import model_parameter_randomization, spearman_correlation
+from pl_saliency.analysis.interpretation_attacks import explanation_sensitivity
+from pl_saliency.analysis.interpretation_attacks import interpretation_attack
+from pl_saliency.explainers import DecoyEnhanced
+from pl_saliency.explainers import Gradient
+from pl_saliency.explainers import generate_decoys
+from pl_saliency.functional.fidelity import dance_fidelity
+from pl_saliency.functional.fidelity import dance_map
+from pl_saliency.functional.fidelity import sensitivity_ratio
+from pl_saliency.functional.randomization import model_parameter_randomization
+from pl_saliency.functional.randomization import spearman_correlation
 from pl_saliency.perturbation import adversarial_perturbation
-from pl_saliency.perturbation.decoy_patches import coarse_patch_size, patch_coverage, patch_layout, patch_positions
+from pl_saliency.perturbation.decoy_patches import coarse_patch_size
+from pl_saliency.perturbation.decoy_patches import patch_coverage
+from pl_saliency.perturbation.decoy_patches import patch_layout
+from pl_saliency.perturbation.decoy_patches import patch_positions
 
 
 class SaturatingUnits(nn.Module):
@@ -76,7 +85,8 @@ def test_decoys_move_every_pixel_and_only_inside_clipped_patches(tiny_cnn, rgb_b
 
 
 def _trained_digits_cnn():
-    from pl_saliency.demo import DigitsCNN, digits_datasets
+    from pl_saliency.demo import DigitsCNN
+    from pl_saliency.demo import digits_datasets
 
     torch.manual_seed(0)
     train, val = digits_datasets(16)

@@ -9,10 +9,18 @@ import pytest
 import torch
 from torch import nn
 
-from pl_saliency.functional import deletion_auc, insertion_auc
-from pl_saliency.metrics import DeletionAUC, InsertionAUC
-from pl_saliency.perturbation import BatchContext, Blur, Constant, Mean, get_filler, perturbation_curves
-from pl_saliency.perturbation.orders import feature_grid, removal_order
+from pl_saliency.functional import deletion_auc
+from pl_saliency.functional import insertion_auc
+from pl_saliency.metrics import DeletionAUC
+from pl_saliency.metrics import InsertionAUC
+from pl_saliency.perturbation import BatchContext
+from pl_saliency.perturbation import Blur
+from pl_saliency.perturbation import Constant
+from pl_saliency.perturbation import Mean
+from pl_saliency.perturbation import get_filler
+from pl_saliency.perturbation import perturbation_curves
+from pl_saliency.perturbation.orders import feature_grid
+from pl_saliency.perturbation.orders import removal_order
 
 
 def reference_curves(model, x, sal, y, *, mode, fill_value, steps, patch_size=1, order="morf", score="probability"):

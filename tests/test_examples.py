@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from wandb_files import history, run_dirs
+from wandb_files import history
+from wandb_files import run_dirs
 
 from pl_saliency.cli import load_model
 

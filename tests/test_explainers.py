@@ -11,17 +11,15 @@ import torch.nn.functional as F
 from torch import nn
 from torch.testing import assert_close
 
-from pl_saliency.explainers import (
-    CaptumExplainer,
-    Explainer,
-    FunctionExplainer,
-    GradCAM,
-    Gradient,
-    GradientXInput,
-    IntegratedGradients,
-    SmoothGrad,
-    named_explainers,
-)
+from pl_saliency.explainers import CaptumExplainer
+from pl_saliency.explainers import Explainer
+from pl_saliency.explainers import FunctionExplainer
+from pl_saliency.explainers import GradCAM
+from pl_saliency.explainers import Gradient
+from pl_saliency.explainers import GradientXInput
+from pl_saliency.explainers import IntegratedGradients
+from pl_saliency.explainers import SmoothGrad
+from pl_saliency.explainers import named_explainers
 
 TOL = {"atol": 1e-6, "rtol": 1e-6}
 

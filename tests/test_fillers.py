@@ -13,20 +13,18 @@ import torch
 from pytorch_grad_cam.metrics.road import NoisyLinearImputer
 from torch import nn
 
-from pl_saliency.perturbation import (
-    FILLER_NAMES,
-    GaussianNoise,
-    InpainterFill,
-    NoisyLinear,
-    Telea,
-    UniformNoise,
-    gaussian_noise,
-    get_filler,
-    noisy_linear,
-    perturbation_curves,
-    telea,
-    uniform_noise,
-)
+from pl_saliency.perturbation import FILLER_NAMES
+from pl_saliency.perturbation import GaussianNoise
+from pl_saliency.perturbation import InpainterFill
+from pl_saliency.perturbation import NoisyLinear
+from pl_saliency.perturbation import Telea
+from pl_saliency.perturbation import UniformNoise
+from pl_saliency.perturbation import gaussian_noise
+from pl_saliency.perturbation import get_filler
+from pl_saliency.perturbation import noisy_linear
+from pl_saliency.perturbation import perturbation_curves
+from pl_saliency.perturbation import telea
+from pl_saliency.perturbation import uniform_noise
 
 
 def _gen(seed: int) -> torch.Generator:

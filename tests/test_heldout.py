@@ -8,7 +8,9 @@ import math
 import pytest
 import torch
 
-from pl_saliency.analysis.heldout import DEFAULT_THRESHOLDS, choose_on_heldout, heldout_localization_threshold
+from pl_saliency.analysis.heldout import DEFAULT_THRESHOLDS
+from pl_saliency.analysis.heldout import choose_on_heldout
+from pl_saliency.analysis.heldout import heldout_localization_threshold
 from pl_saliency.functional.saliency_metric import object_localization_error
 
 

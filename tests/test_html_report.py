@@ -18,7 +18,8 @@ import torch
 from PIL import Image
 
 from pl_saliency.cli import main
-from pl_saliency.demo import DigitsCNN, digits_tensors
+from pl_saliency.demo import DigitsCNN
+from pl_saliency.demo import digits_tensors
 
 SIZE = 16
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable") if shutil.which(n)), None)

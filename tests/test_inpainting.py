@@ -12,9 +12,16 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from pl_saliency.demo import DigitsCNN, digits_tensors
-from pl_saliency.explainers.removal import MeaningfulPerturbation, SlidingPatchOcclusion
-from pl_saliency.inpainting import InpainterAdapter, TinyInpainter, fill_error, inpaint, random_holes, train_inpainter
+from pl_saliency.demo import DigitsCNN
+from pl_saliency.demo import digits_tensors
+from pl_saliency.explainers.removal import MeaningfulPerturbation
+from pl_saliency.explainers.removal import SlidingPatchOcclusion
+from pl_saliency.inpainting import InpainterAdapter
+from pl_saliency.inpainting import TinyInpainter
+from pl_saliency.inpainting import fill_error
+from pl_saliency.inpainting import inpaint
+from pl_saliency.inpainting import random_holes
+from pl_saliency.inpainting import train_inpainter
 from pl_saliency.perturbation.imputation import InpainterFill
 
 SIZE = 16

@@ -11,10 +11,15 @@ import pytest
 
 pytest.importorskip("jsonargparse", reason="LightningCLI needs `pip install 'jsonargparse[signatures]'` (the test extra)")
 
-from lightning_cli_helpers import TinyClassifier, TinyDataModule  # noqa: E402
+from lightning_cli_helpers import TinyClassifier  # noqa: E402
+from lightning_cli_helpers import TinyDataModule  # noqa: E402
 from pytorch_lightning.cli import LightningCLI  # noqa: E402
 
-from pl_saliency import DeletionAUC, GradCAM, Gradient, SaliencyMonitor, SmoothGrad  # noqa: E402
+from pl_saliency import DeletionAUC  # noqa: E402
+from pl_saliency import GradCAM  # noqa: E402
+from pl_saliency import Gradient  # noqa: E402
+from pl_saliency import SaliencyMonitor  # noqa: E402
+from pl_saliency import SmoothGrad  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

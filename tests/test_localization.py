@@ -18,13 +18,14 @@ import quantus
 import torch
 from scipy.ndimage import distance_transform_edt
 
-from pl_saliency.functional import (
-    energy_pointing_game,
-    pointing_game,
-    relevance_mass_accuracy,
-    relevance_rank_accuracy,
-)
-from pl_saliency.metrics import EnergyPointingGame, PointingGame, RelevanceMassAccuracy, RelevanceRankAccuracy
+from pl_saliency.functional import energy_pointing_game
+from pl_saliency.functional import pointing_game
+from pl_saliency.functional import relevance_mass_accuracy
+from pl_saliency.functional import relevance_rank_accuracy
+from pl_saliency.metrics import EnergyPointingGame
+from pl_saliency.metrics import PointingGame
+from pl_saliency.metrics import RelevanceMassAccuracy
+from pl_saliency.metrics import RelevanceRankAccuracy
 from pl_saliency.perturbation import BatchContext
 
 
@@ -369,9 +370,14 @@ def test_monitor_hands_ground_truth_and_explainer_to_the_metrics(tmp_path):
     import pytorch_lightning as pl
     from torch.utils.data import DataLoader
 
-    from pl_saliency import Gradient, GradientXInput, SaliencyMonitor
-    from pl_saliency.demo import DigitsCNN, digits_datasets
-    from pl_saliency.metrics import GiniSparseness, Infidelity, MaxSensitivity
+    from pl_saliency import Gradient
+    from pl_saliency import GradientXInput
+    from pl_saliency import SaliencyMonitor
+    from pl_saliency.demo import DigitsCNN
+    from pl_saliency.demo import digits_datasets
+    from pl_saliency.metrics import GiniSparseness
+    from pl_saliency.metrics import Infidelity
+    from pl_saliency.metrics import MaxSensitivity
 
     _, val = digits_datasets(size=16)
     box = torch.tensor([[4, 4, 12, 12]])

@@ -9,13 +9,25 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger, WandbLogger
+from pytorch_lightning.loggers import CSVLogger
+from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.loggers import WandbLogger
 from torch.utils.data import DataLoader
-from wandb_files import config, history, records, run_dirs, summary
+from wandb_files import config
+from wandb_files import history
+from wandb_files import records
+from wandb_files import run_dirs
+from wandb_files import summary
 
-from pl_saliency import DeletionAUC, GradCAM, Gradient, InsertionAUC, SaliencyMonitor
-from pl_saliency.demo import DigitsCNN, digits_datasets
-from pl_saliency.loggers import overlay, overlay_grid
+from pl_saliency import DeletionAUC
+from pl_saliency import GradCAM
+from pl_saliency import Gradient
+from pl_saliency import InsertionAUC
+from pl_saliency import SaliencyMonitor
+from pl_saliency.demo import DigitsCNN
+from pl_saliency.demo import digits_datasets
+from pl_saliency.loggers import overlay
+from pl_saliency.loggers import overlay_grid
 
 
 @pytest.fixture(scope="module")
@@ -179,7 +191,8 @@ def test_monitor_runs_without_wandb_installed(tmp_path, loaders, monkeypatch):
 
 
 def test_reports_are_logged_as_scalars_tables_and_heatmaps(tmp_path, loaders):
-    from pl_saliency.analysis import baseline_sensitivity, coherence_report
+    from pl_saliency.analysis import baseline_sensitivity
+    from pl_saliency.analysis import coherence_report
 
     mon = monitor(
         baseline_sensitivity={"fillers": {"zeros": "zeros", "mean": "mean"}, "steps": 8, "metrics": ("deletion_auc",)},
@@ -251,17 +264,18 @@ def test_adversarial_baselines_and_cleaned_overlays_are_logged(tmp_path, loaders
 
 import numpy as np  # noqa: E402
 
-from pl_saliency.loggers import colormap, display_uint8, heatmap, normalize_map  # noqa: E402
-from pl_saliency.loggers.images import (  # noqa: E402
-    DEFAULT_CLIP_PERCENTILE,
-    DEFAULT_COLORMAP,
-    check_overlay_options,
-    display_values,
-    diverging_colormap,
-    overlay_options,
-    resolve_colormap,
-    to_display,
-)
+from pl_saliency.loggers import colormap  # noqa: E402
+from pl_saliency.loggers import display_uint8  # noqa: E402
+from pl_saliency.loggers import heatmap  # noqa: E402
+from pl_saliency.loggers import normalize_map  # noqa: E402
+from pl_saliency.loggers.images import DEFAULT_CLIP_PERCENTILE  # noqa: E402
+from pl_saliency.loggers.images import DEFAULT_COLORMAP  # noqa: E402
+from pl_saliency.loggers.images import check_overlay_options  # noqa: E402
+from pl_saliency.loggers.images import display_values  # noqa: E402
+from pl_saliency.loggers.images import diverging_colormap  # noqa: E402
+from pl_saliency.loggers.images import overlay_options  # noqa: E402
+from pl_saliency.loggers.images import resolve_colormap  # noqa: E402
+from pl_saliency.loggers.images import to_display  # noqa: E402
 
 
 def test_overlay_defaults_and_run_config_options():

@@ -10,8 +10,10 @@ import pytest
 import torch
 from torch import nn
 
-from pl_saliency.functional import deletion_auc, insertion_auc
-from pl_saliency.metrics import DeletionAUC, InsertionAUC
+from pl_saliency.functional import deletion_auc
+from pl_saliency.functional import insertion_auc
+from pl_saliency.metrics import DeletionAUC
+from pl_saliency.metrics import InsertionAUC
 from pl_saliency.perturbation import perturbation_curves
 
 

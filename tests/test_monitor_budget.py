@@ -9,7 +9,9 @@ import pytorch_lightning as pl
 from pytorch_lightning.loggers import CSVLogger
 from torch.utils.data import DataLoader
 
-from pl_saliency import DeletionAUC, Gradient, SaliencyMonitor
+from pl_saliency import DeletionAUC
+from pl_saliency import Gradient
+from pl_saliency import SaliencyMonitor
 from pl_saliency.datasets import digits_datasets
 from pl_saliency.datasets.cnn import DigitsCNN
 

@@ -14,10 +14,16 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from conftest import TinyCNN
-from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint
-from torch.utils.data import DataLoader, TensorDataset
+from pytorch_lightning.callbacks import Callback
+from pytorch_lightning.callbacks import EarlyStopping
+from pytorch_lightning.callbacks import ModelCheckpoint
+from torch.utils.data import DataLoader
+from torch.utils.data import TensorDataset
 
-from pl_saliency import DeletionAUC, Gradient, IntegratedGradients, SaliencyMonitor
+from pl_saliency import DeletionAUC
+from pl_saliency import Gradient
+from pl_saliency import IntegratedGradients
+from pl_saliency import SaliencyMonitor
 from pl_saliency.metrics import SampleScoreMetric
 
 try:

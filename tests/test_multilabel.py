@@ -9,11 +9,16 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import CSVLogger
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader
+from torch.utils.data import TensorDataset
 
-from pl_saliency import DeletionAUC, Gradient, InsertionAUC, SaliencyMonitor
+from pl_saliency import DeletionAUC
+from pl_saliency import Gradient
+from pl_saliency import InsertionAUC
+from pl_saliency import SaliencyMonitor
 from pl_saliency.functional import deletion_auc
-from pl_saliency.multilabel import multilabel_batch_transform, multilabel_rows
+from pl_saliency.multilabel import multilabel_batch_transform
+from pl_saliency.multilabel import multilabel_rows
 from pl_saliency.utils import auc
 
 

@@ -13,36 +13,39 @@ import warnings
 import pytest
 import torch
 from conftest import TinyCNN
-from hypothesis import given, settings
+from hypothesis import given
+from hypothesis import settings
 from hypothesis import strategies as st
 from torch import nn
 from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from pl_saliency import Gradient
-from pl_saliency.functional import (
-    aopc_lerf,
-    aopc_morf,
-    deletion_auc,
-    faithfulness_correlation,
-    infidelity,
-    insertion_auc,
-    max_sensitivity,
-    region_perturbation,
-    road,
-    selectivity,
-)
+from pl_saliency.functional import aopc_lerf
+from pl_saliency.functional import aopc_morf
+from pl_saliency.functional import deletion_auc
+from pl_saliency.functional import faithfulness_correlation
+from pl_saliency.functional import infidelity
+from pl_saliency.functional import insertion_auc
+from pl_saliency.functional import max_sensitivity
+from pl_saliency.functional import region_perturbation
+from pl_saliency.functional import road
+from pl_saliency.functional import selectivity
 from pl_saliency.functional.faithfulness import _faithfulness_correlation_update
-from pl_saliency.metrics import AOPCMorf, DeletionAUC, FaithfulnessCorrelation, ROADMorf
-from pl_saliency.perturbation import BatchContext, NoisyLinear, engine, perturbation_curves
-from pl_saliency.perturbation.engine import (
-    CALLABLE_IMAGE_FACTOR,
-    CPU_AUTO_CHUNK_CAP,
-    ENGINE_IMAGE_COPIES,
-    auto_chunk_size,
-    check_chunk_size,
-    estimate_image_bytes,
-)
+from pl_saliency.metrics import AOPCMorf
+from pl_saliency.metrics import DeletionAUC
+from pl_saliency.metrics import FaithfulnessCorrelation
+from pl_saliency.metrics import ROADMorf
+from pl_saliency.perturbation import BatchContext
+from pl_saliency.perturbation import NoisyLinear
+from pl_saliency.perturbation import engine
+from pl_saliency.perturbation import perturbation_curves
+from pl_saliency.perturbation.engine import CALLABLE_IMAGE_FACTOR
+from pl_saliency.perturbation.engine import CPU_AUTO_CHUNK_CAP
+from pl_saliency.perturbation.engine import ENGINE_IMAGE_COPIES
+from pl_saliency.perturbation.engine import auto_chunk_size
+from pl_saliency.perturbation.engine import check_chunk_size
+from pl_saliency.perturbation.engine import estimate_image_bytes
 
 _model = TinyCNN(channels=1, num_classes=4).eval()
 

@@ -19,16 +19,16 @@ from torch import nn
 from torchmetrics.functional.image import structural_similarity_index_measure as tm_ssim
 
 from pl_saliency import Gradient
-from pl_saliency.functional import model_parameter_randomization, random_logit
-from pl_saliency.functional.randomization import (
-    map_similarity,
-    pearson_correlation,
-    random_other_class,
-    randomization_layers,
-    rankdata,
-    spearman_correlation,
-)
-from pl_saliency.metrics import ModelParameterRandomization, RandomLogit
+from pl_saliency.functional import model_parameter_randomization
+from pl_saliency.functional import random_logit
+from pl_saliency.functional.randomization import map_similarity
+from pl_saliency.functional.randomization import pearson_correlation
+from pl_saliency.functional.randomization import random_other_class
+from pl_saliency.functional.randomization import randomization_layers
+from pl_saliency.functional.randomization import rankdata
+from pl_saliency.functional.randomization import spearman_correlation
+from pl_saliency.metrics import ModelParameterRandomization
+from pl_saliency.metrics import RandomLogit
 from pl_saliency.perturbation import BatchContext
 
 

@@ -9,17 +9,24 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from conftest import TinyCNN
-from hypothesis import given, settings
+from hypothesis import given
+from hypothesis import settings
 from hypothesis import strategies as st
 from pytorch_lightning.callbacks import ModelCheckpoint
 from torch import nn
 from torch.utils.data import DataLoader
 
-from pl_saliency import DeletionAUC, Gradient, InsertionAUC, SaliencyMonitor
-from pl_saliency.demo import DigitsCNN, digits_datasets
+from pl_saliency import DeletionAUC
+from pl_saliency import Gradient
+from pl_saliency import InsertionAUC
+from pl_saliency import SaliencyMonitor
+from pl_saliency.demo import DigitsCNN
+from pl_saliency.demo import digits_datasets
 from pl_saliency.evaluation import Evaluator
-from pl_saliency.functional import deletion_auc, insertion_auc
-from pl_saliency.perturbation import BatchContext, perturbation_curves
+from pl_saliency.functional import deletion_auc
+from pl_saliency.functional import insertion_auc
+from pl_saliency.perturbation import BatchContext
+from pl_saliency.perturbation import perturbation_curves
 from pl_saliency.perturbation.orders import removal_order
 
 
@@ -258,8 +265,10 @@ def test_smoothgrad_noise_is_keyed_by_sample_id():
     RNG seeded by that key."""
     import captum.attr as ca
 
-    from pl_saliency import SmoothGrad, evaluate
-    from pl_saliency.spec import sample_seeds, stable_sample_ids
+    from pl_saliency import SmoothGrad
+    from pl_saliency import evaluate
+    from pl_saliency.spec import sample_seeds
+    from pl_saliency.spec import stable_sample_ids
 
     model = TinyCNN(channels=1, num_classes=4).eval()
     g = torch.Generator().manual_seed(11)

@@ -13,15 +13,13 @@ import torch
 from scipy import stats
 from torch.testing import assert_close
 
-from pl_saliency.analysis.reliability import (
-    average_ranks,
-    coherence_reliability,
-    image_rankings,
-    krippendorff_alpha,
-    metric_correlation,
-    ranking_reliability,
-    reliability_report,
-)
+from pl_saliency.analysis.reliability import average_ranks
+from pl_saliency.analysis.reliability import coherence_reliability
+from pl_saliency.analysis.reliability import image_rankings
+from pl_saliency.analysis.reliability import krippendorff_alpha
+from pl_saliency.analysis.reliability import metric_correlation
+from pl_saliency.analysis.reliability import ranking_reliability
+from pl_saliency.analysis.reliability import reliability_report
 
 
 @pytest.mark.parametrize("level", ["nominal", "ordinal", "interval", "ratio"])
@@ -111,7 +109,8 @@ def test_report_orients_and_tabulates():
 
 
 def test_report_from_a_coherence_report():
-    from pl_saliency import DeletionAUC, InsertionAUC
+    from pl_saliency import DeletionAUC
+    from pl_saliency import InsertionAUC
     from pl_saliency.analysis import coherence_report
 
     torch.manual_seed(0)

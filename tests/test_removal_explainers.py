@@ -13,24 +13,25 @@ import torch.nn.functional as F
 from torch import nn
 from torch.testing import assert_close
 
-from pl_saliency.explainers.removal import (
-    RISE,
-    Lime,
-    MeaningfulPerturbation,
-    RiseMasks,
-    SlidingPatchOcclusion,
-    binarize_threshold,
-    grid_segments,
-    lime_samples,
-    rise_masks,
-    seed_window_starts,
-    slic_segments,
-    tv_norm,
-    weighted_ridge,
-    window_starts,
-)
-from pl_saliency.perturbation.fillers import Blur, Constant, UniformNoise
-from pl_saliency.perturbation.imputation import InpainterFill, Telea
+from pl_saliency.explainers.removal import RISE
+from pl_saliency.explainers.removal import Lime
+from pl_saliency.explainers.removal import MeaningfulPerturbation
+from pl_saliency.explainers.removal import RiseMasks
+from pl_saliency.explainers.removal import SlidingPatchOcclusion
+from pl_saliency.explainers.removal import binarize_threshold
+from pl_saliency.explainers.removal import grid_segments
+from pl_saliency.explainers.removal import lime_samples
+from pl_saliency.explainers.removal import rise_masks
+from pl_saliency.explainers.removal import seed_window_starts
+from pl_saliency.explainers.removal import slic_segments
+from pl_saliency.explainers.removal import tv_norm
+from pl_saliency.explainers.removal import weighted_ridge
+from pl_saliency.explainers.removal import window_starts
+from pl_saliency.perturbation.fillers import Blur
+from pl_saliency.perturbation.fillers import Constant
+from pl_saliency.perturbation.fillers import UniformNoise
+from pl_saliency.perturbation.imputation import InpainterFill
+from pl_saliency.perturbation.imputation import Telea
 
 TOL = {"atol": 1e-6, "rtol": 1e-6}
 
@@ -211,7 +212,12 @@ def test_generative_without_inpainter_is_deprecated_and_named_after_telea():
 
 def test_split_modules_reexport_the_same_objects():
     import pl_saliency.explainers as ex
-    from pl_saliency.explainers import lime, meaningful_perturbation, occlusion, removal, removal_base, rise
+    from pl_saliency.explainers import lime
+    from pl_saliency.explainers import meaningful_perturbation
+    from pl_saliency.explainers import occlusion
+    from pl_saliency.explainers import removal
+    from pl_saliency.explainers import removal_base
+    from pl_saliency.explainers import rise
 
     assert removal.SlidingPatchOcclusion is occlusion.SlidingPatchOcclusion is ex.SlidingPatchOcclusion
     assert removal.Lime is lime.Lime and removal.LimeFit is lime.LimeFit

@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from pl_saliency.functional import road
-from pl_saliency.metrics import ROADLerf, ROADMorf
+from pl_saliency.metrics import ROADLerf
+from pl_saliency.metrics import ROADMorf
 from pl_saliency.perturbation import BatchContext
 from pl_saliency.perturbation.imputation import NoisyLinear
 
@@ -32,11 +33,9 @@ def sensitive_cnn() -> nn.Module:
 
 def _gradcam_road(model, x, cams, y, order, percentages, noise):
     """pytorch-grad-cam's ROAD: probability change f(x_q) - f(x) per image, one column per percentage."""
-    from pytorch_grad_cam.metrics.perturbation_confidence import (
-        PerturbationConfidenceMetric,
-        RemoveLeastRelevantFirst,
-        RemoveMostRelevantFirst,
-    )
+    from pytorch_grad_cam.metrics.perturbation_confidence import PerturbationConfidenceMetric
+    from pytorch_grad_cam.metrics.perturbation_confidence import RemoveLeastRelevantFirst
+    from pytorch_grad_cam.metrics.perturbation_confidence import RemoveMostRelevantFirst
     from pytorch_grad_cam.metrics.road import NoisyLinearImputer
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
 

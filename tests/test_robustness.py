@@ -17,9 +17,14 @@ from captum.metrics import infidelity as captum_infidelity
 from captum.metrics import sensitivity_max as captum_sensitivity_max
 from torch import nn
 
-from pl_saliency import Gradient, GradientXInput
-from pl_saliency.functional import avg_sensitivity, infidelity, max_sensitivity
-from pl_saliency.metrics import AvgSensitivity, Infidelity, MaxSensitivity
+from pl_saliency import Gradient
+from pl_saliency import GradientXInput
+from pl_saliency.functional import avg_sensitivity
+from pl_saliency.functional import infidelity
+from pl_saliency.functional import max_sensitivity
+from pl_saliency.metrics import AvgSensitivity
+from pl_saliency.metrics import Infidelity
+from pl_saliency.metrics import MaxSensitivity
 from pl_saliency.perturbation import BatchContext
 
 

@@ -11,14 +11,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.testing import assert_close
 
-from pl_saliency.functional.saliency_metric import (
-    box_iou,
-    crop_resize,
-    object_localization_error,
-    saliency_boxes,
-    saliency_metric,
-)
-from pl_saliency.metrics import ObjectLocalizationError, SaliencyMetric
+from pl_saliency.functional.saliency_metric import box_iou
+from pl_saliency.functional.saliency_metric import crop_resize
+from pl_saliency.functional.saliency_metric import object_localization_error
+from pl_saliency.functional.saliency_metric import saliency_boxes
+from pl_saliency.functional.saliency_metric import saliency_metric
+from pl_saliency.metrics import ObjectLocalizationError
+from pl_saliency.metrics import SaliencyMetric
 from pl_saliency.perturbation.engine import BatchContext
 
 
@@ -292,9 +291,12 @@ def test_metrics_and_removal_explainers_in_the_monitor(tmp_path):
     from torch.utils.data import DataLoader
 
     from pl_saliency import SaliencyMonitor
-    from pl_saliency.datasets import LocalizationDigits, localization_batch_transform
+    from pl_saliency.datasets import LocalizationDigits
+    from pl_saliency.datasets import localization_batch_transform
     from pl_saliency.demo import DigitsCNN
-    from pl_saliency.explainers.removal import RISE, MeaningfulPerturbation, SlidingPatchOcclusion
+    from pl_saliency.explainers.removal import RISE
+    from pl_saliency.explainers.removal import MeaningfulPerturbation
+    from pl_saliency.explainers.removal import SlidingPatchOcclusion
 
     class BoxDigitsCNN(DigitsCNN):  # validation batches carry the extras: [x, y, {"boxes", "masks"}]
         def validation_step(self, batch, batch_idx):

@@ -16,17 +16,22 @@ from pathlib import Path
 
 import pytest
 import torch
-from wandb_files import history, run_dirs
+from wandb_files import history
+from wandb_files import run_dirs
 
-from pl_saliency.datasets import (
-    MARKER_KEY,
-    LocalizationDigits,
-    ShortcutDigits,
-    marker_slots,
-    shortcut_datasets,
-)
-from pl_saliency.functional import energy_pointing_game, pointing_game, relevance_mass_accuracy, relevance_rank_accuracy
-from pl_saliency.metrics import EnergyPointingGame, PointingGame, RelevanceMassAccuracy, RelevanceRankAccuracy
+from pl_saliency.datasets import MARKER_KEY
+from pl_saliency.datasets import LocalizationDigits
+from pl_saliency.datasets import ShortcutDigits
+from pl_saliency.datasets import marker_slots
+from pl_saliency.datasets import shortcut_datasets
+from pl_saliency.functional import energy_pointing_game
+from pl_saliency.functional import pointing_game
+from pl_saliency.functional import relevance_mass_accuracy
+from pl_saliency.functional import relevance_rank_accuracy
+from pl_saliency.metrics import EnergyPointingGame
+from pl_saliency.metrics import PointingGame
+from pl_saliency.metrics import RelevanceMassAccuracy
+from pl_saliency.metrics import RelevanceRankAccuracy
 from pl_saliency.perturbation import BatchContext
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "shortcut_demo.py"

@@ -12,24 +12,22 @@ import torch
 from torch import nn
 from torch.testing import assert_close
 
-from pl_saliency.functional.neighbourhood import (
-    curve_auc,
-    neighbourhood_auc,
-    neighbourhood_curves,
-    neighbourhood_schedule,
-)
-from pl_saliency.functional.transforms import (
-    blur_maps,
-    box_maps,
-    clip_percentile,
-    map_percentile,
-    minmax_normalize,
-    normalize_maps,
-    positive_part,
-    transform_maps,
-)
-from pl_saliency.metrics.neighbourhood import NeighbourhoodDeletionAUC, NeighbourhoodInsertionAUC
-from pl_saliency.perturbation.fillers import Blur, UniformNoise
+from pl_saliency.functional.neighbourhood import curve_auc
+from pl_saliency.functional.neighbourhood import neighbourhood_auc
+from pl_saliency.functional.neighbourhood import neighbourhood_curves
+from pl_saliency.functional.neighbourhood import neighbourhood_schedule
+from pl_saliency.functional.transforms import blur_maps
+from pl_saliency.functional.transforms import box_maps
+from pl_saliency.functional.transforms import clip_percentile
+from pl_saliency.functional.transforms import map_percentile
+from pl_saliency.functional.transforms import minmax_normalize
+from pl_saliency.functional.transforms import normalize_maps
+from pl_saliency.functional.transforms import positive_part
+from pl_saliency.functional.transforms import transform_maps
+from pl_saliency.metrics.neighbourhood import NeighbourhoodDeletionAUC
+from pl_saliency.metrics.neighbourhood import NeighbourhoodInsertionAUC
+from pl_saliency.perturbation.fillers import Blur
+from pl_saliency.perturbation.fillers import UniformNoise
 
 
 @pytest.fixture

@@ -11,10 +11,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.testing import assert_close
-from torchvision.models import SwinTransformer, VisionTransformer
+from torchvision.models import SwinTransformer
+from torchvision.models import VisionTransformer
 
-from pl_saliency.explainers import CaptumExplainer, GradCAM, Gradient, IntegratedGradients, TokenLayout
-from pl_saliency.explainers.layers import auto_layout, conv_layer_names, resolve_layer, unwrap_compiled
+from pl_saliency.explainers import CaptumExplainer
+from pl_saliency.explainers import GradCAM
+from pl_saliency.explainers import Gradient
+from pl_saliency.explainers import IntegratedGradients
+from pl_saliency.explainers import TokenLayout
+from pl_saliency.explainers.layers import auto_layout
+from pl_saliency.explainers.layers import conv_layer_names
+from pl_saliency.explainers.layers import resolve_layer
+from pl_saliency.explainers.layers import unwrap_compiled
 
 TOL = {"atol": 1e-5, "rtol": 1e-5}
 
@@ -336,9 +344,11 @@ def test_gradcam_on_in_place_compiled_module(compiled, rgb_batch):
 
 def test_monitor_scores_a_compiled_lightning_module_like_the_uncompiled_one(compiled):
     import pytorch_lightning as pl
-    from lightning_cli_helpers import TinyClassifier, TinyDataModule
+    from lightning_cli_helpers import TinyClassifier
+    from lightning_cli_helpers import TinyDataModule
 
-    from pl_saliency import DeletionAUC, SaliencyMonitor
+    from pl_saliency import DeletionAUC
+    from pl_saliency import SaliencyMonitor
 
     def scores(compile_model: bool) -> dict:
         torch.manual_seed(0)

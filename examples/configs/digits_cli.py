@@ -16,7 +16,8 @@ import pytorch_lightning as pl
 from pytorch_lightning.cli import LightningCLI
 from torch.utils.data import DataLoader
 
-from pl_saliency.demo import DigitsCNN, digits_datasets
+from pl_saliency.demo import DigitsCNN
+from pl_saliency.demo import digits_datasets
 
 
 class DigitsDataModule(pl.LightningDataModule):

@@ -1,44 +1,32 @@
 """Meta-analyses over metrics and explainers: how stable are the rankings they produce?"""
 
-from pl_saliency.analysis.baseline_sensitivity import (
-    BaselineSensitivityReport,
-    baseline_sensitivity,
-    kendall_tau_b,
-    plot_tau_heatmap,
-    rank_scores,
-)
-from pl_saliency.analysis.coherence import (
-    CoherenceReport,
-    binarize_maps,
-    coherence_report,
-    invert_maps,
-    metric_sanity,
-    plot_coherence,
-)
-from pl_saliency.analysis.heldout import (
-    HeldoutChoice,
-    choose_on_heldout,
-    heldout_localization_threshold,
-)
-from pl_saliency.analysis.interpretation_attacks import (
-    InterpretationAttack,
-    explanation_sensitivity,
-    interpretation_attack,
-)
-from pl_saliency.analysis.reliability import (
-    ReliabilityReport,
-    coherence_reliability,
-    image_rankings,
-    krippendorff_alpha,
-    metric_correlation,
-    ranking_reliability,
-    reliability_report,
-)
-from pl_saliency.analysis.robustness import (
-    RobustnessReport,
-    hyperparameter_robustness,
-    map_divergence,
-)
+from pl_saliency.analysis.baseline_sensitivity import BaselineSensitivityReport
+from pl_saliency.analysis.baseline_sensitivity import baseline_sensitivity
+from pl_saliency.analysis.baseline_sensitivity import kendall_tau_b
+from pl_saliency.analysis.baseline_sensitivity import plot_tau_heatmap
+from pl_saliency.analysis.baseline_sensitivity import rank_scores
+from pl_saliency.analysis.coherence import CoherenceReport
+from pl_saliency.analysis.coherence import binarize_maps
+from pl_saliency.analysis.coherence import coherence_report
+from pl_saliency.analysis.coherence import invert_maps
+from pl_saliency.analysis.coherence import metric_sanity
+from pl_saliency.analysis.coherence import plot_coherence
+from pl_saliency.analysis.heldout import HeldoutChoice
+from pl_saliency.analysis.heldout import choose_on_heldout
+from pl_saliency.analysis.heldout import heldout_localization_threshold
+from pl_saliency.analysis.interpretation_attacks import InterpretationAttack
+from pl_saliency.analysis.interpretation_attacks import explanation_sensitivity
+from pl_saliency.analysis.interpretation_attacks import interpretation_attack
+from pl_saliency.analysis.reliability import ReliabilityReport
+from pl_saliency.analysis.reliability import coherence_reliability
+from pl_saliency.analysis.reliability import image_rankings
+from pl_saliency.analysis.reliability import krippendorff_alpha
+from pl_saliency.analysis.reliability import metric_correlation
+from pl_saliency.analysis.reliability import ranking_reliability
+from pl_saliency.analysis.reliability import reliability_report
+from pl_saliency.analysis.robustness import RobustnessReport
+from pl_saliency.analysis.robustness import hyperparameter_robustness
+from pl_saliency.analysis.robustness import map_divergence
 
 __all__ = [
     "map_divergence",

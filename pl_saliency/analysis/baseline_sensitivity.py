@@ -25,29 +25,35 @@ from __future__ import annotations
 import inspect
 import math
 import warnings
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from collections.abc import Mapping
+from collections.abc import Sequence
+from dataclasses import dataclass
+from dataclasses import field
 from typing import Any
 
 import torch
 from torch import Tensor
 from torchmetrics import Metric
 
-from pl_saliency.evaluation import evaluate, noop_warnings, removal_context
-from pl_saliency.metrics import (
-    ABPC,
-    AOPCLerf,
-    AOPCMorf,
-    DeletionAUC,
-    InsertionAUC,
-    PixelFlipping,
-    RegionPerturbation,
-    ROADLerf,
-    ROADMorf,
-    Selectivity,
-)
+from pl_saliency.evaluation import evaluate
+from pl_saliency.evaluation import noop_warnings
+from pl_saliency.evaluation import removal_context
+from pl_saliency.metrics import ABPC
+from pl_saliency.metrics import AOPCLerf
+from pl_saliency.metrics import AOPCMorf
+from pl_saliency.metrics import DeletionAUC
+from pl_saliency.metrics import InsertionAUC
+from pl_saliency.metrics import PixelFlipping
+from pl_saliency.metrics import RegionPerturbation
+from pl_saliency.metrics import ROADLerf
+from pl_saliency.metrics import ROADMorf
+from pl_saliency.metrics import Selectivity
 from pl_saliency.perturbation.fillers import get_filler
-from pl_saliency.utils import check_inputs, check_model, check_positive_int, check_target
+from pl_saliency.utils import check_inputs
+from pl_saliency.utils import check_model
+from pl_saliency.utils import check_positive_int
+from pl_saliency.utils import check_target
 
 METRICS: dict[str, Callable[..., Metric]] = {
     "deletion_auc": DeletionAUC,

@@ -48,17 +48,27 @@ win rates (fraction of samples where the real map's score is strictly better), w
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from collections.abc import Mapping
+from collections.abc import Sequence
+from dataclasses import dataclass
+from dataclasses import field
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from pl_saliency.analysis.baseline_sensitivity import kendall_tau_b, rank_scores
+from pl_saliency.analysis.baseline_sensitivity import kendall_tau_b
+from pl_saliency.analysis.baseline_sensitivity import rank_scores
 from pl_saliency.explainers import named_explainers
-from pl_saliency.perturbation.orders import removal_order, removal_rank
-from pl_saliency.utils import check_choice, check_inputs, check_model, check_positive_int, check_saliency, check_target
+from pl_saliency.perturbation.orders import removal_order
+from pl_saliency.perturbation.orders import removal_rank
+from pl_saliency.utils import check_choice
+from pl_saliency.utils import check_inputs
+from pl_saliency.utils import check_model
+from pl_saliency.utils import check_positive_int
+from pl_saliency.utils import check_saliency
+from pl_saliency.utils import check_target
 
 LEVELS: tuple[str, ...] = ("explainers", "images")
 ON_ERROR: tuple[str, ...] = ("raise", "warn")

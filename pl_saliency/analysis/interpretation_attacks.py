@@ -26,22 +26,24 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
-from pl_saliency.functional.fidelity import dance_map, sensitivity_ratio
-from pl_saliency.perturbation.adversarial import check_bounds, check_positive_float, resolve_iterations
-from pl_saliency.utils import (
-    check_choice,
-    check_inputs,
-    check_model,
-    check_positive_int,
-    check_target,
-    eval_mode,
-    model_logits,
-)
+from pl_saliency.functional.fidelity import dance_map
+from pl_saliency.functional.fidelity import sensitivity_ratio
+from pl_saliency.perturbation.adversarial import check_bounds
+from pl_saliency.perturbation.adversarial import check_positive_float
+from pl_saliency.perturbation.adversarial import resolve_iterations
+from pl_saliency.utils import check_choice
+from pl_saliency.utils import check_inputs
+from pl_saliency.utils import check_model
+from pl_saliency.utils import check_positive_int
+from pl_saliency.utils import check_target
+from pl_saliency.utils import eval_mode
+from pl_saliency.utils import model_logits
 
 ATTACKS: tuple[str, ...] = ("topk", "targeted", "center")
 

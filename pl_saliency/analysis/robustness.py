@@ -25,16 +25,24 @@ callable similarity to add it).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from collections.abc import Mapping
+from collections.abc import Sequence
+from dataclasses import dataclass
+from dataclasses import field
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from pl_saliency.functional.randomization import map_similarity, similarity_name
+from pl_saliency.functional.randomization import map_similarity
+from pl_saliency.functional.randomization import similarity_name
 from pl_saliency.perturbation.fillers import get_filler
-from pl_saliency.utils import check_inputs, check_model, check_positive_int, check_saliency, check_target
+from pl_saliency.utils import check_inputs
+from pl_saliency.utils import check_model
+from pl_saliency.utils import check_positive_int
+from pl_saliency.utils import check_saliency
+from pl_saliency.utils import check_target
 
 SIMILARITIES: tuple[str, ...] = ("spearman", "ssim", "pearson")
 _NO_FILLER = "default"

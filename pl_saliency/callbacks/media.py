@@ -3,22 +3,22 @@ media; TensorBoard overlay grids. Scalars go through ``LightningModule.log`` in 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from pl_saliency.evaluation import ScoreGrid
-from pl_saliency.loggers.tensorboard import find_tensorboard_logger, log_overlays_to_tensorboard
-from pl_saliency.loggers.wandb import (
-    curve_chart,
-    find_wandb_logger,
-    log_to_wandb,
-    overlay_images,
-    report_media,
-    saliency_table,
-    series_chart,
-)
+from pl_saliency.loggers.tensorboard import find_tensorboard_logger
+from pl_saliency.loggers.tensorboard import log_overlays_to_tensorboard
+from pl_saliency.loggers.wandb import curve_chart
+from pl_saliency.loggers.wandb import find_wandb_logger
+from pl_saliency.loggers.wandb import log_to_wandb
+from pl_saliency.loggers.wandb import overlay_images
+from pl_saliency.loggers.wandb import report_media
+from pl_saliency.loggers.wandb import saliency_table
+from pl_saliency.loggers.wandb import series_chart
 from pl_saliency.series import summary_directions
 
 if TYPE_CHECKING:

@@ -8,7 +8,8 @@ process's probe with another's mean.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -83,7 +84,8 @@ def run_reports(
 ) -> dict[str, Any]:
     """Compute each requested report locally on the (gathered) probe; a failing report is handed to
     ``on_failure`` and left out."""
-    from pl_saliency.analysis import baseline_sensitivity, coherence_report
+    from pl_saliency.analysis import baseline_sensitivity
+    from pl_saliency.analysis import coherence_report
     from pl_saliency.functional import clean_saliency
 
     device = next((p.device for p in model.parameters()), torch.device("cpu")) if hasattr(model, "parameters") else torch.device("cpu")

@@ -13,21 +13,38 @@ import copy
 import math
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from collections.abc import Mapping
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from pl_saliency.callbacks.bases import callback_bases
-from pl_saliency.callbacks.probe import Probe, default_batch_transform, split_batch
-from pl_saliency.callbacks.reports import gather_probe, report_options, run_reports
-from pl_saliency.evaluation import ON_ERROR, TARGETS, ScoreGrid, Sync, distributed_sync, evaluate, noop_warnings
-from pl_saliency.explainers import Explainer, named_explainers
-from pl_saliency.loggers.text import format_controlled_table, format_scores_table
-from pl_saliency.registry import metric_name, named_metrics
+from pl_saliency.callbacks.probe import Probe
+from pl_saliency.callbacks.probe import default_batch_transform
+from pl_saliency.callbacks.probe import split_batch
+from pl_saliency.callbacks.reports import gather_probe
+from pl_saliency.callbacks.reports import report_options
+from pl_saliency.callbacks.reports import run_reports
+from pl_saliency.evaluation import ON_ERROR
+from pl_saliency.evaluation import TARGETS
+from pl_saliency.evaluation import ScoreGrid
+from pl_saliency.evaluation import Sync
+from pl_saliency.evaluation import distributed_sync
+from pl_saliency.evaluation import evaluate
+from pl_saliency.evaluation import noop_warnings
+from pl_saliency.explainers import Explainer
+from pl_saliency.explainers import named_explainers
+from pl_saliency.loggers.text import format_controlled_table
+from pl_saliency.loggers.text import format_scores_table
+from pl_saliency.registry import metric_name
+from pl_saliency.registry import named_metrics
 from pl_saliency.series import stability_scores
-from pl_saliency.utils import check_choice, check_positive_int
+from pl_saliency.utils import check_choice
+from pl_saliency.utils import check_positive_int
 
 if TYPE_CHECKING:
     import pytorch_lightning as pl

@@ -29,28 +29,31 @@ images, probes), :mod:`~pl_saliency.cli.score`, :mod:`~pl_saliency.cli.track`,
 :mod:`~pl_saliency.cli.report` (CSV, JSON, PNG) and :mod:`~pl_saliency.cli.html`.
 """
 
-from pl_saliency.cli.common import PROG, CLIError, ReportError, ScoringError, check_device, check_out, csv_text
-from pl_saliency.cli.io import (
-    IMAGE_EXTENSIONS,
-    ImageSet,
-    find_images,
-    import_object,
-    load_images,
-    load_model,
-    load_probe,
-    model_loader,
-)
-from pl_saliency.cli.main import build_parser, main
-from pl_saliency.cli.names import (
-    EXPLAINERS,
-    METRICS,
-    NOT_SCORABLE,
-    MetricSpec,
-    available_metrics,
-    build_explainers,
-    build_metrics,
-    canonical_metric,
-)
+from pl_saliency.cli.common import PROG
+from pl_saliency.cli.common import CLIError
+from pl_saliency.cli.common import ReportError
+from pl_saliency.cli.common import ScoringError
+from pl_saliency.cli.common import check_device
+from pl_saliency.cli.common import check_out
+from pl_saliency.cli.common import csv_text
+from pl_saliency.cli.io import IMAGE_EXTENSIONS
+from pl_saliency.cli.io import ImageSet
+from pl_saliency.cli.io import find_images
+from pl_saliency.cli.io import import_object
+from pl_saliency.cli.io import load_images
+from pl_saliency.cli.io import load_model
+from pl_saliency.cli.io import load_probe
+from pl_saliency.cli.io import model_loader
+from pl_saliency.cli.main import build_parser
+from pl_saliency.cli.main import main
+from pl_saliency.cli.names import EXPLAINERS
+from pl_saliency.cli.names import METRICS
+from pl_saliency.cli.names import NOT_SCORABLE
+from pl_saliency.cli.names import MetricSpec
+from pl_saliency.cli.names import available_metrics
+from pl_saliency.cli.names import build_explainers
+from pl_saliency.cli.names import build_metrics
+from pl_saliency.cli.names import canonical_metric
 from pl_saliency.loggers.text import format_scores_table
 
 __all__ = [

@@ -13,7 +13,8 @@ import base64
 import html
 import io
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from collections.abc import Sequence
 from typing import Any
 
 from torch import Tensor
@@ -133,7 +134,8 @@ def overlay_section(inputs: Tensor | None, maps: Mapping[str, Tensor], captions:
     """One row per sample: the image, its caption, then each explainer's overlay (PNG tiles)."""
     if inputs is None or not len(inputs) or not maps:
         return '<p class="note">No overlays (--overlays 0, or no explainer produced maps).</p>'
-    from pl_saliency.loggers import display_uint8, overlay_batch
+    from pl_saliency.loggers import display_uint8
+    from pl_saliency.loggers import overlay_batch
 
     names = list(maps)
     k = min(len(inputs), *(len(v) for v in maps.values()))

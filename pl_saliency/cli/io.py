@@ -12,15 +12,19 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
+from torch import nn
 
-from pl_saliency.cli.common import CLIError, json_object, one_line
+from pl_saliency.cli.common import CLIError
+from pl_saliency.cli.common import json_object
+from pl_saliency.cli.common import one_line
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 """File extensions read as images (torchvision's ``ImageFolder`` list), case-insensitive."""

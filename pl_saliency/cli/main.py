@@ -10,8 +10,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from pl_saliency.cli.common import PROG, CLIError, ReportError, ScoringError
-from pl_saliency.cli.names import EXPLAINERS, metric_names
+from pl_saliency.cli.common import PROG
+from pl_saliency.cli.common import CLIError
+from pl_saliency.cli.common import ReportError
+from pl_saliency.cli.common import ScoringError
+from pl_saliency.cli.names import EXPLAINERS
+from pl_saliency.cli.names import metric_names
 
 
 def _positive_int(text: str) -> int:

@@ -15,12 +15,17 @@ Classes are looked up when used: importing this module imports no metric or expl
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from collections.abc import Mapping
+from dataclasses import dataclass
+from dataclasses import field
 from typing import Any
 
 from pl_saliency import registry
-from pl_saliency.cli.common import CLIError, one_line, per_name_kwargs, split_names
+from pl_saliency.cli.common import CLIError
+from pl_saliency.cli.common import one_line
+from pl_saliency.cli.common import per_name_kwargs
+from pl_saliency.cli.common import split_names
 
 
 # ---------------------------------------------------------------------------------------- explainers

@@ -8,7 +8,9 @@ import io
 import json
 import math
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable
+from collections.abc import Mapping
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -160,7 +162,8 @@ def overlays_png(
     """Images (rows) × explainers (columns), maps overlaid as in the monitor's panels."""
     if inputs is None or not len(inputs) or not maps:
         return None
-    from pl_saliency.loggers import display_uint8, overlay_batch
+    from pl_saliency.loggers import display_uint8
+    from pl_saliency.loggers import overlay_batch
 
     plt = _plt()
     names = list(maps)

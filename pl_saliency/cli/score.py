@@ -6,36 +6,38 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
+from torch import nn
 
-from pl_saliency.cli.common import (
-    CLIError,
-    ReportError,
-    ScoringError,
-    check_device,
-    check_out,
-    one_line,
-    print_warnings,
-)
-from pl_saliency.cli.io import ImageSet, find_images, load_images, load_model
-from pl_saliency.cli.names import build_explainers, build_metrics
-from pl_saliency.cli.report import (
-    curves_png,
-    definition,
-    finite,
-    grid_json,
-    keep_elsewhere,
-    overlays_png,
-    save_png,
-    write_csv,
-    write_json,
-)
+from pl_saliency.cli.common import CLIError
+from pl_saliency.cli.common import ReportError
+from pl_saliency.cli.common import ScoringError
+from pl_saliency.cli.common import check_device
+from pl_saliency.cli.common import check_out
+from pl_saliency.cli.common import one_line
+from pl_saliency.cli.common import print_warnings
+from pl_saliency.cli.io import ImageSet
+from pl_saliency.cli.io import find_images
+from pl_saliency.cli.io import load_images
+from pl_saliency.cli.io import load_model
+from pl_saliency.cli.names import build_explainers
+from pl_saliency.cli.names import build_metrics
+from pl_saliency.cli.report import curves_png
+from pl_saliency.cli.report import definition
+from pl_saliency.cli.report import finite
+from pl_saliency.cli.report import grid_json
+from pl_saliency.cli.report import keep_elsewhere
+from pl_saliency.cli.report import overlays_png
+from pl_saliency.cli.report import save_png
+from pl_saliency.cli.report import write_csv
+from pl_saliency.cli.report import write_json
 
 
 @dataclass
@@ -262,7 +264,8 @@ def settings_of(args: argparse.Namespace) -> dict[str, Any]:
 
 def scores_table(flat: Mapping[str, float | None], explainers: Sequence[str], directions: Mapping[str, bool | None], title: str) -> str:
     """The monitor's table: gains ± CI and win rates where controls ran, raw values elsewhere."""
-    from pl_saliency.loggers.text import format_controlled_table, format_scores_table
+    from pl_saliency.loggers.text import format_controlled_table
+    from pl_saliency.loggers.text import format_scores_table
 
     if any(k.endswith("/gain") for k in flat):
         return format_controlled_table(flat, list(explainers), directions, title)

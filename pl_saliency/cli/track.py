@@ -24,22 +24,32 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from pl_saliency.cli.common import CLIError, ReportError, ScoringError, one_line, print_warnings
-from pl_saliency.cli.io import ProbeData, find_images, load_images, load_probe, model_loader
-from pl_saliency.cli.names import build_explainers, build_metrics
-from pl_saliency.cli.report import (
-    curves_png,
-    definition,
-    grid_json,
-    keep_elsewhere,
-    overlays_png,
-    save_png,
-    series_png,
-    write_csv,
-    write_json,
-)
-from pl_saliency.cli.score import check_common, scores_table, settings_of
-from pl_saliency.series import stability_scores, summary_directions
+from pl_saliency.cli.common import CLIError
+from pl_saliency.cli.common import ReportError
+from pl_saliency.cli.common import ScoringError
+from pl_saliency.cli.common import one_line
+from pl_saliency.cli.common import print_warnings
+from pl_saliency.cli.io import ProbeData
+from pl_saliency.cli.io import find_images
+from pl_saliency.cli.io import load_images
+from pl_saliency.cli.io import load_probe
+from pl_saliency.cli.io import model_loader
+from pl_saliency.cli.names import build_explainers
+from pl_saliency.cli.names import build_metrics
+from pl_saliency.cli.report import curves_png
+from pl_saliency.cli.report import definition
+from pl_saliency.cli.report import grid_json
+from pl_saliency.cli.report import keep_elsewhere
+from pl_saliency.cli.report import overlays_png
+from pl_saliency.cli.report import save_png
+from pl_saliency.cli.report import series_png
+from pl_saliency.cli.report import write_csv
+from pl_saliency.cli.report import write_json
+from pl_saliency.cli.score import check_common
+from pl_saliency.cli.score import scores_table
+from pl_saliency.cli.score import settings_of
+from pl_saliency.series import stability_scores
+from pl_saliency.series import summary_directions
 
 #: controlled keys whose W&B summary is the best (max) value, as the monitor's; others keep the last
 
@@ -226,7 +236,8 @@ def write_series(data: dict[str, Any], templates: dict[str, Any], out: Path, inp
     }
     written += [save_png(out / name, png) for name, png in figures.items() if png is not None]
     if html:
-        from pl_saliency.cli.html import overlay_section, track_html
+        from pl_saliency.cli.html import overlay_section
+        from pl_saliency.cli.html import track_html
 
         sections = [(title, overlay_section(inputs, maps, captions, table_id=f"overlays-{j}")) for j, (title, maps) in enumerate(shown)]
         path = out / "report.html"
@@ -239,7 +250,10 @@ def log_wandb(data: dict[str, Any], out: Path, args: argparse.Namespace) -> Path
     """An offline W&B run under ``<out>/wandb``: the monitor's keys at each checkpoint's epoch (summary:
     best gain / win rate / normalized gain, last value otherwise), curve charts and series charts.
     Upload later with ``wandb sync <run folder>``."""
-    from pl_saliency.loggers.wandb import curve_chart, define_saliency_metrics, import_wandb, series_chart
+    from pl_saliency.loggers.wandb import curve_chart
+    from pl_saliency.loggers.wandb import define_saliency_metrics
+    from pl_saliency.loggers.wandb import import_wandb
+    from pl_saliency.loggers.wandb import series_chart
 
     wandb = import_wandb()
     prefix, history = data["log_prefix"], data["history"]

@@ -14,15 +14,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from pl_saliency.datasets.digits import digits_datasets, digits_tensors, split_indices
-from pl_saliency.datasets.localization import (
-    NUM_DIGITS,
-    LocalizationDigits,
-    localization_batch_transform,
-    localization_datasets,
-    mask_boxes,
-)
-from pl_saliency.datasets.shortcut import MARKER_KEY, ShortcutDigits, marker_slots, shortcut_datasets
+from pl_saliency.datasets.digits import digits_datasets
+from pl_saliency.datasets.digits import digits_tensors
+from pl_saliency.datasets.digits import split_indices
+from pl_saliency.datasets.localization import NUM_DIGITS
+from pl_saliency.datasets.localization import LocalizationDigits
+from pl_saliency.datasets.localization import localization_batch_transform
+from pl_saliency.datasets.localization import localization_datasets
+from pl_saliency.datasets.localization import mask_boxes
+from pl_saliency.datasets.shortcut import MARKER_KEY
+from pl_saliency.datasets.shortcut import ShortcutDigits
+from pl_saliency.datasets.shortcut import marker_slots
+from pl_saliency.datasets.shortcut import shortcut_datasets
 
 __all__ = [
     "digits_datasets",

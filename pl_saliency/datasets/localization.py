@@ -31,7 +31,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from pl_saliency.datasets.digits import digits_tensors, split_indices
+from pl_saliency.datasets.digits import digits_tensors
+from pl_saliency.datasets.digits import split_indices
 from pl_saliency.utils import check_positive_int
 
 NUM_DIGITS = 1797  # scikit-learn's digits

@@ -43,7 +43,9 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from pl_saliency.datasets.digits import split_indices
-from pl_saliency.datasets.localization import NUM_DIGITS, LocalizationDigits, _check_fraction
+from pl_saliency.datasets.localization import NUM_DIGITS
+from pl_saliency.datasets.localization import LocalizationDigits
+from pl_saliency.datasets.localization import _check_fraction
 from pl_saliency.utils import check_positive_int
 
 NUM_CLASSES = 10

@@ -2,36 +2,34 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
+from collections.abc import Mapping
 from typing import Any
 
-from pl_saliency.explainers.base import Explainer, FunctionExplainer
-from pl_saliency.explainers.captum import (
-    CaptumExplainer,
-    GradCAM,
-    Gradient,
-    GradientXInput,
-    IntegratedGradients,
-    SmoothGrad,
-)
-from pl_saliency.explainers.decoy import (
-    DecoyEnhanced,
-    DecoyReport,
-    Decoys,
-    dance_postprocess,
-    generate_decoys,
-    patch_positions,
-    range_aggregate,
-)
-from pl_saliency.explainers.layers import TokenLayout, conv_layer_names, resolve_layer
+from pl_saliency.explainers.base import Explainer
+from pl_saliency.explainers.base import FunctionExplainer
+from pl_saliency.explainers.captum import CaptumExplainer
+from pl_saliency.explainers.captum import GradCAM
+from pl_saliency.explainers.captum import Gradient
+from pl_saliency.explainers.captum import GradientXInput
+from pl_saliency.explainers.captum import IntegratedGradients
+from pl_saliency.explainers.captum import SmoothGrad
+from pl_saliency.explainers.decoy import DecoyEnhanced
+from pl_saliency.explainers.decoy import DecoyReport
+from pl_saliency.explainers.decoy import Decoys
+from pl_saliency.explainers.decoy import dance_postprocess
+from pl_saliency.explainers.decoy import generate_decoys
+from pl_saliency.explainers.decoy import patch_positions
+from pl_saliency.explainers.decoy import range_aggregate
+from pl_saliency.explainers.layers import TokenLayout
+from pl_saliency.explainers.layers import conv_layer_names
+from pl_saliency.explainers.layers import resolve_layer
 from pl_saliency.explainers.random_map import RandomMap
-from pl_saliency.explainers.removal import (
-    RISE,
-    Lime,
-    MeaningfulPerturbation,
-    RemovalExplainer,
-    SlidingPatchOcclusion,
-)
+from pl_saliency.explainers.removal import RISE
+from pl_saliency.explainers.removal import Lime
+from pl_saliency.explainers.removal import MeaningfulPerturbation
+from pl_saliency.explainers.removal import RemovalExplainer
+from pl_saliency.explainers.removal import SlidingPatchOcclusion
 
 
 def named_explainers(explainers: Any, name: str = "explainers") -> dict[str, Callable[..., Any]]:

@@ -29,18 +29,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from pl_saliency.explainers.layers import eager, unwrap_compiled
-from pl_saliency.utils import (
-    REDUCTIONS,
-    check_choice,
-    check_inputs,
-    check_model,
-    check_target,
-    eval_mode,
-    model_input_error,
-    model_logits,
-    reduce_channels,
-)
+from pl_saliency.explainers.layers import eager
+from pl_saliency.explainers.layers import unwrap_compiled
+from pl_saliency.utils import REDUCTIONS
+from pl_saliency.utils import check_choice
+from pl_saliency.utils import check_inputs
+from pl_saliency.utils import check_model
+from pl_saliency.utils import check_target
+from pl_saliency.utils import eval_mode
+from pl_saliency.utils import model_input_error
+from pl_saliency.utils import model_logits
+from pl_saliency.utils import reduce_channels
 
 _NO_GRAD_PHRASES = (
     "does not require grad",

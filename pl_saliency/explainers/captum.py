@@ -16,17 +16,17 @@ import torch
 from torch import Tensor
 
 from pl_saliency.explainers.base import Explainer
-from pl_saliency.explainers.layers import (
-    AUTO,
-    LayerCapture,
-    check_layer_spec,
-    check_reshape_transform,
-    layer_name,
-    resolve_layer,
-    spatial_map,
-)
-from pl_saliency.spec import sample_seeds, stable_sample_ids
-from pl_saliency.utils import check_positive_int, fork_rng
+from pl_saliency.explainers.layers import AUTO
+from pl_saliency.explainers.layers import LayerCapture
+from pl_saliency.explainers.layers import check_layer_spec
+from pl_saliency.explainers.layers import check_reshape_transform
+from pl_saliency.explainers.layers import layer_name
+from pl_saliency.explainers.layers import resolve_layer
+from pl_saliency.explainers.layers import spatial_map
+from pl_saliency.spec import sample_seeds
+from pl_saliency.spec import stable_sample_ids
+from pl_saliency.utils import check_positive_int
+from pl_saliency.utils import fork_rng
 
 IG_METHODS: tuple[str, ...] = ("gausslegendre", "riemann_right", "riemann_left", "riemann_middle", "riemann_trapezoid")
 

@@ -21,22 +21,25 @@ from torch import Tensor
 
 from pl_saliency.explainers.base import Explainer
 from pl_saliency.explainers.captum import resolve_layer
-from pl_saliency.functional.decoy import dance_postprocess, range_aggregate
-from pl_saliency.perturbation.decoy_patches import COVERAGES, PATCH_SAMPLING, patch_layout, patch_positions
-from pl_saliency.perturbation.decoys import (
-    AGGREGATES,
-    EPSILON_SCALES,
-    Decoys,
-    _check_layer_spec,
-    _check_number,
-    _constant_chunks,
-    _decoy_chunks,
-    _LayerReader,
-    _make_plan,
-    _settings,
-    generate_decoys,
-)
-from pl_saliency.utils import check_choice, check_positive_int
+from pl_saliency.functional.decoy import dance_postprocess
+from pl_saliency.functional.decoy import range_aggregate
+from pl_saliency.perturbation.decoy_patches import COVERAGES
+from pl_saliency.perturbation.decoy_patches import PATCH_SAMPLING
+from pl_saliency.perturbation.decoy_patches import patch_layout
+from pl_saliency.perturbation.decoy_patches import patch_positions
+from pl_saliency.perturbation.decoys import AGGREGATES
+from pl_saliency.perturbation.decoys import EPSILON_SCALES
+from pl_saliency.perturbation.decoys import Decoys
+from pl_saliency.perturbation.decoys import _check_layer_spec
+from pl_saliency.perturbation.decoys import _check_number
+from pl_saliency.perturbation.decoys import _constant_chunks
+from pl_saliency.perturbation.decoys import _decoy_chunks
+from pl_saliency.perturbation.decoys import _LayerReader
+from pl_saliency.perturbation.decoys import _make_plan
+from pl_saliency.perturbation.decoys import _settings
+from pl_saliency.perturbation.decoys import generate_decoys
+from pl_saliency.utils import check_choice
+from pl_saliency.utils import check_positive_int
 
 __all__ = [
     "AGGREGATES", "EPSILON_SCALES", "DecoyEnhanced", "DecoyReport", "Decoys", "dance_postprocess", "generate_decoys",

@@ -6,14 +6,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from pl_saliency.explainers.removal_base import RemovalExplainer, _check_float, _check_pair, _uniform
-from pl_saliency.utils import check_choice, check_positive_int
+from pl_saliency.explainers.removal_base import RemovalExplainer
+from pl_saliency.explainers.removal_base import _check_float
+from pl_saliency.explainers.removal_base import _check_pair
+from pl_saliency.explainers.removal_base import _uniform
+from pl_saliency.utils import check_choice
+from pl_saliency.utils import check_positive_int
 
 SEGMENTATIONS: tuple[str, ...] = ("slic", "grid")
 

@@ -11,17 +11,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from pl_saliency.explainers.removal_base import (
-    RemovalExplainer,
-    _check_bool,
-    _check_fits,
-    _check_float,
-    _check_pair,
-    _randint,
-    _uniform,
-)
+from pl_saliency.explainers.removal_base import RemovalExplainer
+from pl_saliency.explainers.removal_base import _check_bool
+from pl_saliency.explainers.removal_base import _check_fits
+from pl_saliency.explainers.removal_base import _check_float
+from pl_saliency.explainers.removal_base import _check_pair
+from pl_saliency.explainers.removal_base import _randint
+from pl_saliency.explainers.removal_base import _uniform
 from pl_saliency.perturbation.fillers import Blur
-from pl_saliency.utils import check_choice, check_positive_int, class_scores
+from pl_saliency.utils import check_choice
+from pl_saliency.utils import check_positive_int
+from pl_saliency.utils import class_scores
 
 UPSAMPLINGS: tuple[str, ...] = ("nearest", "bilinear")
 INITS: tuple[str, ...] = ("uniform", "ones")

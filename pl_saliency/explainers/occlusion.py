@@ -19,12 +19,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from pl_saliency.explainers.removal_base import (
-    RemovalExplainer,
-    _check_fits,
-    _check_pair,
-    mirror_interpolation,
-)
+from pl_saliency.explainers.removal_base import RemovalExplainer
+from pl_saliency.explainers.removal_base import _check_fits
+from pl_saliency.explainers.removal_base import _check_pair
+from pl_saliency.explainers.removal_base import mirror_interpolation
 from pl_saliency.utils import check_choice
 
 OCCLUSION_RULES: tuple[str, ...] = ("mean", "window")

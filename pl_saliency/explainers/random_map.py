@@ -18,8 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from pl_saliency.spec import sample_seeds, stable_sample_ids
-from pl_saliency.utils import check_inputs, check_positive_int
+from pl_saliency.spec import sample_seeds
+from pl_saliency.spec import stable_sample_ids
+from pl_saliency.utils import check_inputs
+from pl_saliency.utils import check_positive_int
 
 
 class RandomMap:

@@ -23,26 +23,28 @@ returns it, with a ``DeprecationWarning``). Shared conventions: :mod:`pl_salienc
 
 from __future__ import annotations
 
-from pl_saliency.explainers.lime import (
-    SEGMENTATIONS,
-    Lime,
-    LimeFit,
-    grid_segments,
-    lime_kernel_weights,
-    lime_samples,
-    slic_segments,
-    weighted_ridge,
-)
-from pl_saliency.explainers.meaningful_perturbation import (
-    INITS,
-    UPSAMPLINGS,
-    MeaningfulPerturbation,
-    binarize_threshold,
-    tv_norm,
-)
-from pl_saliency.explainers.occlusion import OCCLUSION_RULES, SlidingPatchOcclusion, seed_window_starts, window_starts
-from pl_saliency.explainers.removal_base import RemovalExplainer, mirror_interpolation
-from pl_saliency.explainers.rise import RISE, RiseMasks, rise_masks
+from pl_saliency.explainers.lime import SEGMENTATIONS
+from pl_saliency.explainers.lime import Lime
+from pl_saliency.explainers.lime import LimeFit
+from pl_saliency.explainers.lime import grid_segments
+from pl_saliency.explainers.lime import lime_kernel_weights
+from pl_saliency.explainers.lime import lime_samples
+from pl_saliency.explainers.lime import slic_segments
+from pl_saliency.explainers.lime import weighted_ridge
+from pl_saliency.explainers.meaningful_perturbation import INITS
+from pl_saliency.explainers.meaningful_perturbation import UPSAMPLINGS
+from pl_saliency.explainers.meaningful_perturbation import MeaningfulPerturbation
+from pl_saliency.explainers.meaningful_perturbation import binarize_threshold
+from pl_saliency.explainers.meaningful_perturbation import tv_norm
+from pl_saliency.explainers.occlusion import OCCLUSION_RULES
+from pl_saliency.explainers.occlusion import SlidingPatchOcclusion
+from pl_saliency.explainers.occlusion import seed_window_starts
+from pl_saliency.explainers.occlusion import window_starts
+from pl_saliency.explainers.removal_base import RemovalExplainer
+from pl_saliency.explainers.removal_base import mirror_interpolation
+from pl_saliency.explainers.rise import RISE
+from pl_saliency.explainers.rise import RiseMasks
+from pl_saliency.explainers.rise import rise_masks
 
 __all__ = [
     "INITS",

@@ -22,8 +22,12 @@ import torch
 from torch import Tensor
 
 from pl_saliency.explainers.base import Explainer
-from pl_saliency.perturbation.fillers import Filler, get_filler
-from pl_saliency.utils import SCORES, check_choice, check_positive_int, class_scores
+from pl_saliency.perturbation.fillers import Filler
+from pl_saliency.perturbation.fillers import get_filler
+from pl_saliency.utils import SCORES
+from pl_saliency.utils import check_choice
+from pl_saliency.utils import check_positive_int
+from pl_saliency.utils import class_scores
 
 
 def _check_float(name: str, value: Any, low: float | None = None, high: float | None = None, low_open: bool = False) -> float:
@@ -132,7 +136,8 @@ class RemovalExplainer(Explainer):
         :meth:`telea` (named ``"<name>_telea"``), since Telea is not a generative model."""
         if "filler" in kwargs:
             raise ValueError("Argument `filler` is set by `generative()`; pass `inpainter=` instead, or build the class directly.")
-        from pl_saliency.perturbation.imputation import InpainterFill, Telea
+        from pl_saliency.perturbation.imputation import InpainterFill
+        from pl_saliency.perturbation.imputation import Telea
 
         if inpainter is None or isinstance(inpainter, Telea):
             warnings.warn(

@@ -10,7 +10,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from pl_saliency.explainers.removal_base import RemovalExplainer, _check_float, _uniform, mirror_interpolation
+from pl_saliency.explainers.removal_base import RemovalExplainer
+from pl_saliency.explainers.removal_base import _check_float
+from pl_saliency.explainers.removal_base import _uniform
+from pl_saliency.explainers.removal_base import mirror_interpolation
 from pl_saliency.utils import check_positive_int
 
 

@@ -1,102 +1,66 @@
 """Every metric as pure functions: tensors in, tensors out; no state, no Lightning."""
 
-from pl_saliency.functional.adversarial import (
-    AdversarialCurves,
-    CleanedSaliency,
-    FlipBudgets,
-    NormalizedScore,
-    SimplifiedImage,
-    adversarial_flip_budget,
-    adversarial_reliability,
-    adversarial_reliability_normalized,
-    authors_relevance,
-    clean_saliency,
-    gradient_oracle,
-    normalized_score,
-    simplified_image,
-)
-from pl_saliency.functional.aopc import (
-    abpc,
-    aopc_lerf,
-    aopc_morf,
-)
-from pl_saliency.functional.complexity import (
-    entropy_complexity,
-    gini_sparseness,
-)
-from pl_saliency.functional.confidence import (
-    average_drop,
-    explanation_maps,
-    increase_in_confidence,
-)
-from pl_saliency.functional.controls import (
-    bootstrap_ci,
-    gain_over_random,
-    normalized_abpc,
-    normalized_gain,
-    win_rate,
-)
-from pl_saliency.functional.decoy import (
-    decoy_realism,
-    lpips_distance,
-    lpips_weights_path,
-)
-from pl_saliency.functional.deletion import (
-    deletion_auc,
-    insertion_auc,
-)
-from pl_saliency.functional.faithfulness import (
-    faithfulness_correlation,
-)
-from pl_saliency.functional.fidelity import (
-    dance_fidelity,
-    dance_map,
-    sensitivity_ratio,
-)
-from pl_saliency.functional.localization import (
-    energy_pointing_game,
-    pointing_game,
-    relevance_mass_accuracy,
-    relevance_rank_accuracy,
-)
-from pl_saliency.functional.neighbourhood import (
-    neighbourhood_auc,
-    neighbourhood_curves,
-    neighbourhood_schedule,
-)
-from pl_saliency.functional.randomization import (
-    model_parameter_randomization,
-    random_logit,
-)
-from pl_saliency.functional.realism import (
-    removal_realism,
-)
-from pl_saliency.functional.region import (
-    pixel_flipping,
-    region_perturbation,
-    selectivity,
-)
-from pl_saliency.functional.road import (
-    road,
-)
-from pl_saliency.functional.robustness import (
-    avg_sensitivity,
-    infidelity,
-    max_sensitivity,
-)
-from pl_saliency.functional.saliency_metric import (
-    object_localization_error,
-    saliency_metric,
-)
-from pl_saliency.functional.transforms import (
-    blur_maps,
-    box_maps,
-    clip_percentile,
-    map_percentile,
-    minmax_normalize,
-    positive_part,
-    transform_maps,
-)
+from pl_saliency.functional.adversarial import AdversarialCurves
+from pl_saliency.functional.adversarial import CleanedSaliency
+from pl_saliency.functional.adversarial import FlipBudgets
+from pl_saliency.functional.adversarial import NormalizedScore
+from pl_saliency.functional.adversarial import SimplifiedImage
+from pl_saliency.functional.adversarial import adversarial_flip_budget
+from pl_saliency.functional.adversarial import adversarial_reliability
+from pl_saliency.functional.adversarial import adversarial_reliability_normalized
+from pl_saliency.functional.adversarial import authors_relevance
+from pl_saliency.functional.adversarial import clean_saliency
+from pl_saliency.functional.adversarial import gradient_oracle
+from pl_saliency.functional.adversarial import normalized_score
+from pl_saliency.functional.adversarial import simplified_image
+from pl_saliency.functional.aopc import abpc
+from pl_saliency.functional.aopc import aopc_lerf
+from pl_saliency.functional.aopc import aopc_morf
+from pl_saliency.functional.complexity import entropy_complexity
+from pl_saliency.functional.complexity import gini_sparseness
+from pl_saliency.functional.confidence import average_drop
+from pl_saliency.functional.confidence import explanation_maps
+from pl_saliency.functional.confidence import increase_in_confidence
+from pl_saliency.functional.controls import bootstrap_ci
+from pl_saliency.functional.controls import gain_over_random
+from pl_saliency.functional.controls import normalized_abpc
+from pl_saliency.functional.controls import normalized_gain
+from pl_saliency.functional.controls import win_rate
+from pl_saliency.functional.decoy import decoy_realism
+from pl_saliency.functional.decoy import lpips_distance
+from pl_saliency.functional.decoy import lpips_weights_path
+from pl_saliency.functional.deletion import deletion_auc
+from pl_saliency.functional.deletion import insertion_auc
+from pl_saliency.functional.faithfulness import faithfulness_correlation
+from pl_saliency.functional.fidelity import dance_fidelity
+from pl_saliency.functional.fidelity import dance_map
+from pl_saliency.functional.fidelity import sensitivity_ratio
+from pl_saliency.functional.localization import energy_pointing_game
+from pl_saliency.functional.localization import pointing_game
+from pl_saliency.functional.localization import relevance_mass_accuracy
+from pl_saliency.functional.localization import relevance_rank_accuracy
+from pl_saliency.functional.neighbourhood import neighbourhood_auc
+from pl_saliency.functional.neighbourhood import neighbourhood_curves
+from pl_saliency.functional.neighbourhood import neighbourhood_schedule
+from pl_saliency.functional.randomization import model_parameter_randomization
+from pl_saliency.functional.randomization import random_logit
+from pl_saliency.functional.realism import removal_realism
+from pl_saliency.functional.region import pixel_flipping
+from pl_saliency.functional.region import region_perturbation
+from pl_saliency.functional.region import selectivity
+from pl_saliency.functional.road import road
+from pl_saliency.functional.robustness import avg_sensitivity
+from pl_saliency.functional.robustness import infidelity
+from pl_saliency.functional.robustness import max_sensitivity
+from pl_saliency.functional.saliency_metric import object_localization_error
+from pl_saliency.functional.saliency_metric import saliency_metric
+from pl_saliency.functional.transforms import blur_maps
+from pl_saliency.functional.transforms import box_maps
+from pl_saliency.functional.transforms import clip_percentile
+from pl_saliency.functional.transforms import map_percentile
+from pl_saliency.functional.transforms import minmax_normalize
+from pl_saliency.functional.transforms import positive_part
+from pl_saliency.functional.transforms import transform_maps
 
 __all__ = [
     "dance_fidelity",

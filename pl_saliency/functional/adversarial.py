@@ -49,55 +49,55 @@ attack with a fixed budget instead of a one-step budget search.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from collections.abc import Sequence
+from typing import Any
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
-from pl_saliency.functional.adversarial_base import (
-    BASELINES,
-    DEFAULT_FRACTIONS,
-    OUTCOMES,
-    RANKINGS,
-    SET_ORDER,
-    NormalizedScore,
-    _check_attack,
-    _clean_outputs,
-    _confined_outcomes,
-    check_baselines,
-    check_fractions,
-    feature_counts,
-    gradient_oracle,
-    normalized_score,
-    ranking_map,
-)
-from pl_saliency.functional.cleaning import (
-    CleanedSaliency,
-    SimplifiedImage,
-    clean_saliency,
-    simplified_image,
-)
-from pl_saliency.functional.deletion import REDUCTIONS, _check_bool, _reduce
-from pl_saliency.functional.flip_budget import (
-    FLIP_BASELINES,
-    FlipBudgets,
-    adversarial_flip_budget,
-    authors_relevance,
-)
+from pl_saliency.functional.adversarial_base import BASELINES
+from pl_saliency.functional.adversarial_base import DEFAULT_FRACTIONS
+from pl_saliency.functional.adversarial_base import OUTCOMES
+from pl_saliency.functional.adversarial_base import RANKINGS
+from pl_saliency.functional.adversarial_base import SET_ORDER
+from pl_saliency.functional.adversarial_base import NormalizedScore
+from pl_saliency.functional.adversarial_base import _check_attack
+from pl_saliency.functional.adversarial_base import _clean_outputs
+from pl_saliency.functional.adversarial_base import _confined_outcomes
+from pl_saliency.functional.adversarial_base import check_baselines
+from pl_saliency.functional.adversarial_base import check_fractions
+from pl_saliency.functional.adversarial_base import feature_counts
+from pl_saliency.functional.adversarial_base import gradient_oracle
+from pl_saliency.functional.adversarial_base import normalized_score
+from pl_saliency.functional.adversarial_base import ranking_map
+from pl_saliency.functional.cleaning import CleanedSaliency
+from pl_saliency.functional.cleaning import SimplifiedImage
+from pl_saliency.functional.cleaning import clean_saliency
+from pl_saliency.functional.cleaning import simplified_image
+from pl_saliency.functional.deletion import REDUCTIONS
+from pl_saliency.functional.deletion import _check_bool
+from pl_saliency.functional.deletion import _reduce
+from pl_saliency.functional.flip_budget import FLIP_BASELINES
+from pl_saliency.functional.flip_budget import FlipBudgets
+from pl_saliency.functional.flip_budget import adversarial_flip_budget
+from pl_saliency.functional.flip_budget import authors_relevance
 from pl_saliency.perturbation.adversarial import check_bounds
 from pl_saliency.perturbation.engine import BatchContext
-from pl_saliency.perturbation.orders import TIE_BREAKS, feature_grid, feature_scores, removal_order, removal_rank
-from pl_saliency.utils import (
-    SCORES,
-    check_choice,
-    check_inputs,
-    check_model,
-    check_positive_int,
-    check_saliency,
-    check_target,
-    eval_mode,
-)
+from pl_saliency.perturbation.orders import TIE_BREAKS
+from pl_saliency.perturbation.orders import feature_grid
+from pl_saliency.perturbation.orders import feature_scores
+from pl_saliency.perturbation.orders import removal_order
+from pl_saliency.perturbation.orders import removal_rank
+from pl_saliency.utils import SCORES
+from pl_saliency.utils import check_choice
+from pl_saliency.utils import check_inputs
+from pl_saliency.utils import check_model
+from pl_saliency.utils import check_positive_int
+from pl_saliency.utils import check_saliency
+from pl_saliency.utils import check_target
+from pl_saliency.utils import eval_mode
 
 __all__ = [
     "AdversarialCurves",

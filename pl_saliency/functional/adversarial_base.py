@@ -21,30 +21,28 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from collections.abc import Sequence
+from typing import Any
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
 from pl_saliency.functional.deletion import _check_bool
-from pl_saliency.perturbation.adversarial import (
-    NORMS,
-    _attack,
-    check_positive_float,
-    resolve_iterations,
-    warn_unbounded,
-)
-from pl_saliency.utils import (
-    check_choice,
-    check_inputs,
-    check_model,
-    check_positive_int,
-    check_target,
-    class_scores,
-    eval_mode,
-    model_logits,
-)
+from pl_saliency.perturbation.adversarial import NORMS
+from pl_saliency.perturbation.adversarial import _attack
+from pl_saliency.perturbation.adversarial import check_positive_float
+from pl_saliency.perturbation.adversarial import resolve_iterations
+from pl_saliency.perturbation.adversarial import warn_unbounded
+from pl_saliency.utils import check_choice
+from pl_saliency.utils import check_inputs
+from pl_saliency.utils import check_model
+from pl_saliency.utils import check_positive_int
+from pl_saliency.utils import check_target
+from pl_saliency.utils import class_scores
+from pl_saliency.utils import eval_mode
+from pl_saliency.utils import model_logits
 
 DEFAULT_FRACTIONS: tuple[float, ...] = (0.01, 0.05, 0.1, 0.2, 0.5)
 OUTCOMES: tuple[str, ...] = ("drop", "flip")

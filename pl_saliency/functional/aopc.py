@@ -38,13 +38,20 @@ Ties in the map are broken by a seeded permutation (DESIGN), not by position.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal, Unpack, overload
+from typing import Any
+from typing import Literal
+from typing import Unpack
+from typing import overload
 
 import torch
 from torch import Tensor
 
-from pl_saliency.functional.deletion import Model, PatchKeywords, curve_metric, spec_and_curves
-from pl_saliency.perturbation.engine import BatchContext, curve_fractions
+from pl_saliency.functional.deletion import Model
+from pl_saliency.functional.deletion import PatchKeywords
+from pl_saliency.functional.deletion import curve_metric
+from pl_saliency.functional.deletion import spec_and_curves
+from pl_saliency.perturbation.engine import BatchContext
+from pl_saliency.perturbation.engine import curve_fractions
 from pl_saliency.utils import auc
 
 

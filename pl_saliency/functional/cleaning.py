@@ -25,34 +25,35 @@ masks of the same size says nothing about the map.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
-from pl_saliency.functional.adversarial_base import (
-    OUTCOMES,
-    RANKINGS,
-    _check_attack,
-    _clean_outputs,
-    _confined_outcomes,
-    ranking_map,
-)
+from pl_saliency.functional.adversarial_base import OUTCOMES
+from pl_saliency.functional.adversarial_base import RANKINGS
+from pl_saliency.functional.adversarial_base import _check_attack
+from pl_saliency.functional.adversarial_base import _clean_outputs
+from pl_saliency.functional.adversarial_base import _confined_outcomes
+from pl_saliency.functional.adversarial_base import ranking_map
 from pl_saliency.functional.flip_budget import authors_relevance
 from pl_saliency.perturbation.adversarial import check_bounds
-from pl_saliency.perturbation.orders import TIE_BREAKS, feature_grid, feature_scores, removal_order, removal_rank
-from pl_saliency.utils import (
-    SCORES,
-    check_choice,
-    check_inputs,
-    check_model,
-    check_positive_int,
-    check_saliency,
-    check_target,
-    class_scores,
-    eval_mode,
-    model_logits,
-)
+from pl_saliency.perturbation.orders import TIE_BREAKS
+from pl_saliency.perturbation.orders import feature_grid
+from pl_saliency.perturbation.orders import feature_scores
+from pl_saliency.perturbation.orders import removal_order
+from pl_saliency.perturbation.orders import removal_rank
+from pl_saliency.utils import SCORES
+from pl_saliency.utils import check_choice
+from pl_saliency.utils import check_inputs
+from pl_saliency.utils import check_model
+from pl_saliency.utils import check_positive_int
+from pl_saliency.utils import check_saliency
+from pl_saliency.utils import check_target
+from pl_saliency.utils import class_scores
+from pl_saliency.utils import eval_mode
+from pl_saliency.utils import model_logits
 
 BINARIZE: tuple[str, ...] = ("authors", "positive")
 

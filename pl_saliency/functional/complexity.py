@@ -40,7 +40,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from pl_saliency.utils import check_choice, check_saliency, reduce_scores
+from pl_saliency.utils import check_choice
+from pl_saliency.utils import check_saliency
+from pl_saliency.utils import reduce_scores
 
 REDUCTIONS: tuple[str, ...] = ("mean", "sum", "none")
 

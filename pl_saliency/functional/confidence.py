@@ -44,20 +44,20 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from pl_saliency.functional.transforms import map_percentile, minmax_normalize, normalize_maps
+from pl_saliency.functional.transforms import map_percentile
+from pl_saliency.functional.transforms import minmax_normalize
+from pl_saliency.functional.transforms import normalize_maps
 from pl_saliency.perturbation.fillers import get_filler
-from pl_saliency.utils import (
-    check_choice,
-    check_inputs,
-    check_model,
-    check_positive_int,
-    check_saliency,
-    check_target,
-    class_scores,
-    eval_mode,
-    model_logits,
-    reduce_scores,
-)
+from pl_saliency.utils import check_choice
+from pl_saliency.utils import check_inputs
+from pl_saliency.utils import check_model
+from pl_saliency.utils import check_positive_int
+from pl_saliency.utils import check_saliency
+from pl_saliency.utils import check_target
+from pl_saliency.utils import class_scores
+from pl_saliency.utils import eval_mode
+from pl_saliency.utils import model_logits
+from pl_saliency.utils import reduce_scores
 
 NORMALIZATIONS: tuple[str, ...] = ("positive_minmax", "minmax", "none")
 REDUCTIONS: tuple[str, ...] = ("mean", "none")

@@ -38,9 +38,12 @@ import torch
 from torch import Tensor
 
 from pl_saliency.functional.aopc import _morf_lerf_curves
-from pl_saliency.functional.deletion import REDUCTIONS, _reduce
+from pl_saliency.functional.deletion import REDUCTIONS
+from pl_saliency.functional.deletion import _reduce
 from pl_saliency.perturbation.engine import BatchContext
-from pl_saliency.utils import auc, check_choice, check_positive_int
+from pl_saliency.utils import auc
+from pl_saliency.utils import check_choice
+from pl_saliency.utils import check_positive_int
 
 #: mean absolute denominator per sample (score units) below which a normalised score is undefined
 DENOMINATOR_FLOOR: float = 1e-4

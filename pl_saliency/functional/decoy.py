@@ -34,7 +34,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from pl_saliency.utils import check_choice, check_positive_int, fork_rng
+from pl_saliency.utils import check_choice
+from pl_saliency.utils import check_positive_int
+from pl_saliency.utils import fork_rng
 
 LPIPS_NETS: tuple[str, ...] = ("alex", "vgg", "squeeze")
 LPIPS_MIN_SIZE: dict[str, int] = {"alex": 31, "vgg": 16, "squeeze": 17}

@@ -22,14 +22,23 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import Any, Literal, TypedDict, Unpack, overload
+from typing import Any
+from typing import Literal
+from typing import TypedDict
+from typing import Unpack
+from typing import overload
 
 import torch
 from torch import Tensor
 
-from pl_saliency.perturbation.engine import BatchContext, curve_fractions, spec_curves
-from pl_saliency.spec import CurveSpec, spec_from_kwargs
-from pl_saliency.utils import auc, check_choice, reduce_scores
+from pl_saliency.perturbation.engine import BatchContext
+from pl_saliency.perturbation.engine import curve_fractions
+from pl_saliency.perturbation.engine import spec_curves
+from pl_saliency.spec import CurveSpec
+from pl_saliency.spec import spec_from_kwargs
+from pl_saliency.utils import auc
+from pl_saliency.utils import check_choice
+from pl_saliency.utils import reduce_scores
 
 REDUCTIONS: tuple[str, ...] = ("mean", "sum", "none")
 

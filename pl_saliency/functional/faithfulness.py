@@ -46,22 +46,24 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from pl_saliency.functional.complexity import REDUCTIONS, _reduce
+from pl_saliency.functional.complexity import REDUCTIONS
+from pl_saliency.functional.complexity import _reduce
 from pl_saliency.functional.randomization import pearson_correlation
-from pl_saliency.perturbation.engine import constant_fill_value, resolve_chunk_size, score_images
+from pl_saliency.perturbation.engine import constant_fill_value
+from pl_saliency.perturbation.engine import resolve_chunk_size
+from pl_saliency.perturbation.engine import score_images
 from pl_saliency.perturbation.fillers import get_filler
-from pl_saliency.perturbation.orders import feature_grid, feature_scores
+from pl_saliency.perturbation.orders import feature_grid
+from pl_saliency.perturbation.orders import feature_scores
 from pl_saliency.spec import check_speed_options
-from pl_saliency.utils import (
-    SCORES,
-    check_choice,
-    check_inputs,
-    check_model,
-    check_positive_int,
-    check_saliency,
-    check_target,
-    eval_mode,
-)
+from pl_saliency.utils import SCORES
+from pl_saliency.utils import check_choice
+from pl_saliency.utils import check_inputs
+from pl_saliency.utils import check_model
+from pl_saliency.utils import check_positive_int
+from pl_saliency.utils import check_saliency
+from pl_saliency.utils import check_target
+from pl_saliency.utils import eval_mode
 
 DEFAULT_RUNS = 100
 DEFAULT_SUBSET_SIZE = 224

@@ -39,25 +39,28 @@ maps, whose perturbation at the flip is larger per pixel; NaN for samples that n
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from collections.abc import Sequence
+from typing import Any
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
-from pl_saliency.functional.adversarial_base import _clean_outputs, check_baselines
-from pl_saliency.functional.deletion import REDUCTIONS, _check_bool, _reduce
+from pl_saliency.functional.adversarial_base import _clean_outputs
+from pl_saliency.functional.adversarial_base import check_baselines
+from pl_saliency.functional.deletion import REDUCTIONS
+from pl_saliency.functional.deletion import _check_bool
+from pl_saliency.functional.deletion import _reduce
 from pl_saliency.perturbation.adversarial import check_positive_float
-from pl_saliency.utils import (
-    check_choice,
-    check_inputs,
-    check_model,
-    check_positive_int,
-    check_saliency,
-    check_target,
-    eval_mode,
-    model_logits,
-)
+from pl_saliency.utils import check_choice
+from pl_saliency.utils import check_inputs
+from pl_saliency.utils import check_model
+from pl_saliency.utils import check_positive_int
+from pl_saliency.utils import check_saliency
+from pl_saliency.utils import check_target
+from pl_saliency.utils import eval_mode
+from pl_saliency.utils import model_logits
 
 FLIP_BASELINES: tuple[str, ...] = ("inverse", "shuffled", "inverse_shuffled")
 PROTOCOLS: tuple[str, ...] = ("package", "authors")

@@ -49,7 +49,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from pl_saliency.functional.complexity import REDUCTIONS, _check_maps, _reduce
+from pl_saliency.functional.complexity import REDUCTIONS
+from pl_saliency.functional.complexity import _check_maps
+from pl_saliency.functional.complexity import _reduce
 from pl_saliency.utils import check_choice
 
 TIES: tuple[str, ...] = ("mean", "any")

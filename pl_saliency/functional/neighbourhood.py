@@ -38,17 +38,15 @@ import torch
 from torch import Tensor
 
 from pl_saliency.perturbation.fillers import get_filler
-from pl_saliency.utils import (
-    check_choice,
-    check_inputs,
-    check_model,
-    check_positive_int,
-    check_saliency,
-    check_target,
-    class_scores,
-    eval_mode,
-    model_logits,
-)
+from pl_saliency.utils import check_choice
+from pl_saliency.utils import check_inputs
+from pl_saliency.utils import check_model
+from pl_saliency.utils import check_positive_int
+from pl_saliency.utils import check_saliency
+from pl_saliency.utils import check_target
+from pl_saliency.utils import class_scores
+from pl_saliency.utils import eval_mode
+from pl_saliency.utils import model_logits
 
 MODES: tuple[str, ...] = ("deletion", "insertion")
 

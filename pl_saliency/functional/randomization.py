@@ -62,23 +62,24 @@ Choices, stated (and where we differ from Adebayo's code and Quantus 0.6.0):
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from collections.abc import Sequence
+from typing import Any
+from typing import NamedTuple
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
+from torch import nn
 
-from pl_saliency.utils import (
-    check_choice,
-    check_inputs,
-    check_model,
-    check_positive_int,
-    check_saliency,
-    check_target,
-    eval_mode,
-    fork_rng,
-    model_logits,
-)
+from pl_saliency.utils import check_choice
+from pl_saliency.utils import check_inputs
+from pl_saliency.utils import check_model
+from pl_saliency.utils import check_positive_int
+from pl_saliency.utils import check_saliency
+from pl_saliency.utils import check_target
+from pl_saliency.utils import eval_mode
+from pl_saliency.utils import fork_rng
+from pl_saliency.utils import model_logits
 
 SIMILARITIES: tuple[str, ...] = ("spearman", "pearson", "ssim")
 RANDOMIZATION_MODES: tuple[str, ...] = ("cascading", "independent")

@@ -30,18 +30,21 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from pl_saliency.functional.decoy import LPIPS_NETS, lpips_distance
-from pl_saliency.perturbation.engine import perturbed_chunks, removal_counts
+from pl_saliency.functional.decoy import LPIPS_NETS
+from pl_saliency.functional.decoy import lpips_distance
+from pl_saliency.perturbation.engine import perturbed_chunks
+from pl_saliency.perturbation.engine import removal_counts
 from pl_saliency.perturbation.fillers import get_filler
-from pl_saliency.perturbation.orders import (
-    ORDERS,
-    TIE_BREAKS,
-    feature_grid,
-    feature_scores,
-    removal_order,
-    removal_rank,
-)
-from pl_saliency.utils import check_choice, check_inputs, check_positive_int, check_saliency
+from pl_saliency.perturbation.orders import ORDERS
+from pl_saliency.perturbation.orders import TIE_BREAKS
+from pl_saliency.perturbation.orders import feature_grid
+from pl_saliency.perturbation.orders import feature_scores
+from pl_saliency.perturbation.orders import removal_order
+from pl_saliency.perturbation.orders import removal_rank
+from pl_saliency.utils import check_choice
+from pl_saliency.utils import check_inputs
+from pl_saliency.utils import check_positive_int
+from pl_saliency.utils import check_saliency
 
 REDUCTIONS: tuple[str, ...] = ("mean", "sum", "none")
 

@@ -39,16 +39,24 @@ Where we differ:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal, Unpack, overload
+from typing import Any
+from typing import Literal
+from typing import Unpack
+from typing import overload
 
 import torch
 from torch import Tensor
 
 from pl_saliency.functional.aopc import _aopc_update
-from pl_saliency.functional.deletion import CurveKeywords, Model, StepKeywords, _curve_auc_update, curve_metric
+from pl_saliency.functional.deletion import CurveKeywords
+from pl_saliency.functional.deletion import Model
+from pl_saliency.functional.deletion import StepKeywords
+from pl_saliency.functional.deletion import _curve_auc_update
+from pl_saliency.functional.deletion import curve_metric
 from pl_saliency.perturbation.engine import BatchContext
 from pl_saliency.perturbation.orders import feature_grid
-from pl_saliency.utils import check_inputs, check_positive_int
+from pl_saliency.utils import check_inputs
+from pl_saliency.utils import check_positive_int
 
 
 class FlipKeywords(StepKeywords, total=False):

@@ -38,13 +38,20 @@ Where we differ:
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
-from typing import Any, Literal, Unpack, overload
+from collections.abc import Callable
+from collections.abc import Sequence
+from typing import Any
+from typing import Literal
+from typing import Unpack
+from typing import overload
 
 import torch
 from torch import Tensor
 
-from pl_saliency.functional.deletion import CurveKeywords, Model, curve_metric, spec_and_curves
+from pl_saliency.functional.deletion import CurveKeywords
+from pl_saliency.functional.deletion import Model
+from pl_saliency.functional.deletion import curve_metric
+from pl_saliency.functional.deletion import spec_and_curves
 from pl_saliency.perturbation.engine import BatchContext
 from pl_saliency.utils import check_choice
 

@@ -35,7 +35,8 @@ from torch import Tensor
 
 from pl_saliency.functional.localization import boxes_to_masks
 from pl_saliency.perturbation.fillers import Blur
-from pl_saliency.utils import check_choice, reduce_channels
+from pl_saliency.utils import check_choice
+from pl_saliency.utils import reduce_channels
 
 NORMALIZE_EPS: float = 5e-6
 """The authors' floor on ``max − min`` in ``utils.normalize`` (``utils.py`` l. 219)."""

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from pl_saliency.loggers.images import DEFAULT_CLIP_PERCENTILE, DEFAULT_COLORMAP, display_uint8, overlay_batch
+from pl_saliency.loggers.images import DEFAULT_CLIP_PERCENTILE
+from pl_saliency.loggers.images import DEFAULT_COLORMAP
+from pl_saliency.loggers.images import display_uint8
+from pl_saliency.loggers.images import overlay_batch
 
 
 def find_tensorboard_logger(loggers: Sequence[Any]) -> Any | None:

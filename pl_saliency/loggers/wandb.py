@@ -3,18 +3,17 @@ the functions, so the package works without it."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from collections.abc import Sequence
 from typing import Any
 
 from torch import Tensor
 
-from pl_saliency.loggers.images import (
-    DEFAULT_CLIP_PERCENTILE,
-    DEFAULT_COLORMAP,
-    display_uint8,
-    overlay_batch,
-    resolve_colormap,
-)
+from pl_saliency.loggers.images import DEFAULT_CLIP_PERCENTILE
+from pl_saliency.loggers.images import DEFAULT_COLORMAP
+from pl_saliency.loggers.images import display_uint8
+from pl_saliency.loggers.images import overlay_batch
+from pl_saliency.loggers.images import resolve_colormap
 
 
 def import_wandb() -> Any:

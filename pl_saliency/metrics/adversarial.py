@@ -3,35 +3,34 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from pl_saliency.functional.adversarial import _adversarial_reliability_update
-from pl_saliency.functional.adversarial_base import (
-    BASELINES,
-    DEFAULT_FRACTIONS,
-    OUTCOMES,
-    RANKINGS,
-    _check_attack,
-    check_baselines,
-    check_fractions,
-)
-from pl_saliency.functional.flip_budget import (
-    FLIP_BASELINES,
-    PREPROCESS,
-    PROTOCOLS,
-    SEARCHES,
-    SHUFFLES,
-    _flip_budget_update,
-)
+from pl_saliency.functional.adversarial_base import BASELINES
+from pl_saliency.functional.adversarial_base import DEFAULT_FRACTIONS
+from pl_saliency.functional.adversarial_base import OUTCOMES
+from pl_saliency.functional.adversarial_base import RANKINGS
+from pl_saliency.functional.adversarial_base import _check_attack
+from pl_saliency.functional.adversarial_base import check_baselines
+from pl_saliency.functional.adversarial_base import check_fractions
+from pl_saliency.functional.flip_budget import FLIP_BASELINES
+from pl_saliency.functional.flip_budget import PREPROCESS
+from pl_saliency.functional.flip_budget import PROTOCOLS
+from pl_saliency.functional.flip_budget import SEARCHES
+from pl_saliency.functional.flip_budget import SHUFFLES
+from pl_saliency.functional.flip_budget import _flip_budget_update
 from pl_saliency.metrics.base import SampleScoreMetric
 from pl_saliency.perturbation.adversarial import check_positive_float
 from pl_saliency.perturbation.engine import BatchContext
 from pl_saliency.perturbation.orders import TIE_BREAKS
-from pl_saliency.utils import SCORES, check_choice, check_positive_int
+from pl_saliency.utils import SCORES
+from pl_saliency.utils import check_choice
+from pl_saliency.utils import check_positive_int
 
 
 class AdversarialReliability(SampleScoreMetric):

@@ -10,18 +10,20 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from pl_saliency.functional.aopc import _abpc_update, _aopc_from_curves, _aopc_update
-from pl_saliency.functional.region import (
-    _pixel_flipping_update,
-    _region_perturbation_update,
-    _selectivity_update,
-    num_regions,
-    region_fractions,
-)
+from pl_saliency.functional.aopc import _abpc_update
+from pl_saliency.functional.aopc import _aopc_from_curves
+from pl_saliency.functional.aopc import _aopc_update
+from pl_saliency.functional.region import _pixel_flipping_update
+from pl_saliency.functional.region import _region_perturbation_update
+from pl_saliency.functional.region import _selectivity_update
+from pl_saliency.functional.region import num_regions
+from pl_saliency.functional.region import region_fractions
 from pl_saliency.metrics.deletion import CurveAUCMetric
-from pl_saliency.perturbation.engine import BatchContext, curve_fractions
+from pl_saliency.perturbation.engine import BatchContext
+from pl_saliency.perturbation.engine import curve_fractions
 from pl_saliency.spec import CurveSpec
-from pl_saliency.utils import auc, check_positive_int
+from pl_saliency.utils import auc
+from pl_saliency.utils import check_positive_int
 
 _DIRECTION: dict[str, bool | None] = {"morf": True, "lerf": False, "random": None}
 

@@ -18,7 +18,8 @@ from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities.data import dim_zero_cat
 
-from pl_saliency.utils import mean_or_nan, warn_nonfinite
+from pl_saliency.utils import mean_or_nan
+from pl_saliency.utils import warn_nonfinite
 
 
 class SampleScoreMetric(Metric):

@@ -9,10 +9,13 @@ from typing import Any
 
 from torch import Tensor
 
-from pl_saliency.functional.complexity import _check_eps, _entropy_complexity_update, _gini_sparseness_update
+from pl_saliency.functional.complexity import _check_eps
+from pl_saliency.functional.complexity import _entropy_complexity_update
+from pl_saliency.functional.complexity import _gini_sparseness_update
 from pl_saliency.metrics.base import SampleScoreMetric
 from pl_saliency.perturbation.engine import BatchContext
-from pl_saliency.utils import check_inputs, check_saliency
+from pl_saliency.utils import check_inputs
+from pl_saliency.utils import check_saliency
 
 
 class _MapMetric(SampleScoreMetric):

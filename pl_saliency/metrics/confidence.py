@@ -9,11 +9,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from pl_saliency.functional.confidence import NORMALIZATIONS, _confidence_update, check_percentile
+from pl_saliency.functional.confidence import NORMALIZATIONS
+from pl_saliency.functional.confidence import _confidence_update
+from pl_saliency.functional.confidence import check_percentile
 from pl_saliency.metrics.base import SampleScoreMetric
 from pl_saliency.perturbation.engine import BatchContext
 from pl_saliency.perturbation.fillers import get_filler
-from pl_saliency.utils import check_choice, check_positive_int
+from pl_saliency.utils import check_choice
+from pl_saliency.utils import check_positive_int
 
 
 class _ConfidenceMetric(SampleScoreMetric):

@@ -12,18 +12,18 @@ from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities.data import dim_zero_cat
 
-from pl_saliency.functional.controls import (
-    _abpc_parts,
-    bootstrap_ci,
-    check_level,
-    gain_over_random,
-    normalized_gain,
-    ratio_of_sums,
-    win_rate,
-)
+from pl_saliency.functional.controls import _abpc_parts
+from pl_saliency.functional.controls import bootstrap_ci
+from pl_saliency.functional.controls import check_level
+from pl_saliency.functional.controls import gain_over_random
+from pl_saliency.functional.controls import normalized_gain
+from pl_saliency.functional.controls import ratio_of_sums
+from pl_saliency.functional.controls import win_rate
 from pl_saliency.metrics.deletion import CurveAUCMetric
-from pl_saliency.perturbation.engine import BatchContext, spec_curves
-from pl_saliency.spec import SpeedOptions, stable_sample_ids
+from pl_saliency.perturbation.engine import BatchContext
+from pl_saliency.perturbation.engine import spec_curves
+from pl_saliency.spec import SpeedOptions
+from pl_saliency.spec import stable_sample_ids
 from pl_saliency.utils import check_positive_int
 
 #: the keys of :meth:`ControlledScore.compute`, in the order the monitor logs them

@@ -9,7 +9,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from pl_saliency.functional.decoy import DECOY_REDUCTIONS, REALISM_MEASURES, _decoy_realism_update
+from pl_saliency.functional.decoy import DECOY_REDUCTIONS
+from pl_saliency.functional.decoy import REALISM_MEASURES
+from pl_saliency.functional.decoy import _decoy_realism_update
 from pl_saliency.metrics.base import SampleScoreMetric
 from pl_saliency.perturbation.engine import BatchContext
 from pl_saliency.utils import check_choice

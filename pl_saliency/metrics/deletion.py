@@ -12,8 +12,11 @@ from torch import Tensor
 
 from pl_saliency.functional.deletion import _curve_auc_update
 from pl_saliency.metrics.base import SampleScoreMetric
-from pl_saliency.perturbation.engine import BatchContext, curve_fractions, random_order_curves
-from pl_saliency.spec import CurveSpec, SpeedOptions
+from pl_saliency.perturbation.engine import BatchContext
+from pl_saliency.perturbation.engine import curve_fractions
+from pl_saliency.perturbation.engine import random_order_curves
+from pl_saliency.spec import CurveSpec
+from pl_saliency.spec import SpeedOptions
 from pl_saliency.utils import auc
 
 

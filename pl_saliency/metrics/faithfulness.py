@@ -9,16 +9,17 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from pl_saliency.functional.faithfulness import (
-    DEFAULT_RUNS,
-    DEFAULT_SUBSET_SIZE,
-    _faithfulness_correlation_compute,
-    _faithfulness_correlation_update,
-)
+from pl_saliency.functional.faithfulness import DEFAULT_RUNS
+from pl_saliency.functional.faithfulness import DEFAULT_SUBSET_SIZE
+from pl_saliency.functional.faithfulness import _faithfulness_correlation_compute
+from pl_saliency.functional.faithfulness import _faithfulness_correlation_update
 from pl_saliency.metrics.base import SampleScoreMetric
-from pl_saliency.perturbation.engine import BatchContext, check_speed_options
+from pl_saliency.perturbation.engine import BatchContext
+from pl_saliency.perturbation.engine import check_speed_options
 from pl_saliency.perturbation.fillers import get_filler
-from pl_saliency.utils import SCORES, check_choice, check_positive_int
+from pl_saliency.utils import SCORES
+from pl_saliency.utils import check_choice
+from pl_saliency.utils import check_positive_int
 
 
 class FaithfulnessCorrelation(SampleScoreMetric):

@@ -21,21 +21,21 @@ from typing import Any
 
 from torch import Tensor
 
-from pl_saliency.functional.localization import (
-    RELEVANCE,
-    TIES,
-    _energy_pointing_game_update,
-    _pointing_game_update,
-    _relevance_mass_accuracy_update,
-    _relevance_rank_accuracy_update,
-    boxes_to_masks,
-    check_masks,
-    check_tolerance,
-)
+from pl_saliency.functional.localization import RELEVANCE
+from pl_saliency.functional.localization import TIES
+from pl_saliency.functional.localization import _energy_pointing_game_update
+from pl_saliency.functional.localization import _pointing_game_update
+from pl_saliency.functional.localization import _relevance_mass_accuracy_update
+from pl_saliency.functional.localization import _relevance_rank_accuracy_update
+from pl_saliency.functional.localization import boxes_to_masks
+from pl_saliency.functional.localization import check_masks
+from pl_saliency.functional.localization import check_tolerance
 from pl_saliency.metrics.base import SampleScoreMetric
 from pl_saliency.perturbation.engine import BatchContext
 from pl_saliency.registry import snake_case
-from pl_saliency.utils import check_choice, check_inputs, check_saliency
+from pl_saliency.utils import check_choice
+from pl_saliency.utils import check_inputs
+from pl_saliency.utils import check_saliency
 
 DEFAULT_MASK_KEY = "masks"
 

@@ -9,7 +9,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from pl_saliency.functional.neighbourhood import _check_region, curve_auc, neighbourhood_curves
+from pl_saliency.functional.neighbourhood import _check_region
+from pl_saliency.functional.neighbourhood import curve_auc
+from pl_saliency.functional.neighbourhood import neighbourhood_curves
 from pl_saliency.metrics.base import SampleScoreMetric
 from pl_saliency.perturbation.engine import BatchContext
 from pl_saliency.perturbation.fillers import get_filler

@@ -9,23 +9,23 @@ carries one (the monitor sets it to the explainer whose maps are being scored), 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from collections.abc import Sequence
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
+from torch import nn
 from torchmetrics.utilities.data import dim_zero_cat
 
-from pl_saliency.functional.randomization import (
-    AGGREGATES,
-    Similarity,
-    _aggregate_layers,
-    _check_explainer,
-    _mprt_update,
-    _random_logit_update,
-    check_randomization_args,
-    similarity_name,
-)
+from pl_saliency.functional.randomization import AGGREGATES
+from pl_saliency.functional.randomization import Similarity
+from pl_saliency.functional.randomization import _aggregate_layers
+from pl_saliency.functional.randomization import _check_explainer
+from pl_saliency.functional.randomization import _mprt_update
+from pl_saliency.functional.randomization import _random_logit_update
+from pl_saliency.functional.randomization import check_randomization_args
+from pl_saliency.functional.randomization import similarity_name
 from pl_saliency.metrics.base import SampleScoreMetric
 from pl_saliency.perturbation.engine import BatchContext
 from pl_saliency.utils import check_choice

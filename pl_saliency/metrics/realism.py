@@ -10,7 +10,8 @@ from torch import Tensor
 
 from pl_saliency.functional.realism import _removal_realism_update
 from pl_saliency.metrics.base import SampleScoreMetric
-from pl_saliency.perturbation.engine import BatchContext, check_fractions
+from pl_saliency.perturbation.engine import BatchContext
+from pl_saliency.perturbation.engine import check_fractions
 from pl_saliency.perturbation.fillers import get_filler
 
 

@@ -3,13 +3,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from pl_saliency.functional.road import DEFAULT_PERCENTAGES, _road_update, check_percentages, road_fractions
+from pl_saliency.functional.road import DEFAULT_PERCENTAGES
+from pl_saliency.functional.road import _road_update
+from pl_saliency.functional.road import check_percentages
+from pl_saliency.functional.road import road_fractions
 from pl_saliency.metrics.aopc import CurveMetric
 from pl_saliency.perturbation.engine import curve_fractions
 from pl_saliency.spec import CurveSpec

@@ -9,17 +9,17 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from pl_saliency.functional.robustness import (
-    _check_bool,
-    _infidelity_compute,
-    _infidelity_update,
-    _sensitivity_compute,
-    _sensitivity_update,
-    check_positive_float,
-)
+from pl_saliency.functional.robustness import _check_bool
+from pl_saliency.functional.robustness import _infidelity_compute
+from pl_saliency.functional.robustness import _infidelity_update
+from pl_saliency.functional.robustness import _sensitivity_compute
+from pl_saliency.functional.robustness import _sensitivity_update
+from pl_saliency.functional.robustness import check_positive_float
 from pl_saliency.metrics.base import SampleScoreMetric
 from pl_saliency.perturbation.engine import BatchContext
-from pl_saliency.utils import SCORES, check_choice, check_positive_int
+from pl_saliency.utils import SCORES
+from pl_saliency.utils import check_choice
+from pl_saliency.utils import check_positive_int
 
 
 class Infidelity(SampleScoreMetric):

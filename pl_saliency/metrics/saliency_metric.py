@@ -4,21 +4,22 @@ only; the math is in :mod:`pl_saliency.functional.saliency_metric`)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from pl_saliency.functional.saliency_metric import (
-    _check_unit,
-    _object_localization_update,
-    _saliency_metric_update,
-    check_thresholds,
-)
+from pl_saliency.functional.saliency_metric import _check_unit
+from pl_saliency.functional.saliency_metric import _object_localization_update
+from pl_saliency.functional.saliency_metric import _saliency_metric_update
+from pl_saliency.functional.saliency_metric import check_thresholds
 from pl_saliency.metrics.base import SampleScoreMetric
 from pl_saliency.perturbation.engine import BatchContext
-from pl_saliency.utils import check_inputs, check_positive_int, check_saliency
+from pl_saliency.utils import check_inputs
+from pl_saliency.utils import check_positive_int
+from pl_saliency.utils import check_saliency
 
 
 class SaliencyMetric(SampleScoreMetric):

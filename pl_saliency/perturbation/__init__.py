@@ -1,28 +1,30 @@
 """Perturbation engine: fillers (how a removed pixel is replaced), orders, and batched curves."""
 
-from pl_saliency.perturbation.adversarial import NORMS, adversarial_perturbation
-from pl_saliency.perturbation.engine import BatchContext, perturbation_curves, random_order_curves, spec_curves
-from pl_saliency.perturbation.fillers import (
-    FILLER_NAMES,
-    Blur,
-    Constant,
-    Filler,
-    FunctionFiller,
-    GaussianNoise,
-    Mean,
-    UniformNoise,
-    Zeros,
-    get_filler,
-)
-from pl_saliency.perturbation.imputation import InpainterFill, NoisyLinear, Telea
-from pl_saliency.perturbation.orders import (
-    ORDERS,
-    TIE_BREAKS,
-    feature_grid,
-    feature_scores,
-    removal_order,
-    removal_rank,
-)
+from pl_saliency.perturbation.adversarial import NORMS
+from pl_saliency.perturbation.adversarial import adversarial_perturbation
+from pl_saliency.perturbation.engine import BatchContext
+from pl_saliency.perturbation.engine import perturbation_curves
+from pl_saliency.perturbation.engine import random_order_curves
+from pl_saliency.perturbation.engine import spec_curves
+from pl_saliency.perturbation.fillers import FILLER_NAMES
+from pl_saliency.perturbation.fillers import Blur
+from pl_saliency.perturbation.fillers import Constant
+from pl_saliency.perturbation.fillers import Filler
+from pl_saliency.perturbation.fillers import FunctionFiller
+from pl_saliency.perturbation.fillers import GaussianNoise
+from pl_saliency.perturbation.fillers import Mean
+from pl_saliency.perturbation.fillers import UniformNoise
+from pl_saliency.perturbation.fillers import Zeros
+from pl_saliency.perturbation.fillers import get_filler
+from pl_saliency.perturbation.imputation import InpainterFill
+from pl_saliency.perturbation.imputation import NoisyLinear
+from pl_saliency.perturbation.imputation import Telea
+from pl_saliency.perturbation.orders import ORDERS
+from pl_saliency.perturbation.orders import TIE_BREAKS
+from pl_saliency.perturbation.orders import feature_grid
+from pl_saliency.perturbation.orders import feature_scores
+from pl_saliency.perturbation.orders import removal_order
+from pl_saliency.perturbation.orders import removal_rank
 from pl_saliency.spec import MODES
 
 # lower-case factories, the vocabulary of DESIGN.md: ``filler=blur(sigma=2)``

@@ -52,15 +52,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from pl_saliency.utils import (
-    check_choice,
-    check_inputs,
-    check_model,
-    check_positive_int,
-    check_target,
-    eval_mode,
-    model_logits,
-)
+from pl_saliency.utils import check_choice
+from pl_saliency.utils import check_inputs
+from pl_saliency.utils import check_model
+from pl_saliency.utils import check_positive_int
+from pl_saliency.utils import check_target
+from pl_saliency.utils import eval_mode
+from pl_saliency.utils import model_logits
 
 NORMS: tuple[str, ...] = ("linf", "l2")
 

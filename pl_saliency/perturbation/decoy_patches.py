@@ -8,7 +8,8 @@ import math
 import torch
 from torch import Tensor
 
-from pl_saliency.utils import check_choice, check_positive_int
+from pl_saliency.utils import check_choice
+from pl_saliency.utils import check_positive_int
 
 COVERAGES: tuple[str, ...] = ("equal", "flush")
 PATCH_SAMPLING: tuple[str, ...] = ("coarsen", "random")

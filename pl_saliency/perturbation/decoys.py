@@ -46,7 +46,8 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,21 +56,17 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from pl_saliency.perturbation.adversarial import resolve_iterations
-from pl_saliency.perturbation.decoy_patches import (
-    COVERAGES,
-    PATCH_SAMPLING,
-    coarse_patch_size,
-    patch_coverage,
-    patch_layout,
-    patch_positions,
-)
-from pl_saliency.utils import (
-    check_choice,
-    check_inputs,
-    check_model,
-    check_positive_int,
-    eval_mode,
-)
+from pl_saliency.perturbation.decoy_patches import COVERAGES
+from pl_saliency.perturbation.decoy_patches import PATCH_SAMPLING
+from pl_saliency.perturbation.decoy_patches import coarse_patch_size
+from pl_saliency.perturbation.decoy_patches import patch_coverage
+from pl_saliency.perturbation.decoy_patches import patch_layout
+from pl_saliency.perturbation.decoy_patches import patch_positions
+from pl_saliency.utils import check_choice
+from pl_saliency.utils import check_inputs
+from pl_saliency.utils import check_model
+from pl_saliency.utils import check_positive_int
+from pl_saliency.utils import eval_mode
 
 EPSILON_SCALES: tuple[str, ...] = ("relative", "absolute")
 AGGREGATES: tuple[str, ...] = ("range", "mean")
@@ -508,4 +505,5 @@ __all__ = [
     "generate_decoys", "patch_coverage", "patch_layout", "patch_positions", "range_aggregate",
 ]  # fmt: skip
 
-from pl_saliency.functional.decoy import dance_postprocess, range_aggregate  # noqa: E402  (re-exported)
+from pl_saliency.functional.decoy import dance_postprocess  # noqa: E402  (re-exported)
+from pl_saliency.functional.decoy import range_aggregate  # noqa: E402  (re-exported)

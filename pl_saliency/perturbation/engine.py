@@ -30,38 +30,49 @@ from __future__ import annotations
 import contextlib
 import math
 import weakref
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from collections.abc import Iterator
+from dataclasses import dataclass
+from dataclasses import field
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from pl_saliency.perturbation.fillers import Constant, Filler, Zeros
-from pl_saliency.perturbation.orders import feature_grid, feature_scores, removal_order, removal_rank
+from pl_saliency.perturbation.fillers import Constant
+from pl_saliency.perturbation.fillers import Filler
+from pl_saliency.perturbation.fillers import Zeros
+from pl_saliency.perturbation.orders import feature_grid
+from pl_saliency.perturbation.orders import feature_scores
+from pl_saliency.perturbation.orders import removal_order
+from pl_saliency.perturbation.orders import removal_rank
+from pl_saliency.spec import AMP_DTYPES  # the speed-option checks and MODES are re-exported here, where they lived  # noqa: F401
+from pl_saliency.spec import AUTO  # the speed-option checks and MODES are re-exported here, where they lived
 from pl_saliency.spec import (  # the speed-option checks and MODES are re-exported here, where they lived
-    AMP_DTYPES,  # noqa: F401
-    AUTO,
     DEFAULT_CPU_BUDGET_MB,
-    MODES,  # noqa: F401
-    CurveSpec,
-    SpeedOptions,
-    check_amp_dtype,
+)
+from pl_saliency.spec import MODES  # the speed-option checks and MODES are re-exported here, where they lived  # noqa: F401
+from pl_saliency.spec import CurveSpec  # the speed-option checks and MODES are re-exported here, where they lived
+from pl_saliency.spec import SpeedOptions  # the speed-option checks and MODES are re-exported here, where they lived
+from pl_saliency.spec import check_amp_dtype  # the speed-option checks and MODES are re-exported here, where they lived
+from pl_saliency.spec import (  # the speed-option checks and MODES are re-exported here, where they lived
     check_chunk_size,  # noqa: F401
-    check_fractions,
+)
+from pl_saliency.spec import check_fractions  # the speed-option checks and MODES are re-exported here, where they lived
+from pl_saliency.spec import (  # the speed-option checks and MODES are re-exported here, where they lived
     check_memory_budget,
+)
+from pl_saliency.spec import (  # the speed-option checks and MODES are re-exported here, where they lived
     check_speed_options,  # noqa: F401
-    sample_seeds,
 )
-from pl_saliency.utils import (
-    check_inputs,
-    check_model,
-    check_positive_int,
-    check_saliency,
-    check_target,
-    eval_mode,
-    model_logits,
-)
+from pl_saliency.spec import sample_seeds  # the speed-option checks and MODES are re-exported here, where they lived
+from pl_saliency.utils import check_inputs
+from pl_saliency.utils import check_model
+from pl_saliency.utils import check_positive_int
+from pl_saliency.utils import check_saliency
+from pl_saliency.utils import check_target
+from pl_saliency.utils import eval_mode
+from pl_saliency.utils import model_logits
 
 
 @dataclass

@@ -26,8 +26,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from pl_saliency.perturbation.filler_base import Filler, _check_number, check_mask, draw
-from pl_saliency.perturbation.imputation import NoisyLinear, Telea
+from pl_saliency.perturbation.filler_base import Filler
+from pl_saliency.perturbation.filler_base import _check_number
+from pl_saliency.perturbation.filler_base import check_mask
+from pl_saliency.perturbation.filler_base import draw
+from pl_saliency.perturbation.imputation import NoisyLinear
+from pl_saliency.perturbation.imputation import Telea
 
 # the base and its helpers are defined in filler_base and re-exported here (their historical home)
 __all__ = [

@@ -22,8 +22,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from pl_saliency.perturbation.filler_base import Filler, _check_number, check_mask, draw
-from pl_saliency.utils import check_choice, check_inputs, check_positive_int, eval_mode
+from pl_saliency.perturbation.filler_base import Filler
+from pl_saliency.perturbation.filler_base import _check_number
+from pl_saliency.perturbation.filler_base import check_mask
+from pl_saliency.perturbation.filler_base import draw
+from pl_saliency.utils import check_choice
+from pl_saliency.utils import check_inputs
+from pl_saliency.utils import check_positive_int
+from pl_saliency.utils import eval_mode
 
 SOLVERS: tuple[str, ...] = ("auto", "banded", "direct", "cg")
 MASK_CONVENTIONS: tuple[str, ...] = ("removed", "kept")

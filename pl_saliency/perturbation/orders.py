@@ -17,8 +17,10 @@ import math
 import torch
 from torch import Tensor
 
-from pl_saliency.spec import ORDERS, TIE_BREAKS
-from pl_saliency.utils import check_choice, check_positive_int
+from pl_saliency.spec import ORDERS
+from pl_saliency.spec import TIE_BREAKS
+from pl_saliency.utils import check_choice
+from pl_saliency.utils import check_positive_int
 
 
 def feature_grid(height: int, width: int, patch_size: int, device: torch.device | None = None) -> tuple[Tensor, int]:
