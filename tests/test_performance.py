@@ -308,3 +308,67 @@ def test_speed_option_errors_name_the_argument():
         warnings.simplefilter("error")
         deletion_auc(_model, x, s, y, chunk_size="auto", memory_budget_mb=10)  # no warning when the budget is used
     assert engine.AUTO == "auto"
+
+
+# ---------------------------------------------------------------- host synchronisations in the curve loop
+#: ops that make a CUDA stream wait for the host: a scalar read back (.item(), bool(t), int(t)) and
+#: ops whose output size depends on the data (nonzero, masked_select, unique)
+_SYNC_OPS = ("_local_scalar_dense", "nonzero", "masked_select", "unique", "is_nonzero", "equal")
+
+
+class _HostSyncCounter(TorchDispatchMode):
+    """Counts the ops that would synchronise a CUDA stream with the host, on any device: the
+    measurement tests/test_cuda.py makes with ``torch.cuda.set_sync_debug_mode``, available on the CPU."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        name = func.overloadpacket.__name__
+        if any(name == op or name.startswith(op + "_") or name.startswith("_" + op) for op in _SYNC_OPS):
+            self.ops.append(name)
+        return func(*args, **(kwargs or {}))
+
+
+def _host_reads(model, x, s, y, **kwargs):
+    from pl_saliency.perturbation import BatchContext
+    from pl_saliency.perturbation import perturbation_curves
+
+    counter = _HostSyncCounter()
+    with counter:
+        curves = perturbation_curves(model, x, s, y, context=BatchContext(), **kwargs)
+    return curves, counter.ops
+
+
+@pytest.mark.parametrize("filler", ["zeros", "blur", "uniform_noise", "noisy_linear"])
+def test_curve_loop_host_reads_do_not_grow_with_chunks_or_points(filler):
+    """The curve engine reads back to the host a fixed number of times however many chunks and
+    points it runs: the three input checks (inputs and map finite, targets in range) and the first
+    chunk's target-vs-logits check. A per-chunk or per-point `.item()` would be one GPU stall per chunk.
+    (NoisyLinear's CPU solver reads its chunk by design: it is excluded from the GPU claim and shown here
+    to be the only filler whose count grows.)"""
+    g = torch.Generator().manual_seed(3)
+    model = TinyCNN().eval()
+    x, s = torch.rand(6, 3, 12, 12, generator=g), torch.rand(6, 1, 12, 12, generator=g)
+    y = torch.randint(0, 5, (6,), generator=g)
+    counts = {}
+    for steps, chunk_size in [(4, 64), (8, 7), (32, 5)]:
+        kwargs = dict(steps=steps, chunk_size=chunk_size, filler=filler, generator=torch.Generator().manual_seed(0))
+        curves, ops = _host_reads(model, x, s, y, **kwargs)
+        assert curves.shape == (6, steps + 1)
+        counts[(steps, chunk_size)] = ops
+    if filler == "noisy_linear":
+        assert len(counts[(32, 5)]) > len(counts[(4, 64)])
+        return
+    assert all(ops == counts[(4, 64)] for ops in counts.values()), counts
+    assert counts[(4, 64)] == ["_local_scalar_dense"] * 4
+
+
+def test_host_read_counter_sees_a_per_point_read():
+    """The counter is not blind: reading a curve point by point is one host read per point."""
+    curve = torch.rand(9)
+    probe = _HostSyncCounter()
+    with probe:
+        [float(c) for c in curve]
+    assert probe.ops == ["_local_scalar_dense"] * 9

@@ -166,64 +166,69 @@ def _single_thread_blas() -> Any:
     return _BLAS_CONTROLLER.limit(limits=1, user_api="blas")
 
 
-def _neighbour_sum(a: np.ndarray, neighbors: int) -> np.ndarray:
-    """Per position of the (..., H, W, C) array ``a`` zero-padded by one pixel on each side
-    (``(..., H + 2, W + 2, C)``), the weighted sum of its 4 or 8 neighbours plus, for ``neighbors=8``,
-    ``1/3`` of itself: ROAD's 8-neighbour kernel is ``([1, 2, 1] ⊗ [1, 2, 1] − 4 δ) / 12``, separable up
-    to the centre term (callers only read positions where ``a`` is 0)."""
-    if neighbors == 8:
-        rows = a[..., :-2, :, :] + 2 * a[..., 1:-1, :, :] + a[..., 2:, :, :]
-        return (rows[..., :-2, :] + 2 * rows[..., 1:-1, :] + rows[..., 2:, :]) / 12
-    return (a[..., :-2, 1:-1, :] + a[..., 2:, 1:-1, :] + a[..., 1:-1, :-2, :] + a[..., 1:-1, 2:, :]) / 4
+def _offsets(neighbors: int, row: int) -> list[tuple[int, int, float]]:
+    """``(flat offset, is_later, weight)`` of each neighbour in a row-major grid ``row`` wide; a
+    neighbour is *later* when it comes after the pixel in row-major order."""
+    return [(dy * row + dx, int(dy > 0 or (dy == 0 and dx > 0)), wt) for (dy, dx), wt in _WEIGHTS[neighbors]]
 
 
 def _solve_banded(inputs: Tensor, removed: Tensor, neighbors: int) -> Tensor:
     """Exact: per image, the system's unknowns in row-major order form a symmetric positive-definite
     band matrix (bandwidth ``kd`` = the most unknowns between a pixel and its lower-right neighbour, at
     most W + 1), factored by LAPACK's band Cholesky (``dpbsv``, float64) with the image's own ``kd``
-    (channels as right-hand sides). Assembly is vectorized over the whole chunk; every image's band
-    is a contiguous Fortran block of one buffer, so only the LAPACK calls run per image."""
+    (channels as right-hand sides). Assembly is vectorized over the whole chunk with flat gathers on the
+    zero-padded grid (one index array of the unknowns, eight shifted reads); every image's band is a
+    contiguous Fortran block of one buffer, so only the LAPACK calls run per image."""
     from scipy.linalg import lapack
 
     x = inputs.detach().cpu().numpy()
     rm = removed[:, 0].detach().cpu().numpy()
     n, c, h, w = x.shape
-    rm = rm & ~rm.all(axis=(1, 2), keepdims=True)  # a fully removed image has no solution: set by the caller
-    num = int(rm.sum())
     out = x.astype(np.float64, copy=True)
+    row, area = w + 2, (h + 2) * (w + 2)
+    padded = np.zeros((n, h + 2, row), dtype=bool)
+    padded[:, 1:-1, 1:-1] = rm & ~rm.all(axis=(1, 2), keepdims=True)  # a fully removed image: set by the caller
+    pos = np.flatnonzero(padded)  # the unknowns' flat padded positions, image-major then row-major
+    num = pos.size
     if num == 0:
         return torch.from_numpy(out)
-    kept = np.zeros((n, h + 2, w + 2, c))  # the kept values, channels last, zero-padded
+    kept = np.zeros((n, h + 2, row, c))  # the kept values, channels last, zero-padded
     kept[:, 1:-1, 1:-1] = x.transpose(0, 2, 3, 1)
-    kept[:, 1:-1, 1:-1][rm] = 0.0
-    rhs = _neighbour_sum(kept, neighbors)[rm]  # (num, C): sum over kept neighbours of w_pq x_q
-    inside = np.zeros((h + 2, w + 2, 1))
+    kept = kept.reshape(n * area, c)
+    kept[pos] = 0.0
+    inside = np.zeros((h + 2, row))
     inside[1:-1, 1:-1] = 1.0
-    diag = np.broadcast_to(_neighbour_sum(inside, neighbors)[..., 0] - (1 / 3 if neighbors == 8 else 0.0), (n, h, w))[rm]
-    vidx = np.full((n, h + 2, w + 2), -1, dtype=np.int64)
-    vidx[:, 1:-1, 1:-1][rm] = np.arange(num)
+    inside = inside.ravel()
+    vidx = np.full(n * area, -1, dtype=np.int64)
     own = np.arange(num)
-    upper = []  # (distance in the ordering or -1, weight) per later neighbour in row-major order
-    for (dy, dx), wt in _WEIGHTS[neighbors]:
-        if dy > 0 or (dy == 0 and dx > 0):
-            j = vidx[:, 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w][rm]
+    vidx[pos] = own
+    cell = pos % area
+    rhs = np.zeros((num, c))  # sum over kept neighbours of w_pq x_q
+    diag = np.zeros(num)  # sum of the in-image neighbours' weights
+    upper = []  # (distance in the ordering or -1, weight) per later neighbour
+    for off, later, wt in _offsets(neighbors, row):
+        at = pos + off
+        rhs += wt * kept[at]
+        diag += wt * inside[cell + off]
+        if later:
+            j = vidx[at]
             upper.append((np.where(j >= 0, j - own, -1), wt))
     dist = np.maximum.reduce([d for d, _ in upper]).clip(min=0)
-    counts = rm.reshape(n, -1).sum(axis=1)
+    image = pos // area
+    counts = np.bincount(image, minlength=n)
     starts = np.concatenate([[0], np.cumsum(counts)])
     rows = np.nonzero(counts)[0]
     kd_row = np.zeros(n, dtype=np.int64)
     kd_row[rows] = np.maximum.reduceat(dist, starts[rows])
     sizes = (kd_row + 1) * counts
     offsets = np.concatenate([[0], np.cumsum(sizes)])
-    image = np.repeat(np.arange(n), counts)
-    kd_u, local = kd_row[image], own - starts[image]
-    base = offsets[image] + local * (kd_u + 1)  # column `local` of the image's Fortran block
+    kd_u = kd_row[image]
+    base = offsets[image] + (own - starts[image]) * (kd_u + 1)  # column `local` of the image's Fortran block
     buf = np.zeros(int(offsets[-1]))  # LAPACK upper band storage per image: ab[kd + i - j, j] = A[i, j]
     buf[base + kd_u] = diag
-    for d, wt in upper:
-        has = d >= 0
-        buf[base[has] + d[has] * (kd_u[has] + 1) + kd_u[has] - d[has]] = -wt  # A[g, g + d] in column g + d
+    for d, wt in upper:  # A[g, g + d] sits in column g + d, row kd - d: flat base + d (kd + 1) + kd - d
+        has = np.flatnonzero(d >= 0)
+        buf[base[has] + kd_u[has] * (d[has] + 1)] = -wt
     sol = np.empty((num, c))
     with _single_thread_blas():
         for b, kd in zip(rows.tolist(), kd_row[rows].tolist()):
@@ -233,7 +238,8 @@ def _solve_banded(inputs: Tensor, removed: Tensor, neighbors: int) -> Tensor:
             if info != 0:  # pragma: no cover - the matrix is positive definite by construction
                 raise RuntimeError(f"`NoisyLinear(solver='banded')`: LAPACK dpbsv failed with info={info} on image {b}.")
             sol[lo:hi] = xb
-    out.transpose(0, 2, 3, 1)[rm] = sol
+    out_cl = out.transpose(0, 2, 3, 1)  # a view, channels last
+    out_cl[image, (cell // row) - 1, (cell % row) - 1] = sol
     return torch.from_numpy(out)
 
 
