@@ -123,9 +123,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     patch = max(3, args.size // 4 + 1)
     mask_size = max(2, args.size // 4)
     explainers = {
-        "SP": SlidingPatchOcclusion(patch, 2),
+        "SP": SlidingPatchOcclusion(patch_size=patch, stride=2),
         "SP-G": SlidingPatchOcclusion.generative(inpainter, patch_size=patch, stride=2),
-        "MP": MeaningfulPerturbation(mask_size, iterations=args.mp_iterations, l1_coeff=args.mp_l1, filler=Blur(sigma=2.0)),
+        "MP": MeaningfulPerturbation(mask_size=mask_size, iterations=args.mp_iterations, l1_coeff=args.mp_l1, filler=Blur(sigma=2.0)),
         "MP-G": MeaningfulPerturbation.generative(inpainter, mask_size=mask_size, iterations=args.mp_iterations, l1_coeff=args.mp_l1),
     }
     maps: dict[str, torch.Tensor] = {}

@@ -88,7 +88,7 @@ def train_classifier(x: torch.Tensor, y: torch.Tensor, epochs: int, seed: int = 
 def make_metrics(steps: int, region: int, keep: bool = True) -> dict[str, Any]:
     """The paper's grid: deletion / insertion × zero / uniform / blur × pixel / neighbourhood, Average
     Drop and Increase in Confidence (continuous, binarized at 90), the pointing game."""
-    fillers = {"zero": "zeros", "uniform": UniformNoise(0.0, 1.0), "blur": Blur(5.0, 11)}
+    fillers = {"zero": "zeros", "uniform": UniformNoise(low=0.0, high=1.0), "blur": Blur(sigma=5.0, kernel_size=11)}
     metrics: dict[str, Any] = {}
     for fname, fill in fillers.items():
         for rname, reg in (("pixel", None), ("region", (region, region))):

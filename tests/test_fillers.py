@@ -470,7 +470,7 @@ def test_names_factories_and_keys():
         UniformNoise().key, UniformNoise(0, 2).key, UniformNoise(additive=True).key,
         GaussianNoise().key, GaussianNoise(std=2).key, GaussianNoise(mean=1).key, GaussianNoise(additive=True).key,
         NoisyLinear().key, NoisyLinear(noise=0).key, NoisyLinear(neighbors=4).key, NoisyLinear(solver="cg").key,
-        NoisyLinear(tol=1e-8).key, NoisyLinear(max_iter=10).key, Telea().key, Telea(5).key,
+        NoisyLinear(tol=1e-8).key, NoisyLinear(max_iter=10).key, Telea().key, Telea(radius=5).key,
         InpainterFill(_local_mean).key, InpainterFill(rec_a).key, InpainterFill(rec_b).key,
         InpainterFill(_local_mean, mask_convention="kept").key,
     ]  # fmt: skip

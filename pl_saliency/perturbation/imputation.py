@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from pl_saliency._keywords import keyword_only
 from pl_saliency.perturbation.filler_base import Filler
 from pl_saliency.perturbation.filler_base import _check_number
 from pl_saliency.perturbation.filler_base import check_mask
@@ -295,8 +296,10 @@ class NoisyLinear(Filler):
 
     mask_dependent = True
 
+    @keyword_only
     def __init__(
         self,
+        *,
         noise: float = 0.01,
         neighbors: int = 8,
         solver: str = "auto",
@@ -379,7 +382,8 @@ class Telea(Filler):
 
     mask_dependent = True
 
-    def __init__(self, radius: int = 3) -> None:
+    @keyword_only
+    def __init__(self, *, radius: int = 3) -> None:
         check_positive_int("radius", radius)
         self.radius = radius
 
@@ -450,9 +454,11 @@ class InpainterFill(Filler):
 
     mask_dependent = True
 
+    @keyword_only
     def __init__(
         self,
         module: Callable[[Tensor, Tensor], Tensor],
+        *,
         mask_convention: str = "removed",
         name: str | None = None,
     ) -> None:
