@@ -29,7 +29,9 @@ machine is noted in the output. Sections:
    pytorch-grad-cam's imputer at noise 0 (target ≥ 0.5);
 11. ``imports``: ``import pl_saliency`` and ``pl-saliency --help`` in fresh processes ÷ ``import
    torch`` (target for ``--help`` ≤ 1.5), and which heavy modules ``import pl_saliency`` loads;
-12. ``gpu``: the card's name, or why there is no GPU table.
+12. ``gpu``: the card's name, or why there is no GPU table;
+13. ``syncs``: host reads (a GPU stream's synchronisations) of one curve call, counted by a dispatch mode
+   on any device (and by CUDA's sync debug mode on a GPU), for 2 to 258 model calls: a constant.
 
 ``--quick`` (fewer images and steps) finishes in a few minutes on two loaded CPU cores; ``--full``
 adds ResNet-18 at 224×224 and measures the monitor on a 20k-image epoch instead of projecting it.
@@ -1071,6 +1073,52 @@ def bench_gpu(args: argparse.Namespace, device: torch.device) -> list[dict[str, 
              "`benchmarks/run.py --device cuda` on a GPU machine to fill it"}]  # fmt: skip
 
 
+# --------------------------------------------------------------------------- 13. host reads of the curve loop
+def bench_syncs(args: argparse.Namespace, device: torch.device) -> list[dict[str, Any]]:
+    """Host reads per curve call, counted by a dispatch mode (``.item()``/``bool()`` and data-dependent
+    shapes, which stall a CUDA stream) on any device, and on CUDA also by ``set_sync_debug_mode``."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from pl_saliency.perturbation import BatchContext
+    from pl_saliency.perturbation import perturbation_curves
+
+    ops = ("_local_scalar_dense", "nonzero", "masked_select", "unique", "is_nonzero", "equal")
+
+    class Counter(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.count = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            name = func.overloadpacket.__name__
+            self.count += any(name == op or name.startswith(op + "_") or name.startswith("_" + op) for op in ops)
+            return func(*args, **(kwargs or {}))
+
+    model = demo_cnn().to(device).eval()
+    x, s, y = batch(16, (1, 32, 32), device, seed=3)
+    rows = []
+    for filler in ("zeros", "blur", "uniform_noise"):
+        for steps, chunk in ((4, 64), (32, 16), (128, 8)):
+            kwargs = dict(steps=steps, chunk_size=chunk, filler=filler, generator=torch.Generator(device).manual_seed(0))
+            counter = Counter()
+            with counter:
+                perturbation_curves(model, x, s, y, context=BatchContext(), **kwargs)
+            row = {"filler": filler, "steps": steps, "chunk": chunk, "model calls": math.ceil(16 * (steps + 1) / chunk),
+                   "host reads (dispatch count)": counter.count}  # fmt: skip
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+                torch.cuda.set_sync_debug_mode("warn")
+                try:
+                    with warnings.catch_warnings(record=True) as caught:
+                        warnings.simplefilter("always")
+                        perturbation_curves(model, x, s, y, context=BatchContext(), **kwargs)
+                finally:
+                    torch.cuda.set_sync_debug_mode("default")
+                row["CUDA syncs (sync debug mode)"] = sum("synchroniz" in str(w.message).lower() for w in caught)
+            rows.append(row)
+    return rows
+
+
 # --------------------------------------------------------------------------- 7. memory vs steps
 _MEM_CHILD = """
 import resource, sys, torch
@@ -1118,6 +1166,7 @@ SECTIONS: dict[str, tuple[str, Callable[[argparse.Namespace, torch.device], list
     "road": ("10. ROAD imputation: noisy-linear solvers vs the raw forward (ratio = ROAD img/s ÷ forward img/s)", bench_road),
     "imports": ("11. Import and --help time (fresh processes, interleaved, ratio to `import torch`)", bench_imports),
     "gpu": ("12. GPU", bench_gpu),
+    "syncs": ("13. Host reads of the curve loop (per call, whatever the chunks and points)", bench_syncs),
 }
 
 
@@ -1136,6 +1185,14 @@ NOTES: dict[str, str] = {
         "own controls (the per-explainer design); *after* = one evaluation of all explainers, the controls computed "
         "once per metric setting (today's `evaluate`, as the monitor calls it). The numbers of the scores are the "
         "same either way. Scoring seconds are on the loaded machine (see the load above)."
+    ),
+    "syncs": (
+        "Counted with a `TorchDispatchMode` that records the ops which read a value back to the host or size "
+        "their output from the data (`.item()`/`bool()`, `nonzero`, `masked_select`, `unique`): each would stall a "
+        "CUDA stream. The count is the three input checks (inputs and map finite, targets in range) and the first "
+        "chunk's target-vs-logits check, the same for 2 or 258 model calls: nothing inside the curve loop reads "
+        "back per chunk or per point (`tests/test_performance.py` asserts it; `tests/test_cuda.py` checks the same "
+        "with `torch.cuda.set_sync_debug_mode` where a GPU is present)."
     ),
     "road": (
         "ROAD at 20/40/60/80 % (MoRF) with `NoisyLinear(noise=0)`; ratio = ROAD images/s ÷ the raw batched forward "
