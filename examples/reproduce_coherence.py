@@ -107,7 +107,7 @@ def explain(model: DigitsCNN, x: torch.Tensor, y: torch.Tensor, quick: bool) -> 
         "gradcam": GradCAM("features.conv3"),
         "ig": IntegratedGradients(n_steps=8 if quick else 32),
         "gxi": GradientXInput(),
-        "occlusion": SlidingPatchOcclusion(6, 2, chunk_size=512),
+        "occlusion": SlidingPatchOcclusion(patch_size=6, stride=2, chunk_size=512),
         "rise": RISE(num_masks=100 if quick else 1000, cells=4, chunk_size=512),
         "smoothgrad": SmoothGrad(nt_samples=4 if quick else 16),
     }

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch import nn
 
+from pl_saliency._keywords import keyword_only
 from pl_saliency.utils import check_choice
 from pl_saliency.utils import check_inputs
 from pl_saliency.utils import check_positive_int
@@ -54,7 +55,8 @@ class TinyInpainter(nn.Module):
     upsampled features are cropped).
     """
 
-    def __init__(self, channels: int = 1, width: int = 16, dilations: tuple[int, ...] = (1, 2, 4, 1)) -> None:
+    @keyword_only
+    def __init__(self, *, channels: int = 1, width: int = 16, dilations: tuple[int, ...] = (1, 2, 4, 1)) -> None:
         super().__init__()
         check_positive_int("channels", channels)
         check_positive_int("width", width)

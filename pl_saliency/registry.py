@@ -15,6 +15,7 @@ Classes are looked up when used, so importing this module imports no metric or e
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from collections.abc import Mapping
 from typing import Any
 
@@ -120,6 +121,25 @@ def explainer_class(name: str) -> type:
     return getattr(explainers, EXPLAINERS[name])
 
 
+def named_items(
+    items: list[tuple[Any, Any]], check: Callable[[Any, Any], Any], *, argument: str, noun: str, empty: str, hint: str = "pass a dict"
+) -> dict[str, Any]:
+    """``{name: check(name, item)}`` from ``(name, item)`` pairs, the one routine behind every ``{name: thing}``
+    argument (:func:`named_metrics`, :func:`~pl_saliency.explainers.named_explainers`, the analyses'
+    metrics and fillers). ``check`` validates a pair (raising with its own message) and returns the item to
+    keep. Raises when there are no pairs (``"... at least one <noun>, but got <empty>."``) or when two share
+    a name (``"...; <hint> to tell them apart."``)."""
+    if not items:
+        raise ValueError(f"Argument `{argument}` must hold at least one {noun}, but got {empty}.")
+    out: dict[str, Any] = {}
+    for key, item in items:
+        item = check(key, item)
+        if key in out:
+            raise ValueError(f"Argument `{argument}`: two {noun}s are named {key!r}; {hint} to tell them apart.")
+        out[key] = item
+    return out
+
+
 def named_metrics(metrics: Any) -> dict[str, Any]:
     """``{name: Metric}`` from a Metric, a list of Metrics (named by :func:`metric_name`) or a dict; the
     names must be unique, non-empty and free of ``/`` (they become log keys)."""
@@ -133,15 +153,12 @@ def named_metrics(metrics: Any) -> dict[str, Any]:
         items = [(metric_name(m), m) for m in metrics]
     else:
         raise TypeError(f"Argument `metrics` must be a Metric, a list of Metrics or a dict name -> Metric, but got {type(metrics).__name__}.")
-    if not items:
-        raise ValueError(f"Argument `metrics` must hold at least one metric, but got an empty {type(metrics).__name__}.")
-    out: dict[str, Metric] = {}
-    for key, m in items:
+
+    def check(key: Any, m: Any) -> Any:
         if not isinstance(m, Metric):
             raise TypeError(f"Argument `metrics`: {key!r} must be a torchmetrics Metric, but got {type(m).__name__}.")
         if not isinstance(key, str) or not key or "/" in key:
             raise ValueError(f"Argument `metrics`: names must be non-empty strings without '/', but got {key!r}.")
-        if key in out:
-            raise ValueError(f"Argument `metrics`: two metrics are named {key!r}; pass a dict to tell them apart.")
-        out[key] = m
-    return out
+        return m
+
+    return named_items(items, check, argument="metrics", noun="metric", empty=f"an empty {type(metrics).__name__}")

@@ -570,3 +570,12 @@ def test_flip_budget_errors_name_the_argument(tiny_cnn, rgb_batch, override, exc
 def test_metric_constructors_reject_bad_arguments(cls, kwargs, needle):
     with pytest.raises((ValueError, TypeError), match=re.escape(needle)):
         cls(**kwargs)
+
+
+def test_adversarial_metrics_options_are_keyword_only_with_a_warning_for_positional_calls():
+    with pytest.warns(FutureWarning, match="`fractions`, `eps`"):
+        metric = AdversarialReliability((0.5,), 0.1)
+    assert metric.fractions == (0.5,) and metric.eps == 0.1
+    with pytest.warns(FutureWarning, match="`max_budget`, `resolution`"):
+        flip = AdversarialFlipBudget(5.0, 10)
+    assert flip.max_budget == 5.0 and flip.resolution == 10

@@ -375,3 +375,25 @@ def test_engine_rejects_bad_fractions(tiny_cnn, rgb_batch, fractions, exc, match
 def test_metric_constructors_reject_bad_arguments(cls, kwargs, match):
     with pytest.raises((ValueError, TypeError), match=match.replace("`", "\\`")):
         cls(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "cls, positional, expected",
+    [
+        (DeletionAUC, (None, "lerf", 4), {"order": "lerf", "steps": 4}),
+        (AOPCMorf, ("zeros", 4), {"steps": 4}),
+        (ABPC, ("zeros", 4, 2), {"steps": 4, "patch_size": 2}),
+        (PixelFlipping, (None, "lerf", 4), {"order": "lerf", "steps": 4}),
+        (RegionPerturbation, (4, "lerf", 2), {"patch_size": 4, "order": "lerf", "regions": 2}),
+        (Selectivity, (4,), {"patch_size": 4}),
+    ],
+)
+def test_curve_metric_options_are_keyword_only_with_a_deprecation_path(cls, positional, expected):
+    import inspect
+
+    params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    assert all(p.kind in (p.KEYWORD_ONLY, p.VAR_KEYWORD) for p in params)
+    with pytest.warns(FutureWarning, match="by position is deprecated"):
+        metric = cls(*positional)
+    assert {k: getattr(metric, k) for k in expected} == expected
+    assert metric.definition == cls(**dict(zip([p.name for p in params], positional))).definition

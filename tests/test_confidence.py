@@ -118,13 +118,13 @@ def test_filler_replaces_the_removed_part():
     x = torch.rand(2, 3, 12, 12, generator=torch.Generator().manual_seed(2))
     sal = torch.rand(2, 1, 12, 12, generator=torch.Generator().manual_seed(3))
     y = torch.tensor([1, 2])
-    blurred = Blur(5.0, 11).substrate(x)
+    blurred = Blur(sigma=5.0, kernel_size=11).substrate(x)
     s = explanation_maps(sal)
     with torch.no_grad():
         base = net(x).softmax(1).gather(1, y[:, None])[:, 0].double()
         new = net(s * x + (1 - s) * blurred).softmax(1).gather(1, y[:, None])[:, 0].double()
     expected = (base - new).clamp(min=0) / base
-    assert_close(average_drop(net, x, sal, y, filler=Blur(5.0, 11), reduction="none"), expected, atol=1e-6, rtol=1e-5)
+    assert_close(average_drop(net, x, sal, y, filler=Blur(sigma=5.0, kernel_size=11), reduction="none"), expected, atol=1e-6, rtol=1e-5)
     telea = average_drop(net, x, sal, y, filler="telea", percentile=80.0, reduction="none")
     assert telea.shape == (2,) and torch.isfinite(telea).all()
 

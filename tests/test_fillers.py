@@ -52,7 +52,7 @@ def _masks(n: int, h: int, w: int, seed: int = 0) -> torch.Tensor:
 def test_uniform_noise_is_the_generators_draw(additive):
     x = torch.rand(3, 2, 5, 6, generator=_gen(0))
     mask = torch.rand(3, 1, 5, 6, generator=_gen(1)) < 0.4
-    out = UniformNoise(-2.0, 3.0, additive=additive)(x, mask, _gen(7))
+    out = UniformNoise(low=-2.0, high=3.0, additive=additive)(x, mask, _gen(7))
     noise = -2.0 + 5.0 * torch.rand(3, 2, 5, 6, generator=_gen(7))
     expected = torch.where(mask, x + noise if additive else noise, x)
     torch.testing.assert_close(out, expected, rtol=0, atol=1e-6)
@@ -70,7 +70,7 @@ def test_gaussian_noise_is_the_generators_draw(additive):
 
 def test_noise_statistics():
     x = torch.zeros(4, 3, 32, 32)
-    u = UniformNoise(0.0, 1.0).substrate(x, _gen(0))
+    u = UniformNoise(low=0.0, high=1.0).substrate(x, _gen(0))
     assert 0 <= float(u.min()) and float(u.max()) < 1
     assert abs(float(u.mean()) - 0.5) < 0.01 and abs(float(u.var()) - 1 / 12) < 0.005
     z = GaussianNoise(std=2.0, mean=-1.0).substrate(x, _gen(0))
@@ -81,7 +81,7 @@ def test_noise_statistics():
     "filler, patch_name, kwargs",
     [
         (GaussianNoise(std=0.2, mean=0.1, additive=True), "normal", {"perturb_mean": 0.1, "perturb_std": 0.2}),
-        (UniformNoise(-0.3, 0.5, additive=True), "uniform", {"lower_bound": -0.3, "upper_bound": 0.5}),
+        (UniformNoise(low=-0.3, high=0.5, additive=True), "uniform", {"lower_bound": -0.3, "upper_bound": 0.5}),
     ],
 )
 def test_additive_noise_equals_quantus_perturb_funcs(monkeypatch, filler, patch_name, kwargs):
@@ -421,7 +421,7 @@ def test_every_filler_through_the_engine(tiny_cnn, rgb_batch, mode, name):
     x, y = rgb_batch
     sal = torch.rand(4, 1, 12, 12, generator=_gen(5))
     filler = {
-        "uniform_noise": UniformNoise(-1.0, 2.0),
+        "uniform_noise": UniformNoise(low=-1.0, high=2.0),
         "gaussian_noise": GaussianNoise(std=0.7),
         "noisy_linear": NoisyLinear(noise=0.0),
         "noisy_linear_cg": NoisyLinear(noise=0.0, solver="cg"),
@@ -467,7 +467,7 @@ def test_names_factories_and_keys():
     assert noisy_linear is NoisyLinear and telea is Telea
     rec_a, rec_b = Recorder(), Recorder()  # alive together: two inpainters of one class never share a key
     keys = [
-        UniformNoise().key, UniformNoise(0, 2).key, UniformNoise(additive=True).key,
+        UniformNoise().key, UniformNoise(low=0, high=2).key, UniformNoise(additive=True).key,
         GaussianNoise().key, GaussianNoise(std=2).key, GaussianNoise(mean=1).key, GaussianNoise(additive=True).key,
         NoisyLinear().key, NoisyLinear(noise=0).key, NoisyLinear(neighbors=4).key, NoisyLinear(solver="cg").key,
         NoisyLinear(tol=1e-8).key, NoisyLinear(max_iter=10).key, Telea().key, Telea(radius=5).key,
@@ -485,9 +485,9 @@ def test_names_factories_and_keys():
 @pytest.mark.parametrize(
     "make, exc, match",
     [
-        (lambda: UniformNoise(1.0, 1.0), ValueError, r"Argument `high` must be greater than `low` \(1\), but got 1\."),
-        (lambda: UniformNoise(float("nan"), 1.0), ValueError, r"Argument `low` must be a finite number, but got nan"),
-        (lambda: UniformNoise(0, "1"), ValueError, r"Argument `high` must be a finite number, but got '1'"),
+        (lambda: UniformNoise(low=1.0, high=1.0), ValueError, r"Argument `high` must be greater than `low` \(1\), but got 1\."),
+        (lambda: UniformNoise(low=float("nan"), high=1.0), ValueError, r"Argument `low` must be a finite number, but got nan"),
+        (lambda: UniformNoise(low=0, high="1"), ValueError, r"Argument `high` must be a finite number, but got '1'"),
         (lambda: UniformNoise(additive=1), TypeError, r"Argument `additive` must be a bool, but got int"),
         (lambda: GaussianNoise(std=-0.1), ValueError, r"Argument `std` must be a positive number, but got -0\.1\."),
         (lambda: GaussianNoise(std=0), ValueError, r"Argument `std` must be a positive number, but got 0\."),

@@ -96,7 +96,7 @@ def batch() -> tuple[torch.Tensor, torch.Tensor]:
 
 # Small, fast settings of each explainer.
 FAST = {
-    "occlusion": lambda **kw: SlidingPatchOcclusion(4, 2, **kw),
+    "occlusion": lambda **kw: SlidingPatchOcclusion(patch_size=4, stride=2, **kw),
     "lime": lambda **kw: Lime(num_samples=40, segmentation="grid", grid_size=4, **kw),
     "mp": lambda **kw: MeaningfulPerturbation(mask_size=4, iterations=6, **kw),
     "rise": lambda **kw: RISE(num_masks=40, cells=3, **kw),
@@ -112,7 +112,7 @@ fast_params = pytest.mark.parametrize("make", list(FAST.values()), ids=list(FAST
 @pytest.mark.parametrize("patch, stride", [(4, 2), (5, 3), (3, 3), ((4, 3), (2, 1)), (12, 5)])
 def test_occlusion_matches_captum_occlusion_logit(cnn, batch, patch, stride):
     x, y = batch
-    sal = SlidingPatchOcclusion(patch, stride, filler=0.3, score="logit", chunk_size=7)(cnn, x, y)
+    sal = SlidingPatchOcclusion(patch_size=patch, stride=stride, filler=0.3, score="logit", chunk_size=7)(cnn, x, y)
     p = patch if isinstance(patch, tuple) else (patch, patch)
     s = stride if isinstance(stride, tuple) else (stride, stride)
     ref = ca.Occlusion(cnn).attribute(x, sliding_window_shapes=(3, *p), strides=(1, *s), baselines=0.3, target=y)
@@ -123,7 +123,7 @@ def test_occlusion_matches_captum_occlusion_logit(cnn, batch, patch, stride):
 
 def test_occlusion_probability_matches_captum_on_softmax(cnn, batch):
     x, y = batch
-    sal = SlidingPatchOcclusion(5, 2)(cnn, x, y)  # zeros, probability: the seed code's SP
+    sal = SlidingPatchOcclusion(patch_size=5, stride=2)(cnn, x, y)  # zeros, probability: the seed code's SP
     ref = ca.Occlusion(nn.Sequential(cnn, nn.Softmax(dim=1))).attribute(
         x, sliding_window_shapes=(3, 5, 5), strides=(1, 2, 2), baselines=0.0, target=y
     )
@@ -170,7 +170,7 @@ def test_occlusion_window_rule_equals_the_seed_codes_formal_sp(cnn, batch, patch
     from skimage.transform import resize
 
     x, y = batch
-    sp = SlidingPatchOcclusion(patch, stride, rule="window", chunk_size=5)
+    sp = SlidingPatchOcclusion(patch_size=patch, stride=stride, rule="window", chunk_size=5)
     grid = sp.window_scores(cnn, x, y)
     n = (12 - patch) // stride + 1
     assert grid.shape == (3, 1, n, n)
@@ -186,7 +186,7 @@ def test_occlusion_window_rule_equals_the_seed_codes_formal_sp(cnn, batch, patch
 
 def test_occlusion_window_rule_keeps_one_value_per_window_and_uses_the_filler(cnn, batch):
     x, y = batch
-    grid = SlidingPatchOcclusion(6, 6, rule="window", filler=0.5, score="logit").window_scores(cnn, x, y)
+    grid = SlidingPatchOcclusion(patch_size=6, stride=6, rule="window", filler=0.5, score="logit").window_scores(cnn, x, y)
     with torch.no_grad():
         base = cnn(x).gather(1, y[:, None])[:, 0]
         for r in range(2):
@@ -195,7 +195,7 @@ def test_occlusion_window_rule_keeps_one_value_per_window_and_uses_the_filler(cn
                 xk[:, :, 6 * r : 6 * r + 6, 6 * c : 6 * c + 6] = 0.5
                 assert_close(grid[:, 0, r, c], base - cnn(xk).gather(1, y[:, None])[:, 0], **TOL)
     # the mean rule spreads the same windows' drops on their pixels (no overlap at stride = patch)
-    mean = SlidingPatchOcclusion(6, 6, filler=0.5, score="logit")(cnn, x, y)
+    mean = SlidingPatchOcclusion(patch_size=6, stride=6, filler=0.5, score="logit")(cnn, x, y)
     assert_close(mean[:, :, :6, 6:], grid[:, :, :1, 1:].expand(-1, -1, 6, 6), **TOL)
     assert seed_window_starts(12, 5, 3).tolist() == [0, 3, 6]  # no cut window, unlike window_starts
     assert seed_window_starts(12, 3, 4).tolist() == [0, 4, 8]
@@ -237,7 +237,7 @@ def test_occlusion_mask_dependent_filler_matches_step_by_step_reference(cnn, bat
 
     fill = InpainterFill(local_mean)
     x, y = batch
-    sal = SlidingPatchOcclusion(6, 3, filler=fill, chunk_size=5)(cnn, x, y)
+    sal = SlidingPatchOcclusion(patch_size=6, stride=3, filler=fill, chunk_size=5)(cnn, x, y)
     ref = torch.zeros(3, 1, 12, 12, dtype=torch.float64)
     count = torch.zeros(1, 1, 12, 12, dtype=torch.float64)
     with torch.no_grad():
@@ -585,9 +585,9 @@ def test_generative_variants():
 @pytest.mark.parametrize(
     "build, exc, needle",
     [
-        (lambda: SlidingPatchOcclusion(4, 5), ValueError, "`stride` (5, 5) must not exceed `patch_size`"),
-        (lambda: SlidingPatchOcclusion(0), ValueError, "`patch_size` must be an int >= 1"),
-        (lambda: SlidingPatchOcclusion((2, 2, 2)), ValueError, "`patch_size` must be an int >= 1 or a pair"),
+        (lambda: SlidingPatchOcclusion(patch_size=4, stride=5), ValueError, "`stride` (5, 5) must not exceed `patch_size`"),
+        (lambda: SlidingPatchOcclusion(patch_size=0), ValueError, "`patch_size` must be an int >= 1"),
+        (lambda: SlidingPatchOcclusion(patch_size=(2, 2, 2)), ValueError, "`patch_size` must be an int >= 1 or a pair"),
         (lambda: SlidingPatchOcclusion(filler="paint"), ValueError, "`filler` must be one of"),
         (lambda: SlidingPatchOcclusion(score="prob"), ValueError, "`score` must be one of"),
         (lambda: SlidingPatchOcclusion(chunk_size=0), ValueError, "`chunk_size` must be an int >= 1"),
@@ -629,7 +629,7 @@ def test_constructor_errors_name_the_argument(build, exc, needle):
 @pytest.mark.parametrize(
     "explainer, needle",
     [
-        (SlidingPatchOcclusion(13, 2), r"`patch_size` \(13, 13\) must fit in the 12x12 inputs"),
+        (SlidingPatchOcclusion(patch_size=13, stride=2), r"`patch_size` \(13, 13\) must fit in the 12x12 inputs"),
         (MeaningfulPerturbation(mask_size=20), r"`mask_size` \(20, 20\) must fit in the 12x12 inputs"),
         (RISE(cells=13), "`cells` must be at most the image side 12"),
         (Lime(segmentation=lambda x: torch.zeros(3, 12, 12)), r"`segmentation` must return integer labels of shape \(3, 12, 12\)"),
@@ -672,7 +672,7 @@ def test_robustness_is_one_when_the_setting_is_ignored(cnn, batch):
 
     x, y = batch
     report = hyperparameter_robustness(
-        cnn, x, y, lambda patch_size, filler="zeros", **kw: SlidingPatchOcclusion(4, 2, filler=filler),
+        cnn, x, y, lambda patch_size, filler="zeros", **kw: SlidingPatchOcclusion(patch_size=4, stride=2, filler=filler),
         "patch_size", [3, 5, 7], fillers=["zeros", "blur"], ssim_kernel_size=5,
     )  # fmt: skip
     for f in ("zeros", "blur"):

@@ -187,3 +187,15 @@ def test_bad_arguments_raise(tiny_cnn, rgb_batch, kwargs, exc, match):
     x, y = rgb_batch
     with pytest.raises(exc, match=match.replace("`", "\\`")):
         road(tiny_cnn, x, torch.rand(4, 1, 12, 12), y, **kwargs)
+
+
+def test_road_metric_options_are_keyword_only_with_a_deprecation_path():
+    import inspect
+
+    from pl_saliency.metrics import ROADLerf
+
+    params = list(inspect.signature(ROADLerf.__init__).parameters.values())[1:]
+    assert all(p.kind in (p.KEYWORD_ONLY, p.VAR_KEYWORD) for p in params)
+    with pytest.warns(FutureWarning, match="`percentages`, `filler`"):
+        metric = ROADLerf((20, 40), "zeros")
+    assert metric.percentages == (20.0, 40.0) and metric.definition == ROADLerf(percentages=(20, 40), filler="zeros").definition

@@ -306,7 +306,7 @@ def test_metrics_and_removal_explainers_in_the_monitor(tmp_path):
     model = BoxDigitsCNN()
     val = DataLoader(LocalizationDigits(canvas_size=24, digit_size=12, indices=range(8)), batch_size=4)
     monitor = SaliencyMonitor(
-        explainers=[SlidingPatchOcclusion(7, 4), RISE(num_masks=32, cells=4), MeaningfulPerturbation(mask_size=6, iterations=3)],
+        explainers=[SlidingPatchOcclusion(patch_size=7, stride=4), RISE(num_masks=32, cells=4), MeaningfulPerturbation(mask_size=6, iterations=3)],
         metrics=[SaliencyMetric(), ObjectLocalizationError(thresholds=[0.3, 0.6])],
         num_samples=6,
         batch_transform=localization_batch_transform,

@@ -189,7 +189,7 @@ def case():
 @pytest.mark.parametrize("mode", ["deletion", "insertion"])
 def test_neighbourhood_curves_equal_the_authors_region_loop(case, region, steps, mode):
     net, x, sal, y = case
-    fill = Blur(5.0, 11)
+    fill = Blur(sigma=5.0, kernel_size=11)
     sub = fill.substrate(x)
     start, end = (x, sub) if mode == "deletion" else (sub, x)
     ref = ins_del_region(sal.numpy(), net, start, end, y, steps, region)
@@ -216,15 +216,15 @@ def test_schedule_and_a_fully_removed_image():
 
 def test_metric_classes_and_auc(case):
     net, x, sal, y = case
-    curves = neighbourhood_curves(net, x, sal, y, filler=UniformNoise(0.0, 1.0), steps=8, region=(3, 3), generator=torch.Generator().manual_seed(0))
+    curves = neighbourhood_curves(net, x, sal, y, filler=UniformNoise(low=0.0, high=1.0), steps=8, region=(3, 3), generator=torch.Generator().manual_seed(0))
     x_axis = np.linspace(0, 1, 9)
     assert_close(curve_auc(curves), torch.from_numpy(np.trapezoid(curves.numpy(), x_axis, axis=1)))
-    d = NeighbourhoodDeletionAUC(filler=UniformNoise(0.0, 1.0), steps=8, region=(3, 3), keep_per_sample=True)
+    d = NeighbourhoodDeletionAUC(filler=UniformNoise(low=0.0, high=1.0), steps=8, region=(3, 3), keep_per_sample=True)
     d.update(net, x, sal, y)
     assert_close(d.per_sample(), curve_auc(curves).float())
-    ins = NeighbourhoodInsertionAUC(filler=Blur(5.0, 11), steps=8, region=3)
+    ins = NeighbourhoodInsertionAUC(filler=Blur(sigma=5.0, kernel_size=11), steps=8, region=3)
     ins.update(net, x, sal, y)
-    assert_close(ins.compute(), neighbourhood_auc(net, x, sal, y, mode="insertion", filler=Blur(5.0, 11), steps=8, region=3).mean().float())
+    assert_close(ins.compute(), neighbourhood_auc(net, x, sal, y, mode="insertion", filler=Blur(sigma=5.0, kernel_size=11), steps=8, region=3).mean().float())
     assert not NeighbourhoodDeletionAUC.higher_is_better and NeighbourhoodInsertionAUC.higher_is_better
     with pytest.raises(ValueError, match="`filler` must be mask-independent"):
         NeighbourhoodDeletionAUC(filler="telea")

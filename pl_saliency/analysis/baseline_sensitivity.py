@@ -50,6 +50,7 @@ from pl_saliency.metrics import ROADLerf
 from pl_saliency.metrics import ROADMorf
 from pl_saliency.metrics import Selectivity
 from pl_saliency.perturbation.fillers import get_filler
+from pl_saliency.registry import named_items
 from pl_saliency.utils import check_inputs
 from pl_saliency.utils import check_model
 from pl_saliency.utils import check_positive_int
@@ -314,17 +315,14 @@ def _named_fillers(fillers: Any) -> dict[str, Any]:
             "Argument `fillers` must be a dict name -> filler spec or a list of filler specs, "
             f"but got {type(fillers).__name__}."
         )
-    if len(items) < 1:
-        raise ValueError("Argument `fillers` must hold at least one filler, but got none.")
-    out: dict[str, Any] = {}
-    for name, spec in items:
+
+    def check(name: Any, spec: Any) -> Any:
         if not isinstance(name, str) or not name:
             raise ValueError(f"Argument `fillers`: names must be non-empty strings, but got {name!r}.")
-        if name in out:
-            raise ValueError(f"Argument `fillers`: two fillers are named {name!r}; pass a dict to tell them apart.")
         get_filler(spec)  # validates now, with the filler's own message
-        out[name] = spec
-    return out
+        return spec
+
+    return named_items(items, check, argument="fillers", noun="filler", empty="none")
 
 
 def _named_metric_factories(metrics: Any) -> dict[str, Callable[..., Metric]]:
@@ -339,10 +337,8 @@ def _named_metric_factories(metrics: Any) -> dict[str, Callable[..., Metric]]:
             f"Argument `metrics` must be a metric name, a list of names / Metric classes, or a dict name -> "
             f"name / Metric class / factory, but got {type(metrics).__name__}."
         )
-    if not items:
-        raise ValueError("Argument `metrics` must hold at least one metric, but got none.")
-    out: dict[str, Callable[..., Metric]] = {}
-    for name, spec in items:
+
+    def check(name: Any, spec: Any) -> Callable[..., Metric]:
         if isinstance(spec, str):
             if spec not in METRICS:
                 raise ValueError(f"Argument `metrics` must name metrics among {tuple(METRICS)}, but got {spec!r}.")
@@ -352,10 +348,9 @@ def _named_metric_factories(metrics: Any) -> dict[str, Callable[..., Metric]]:
                 f"Argument `metrics`: {name!r} must be a metric name, a Metric class or a factory, "
                 f"but got {type(spec).__name__}."
             )
-        if name in out:
-            raise ValueError(f"Argument `metrics`: two metrics are named {name!r}; pass a dict to tell them apart.")
-        out[name] = spec
-    return out
+        return spec
+
+    return named_items(items, check, argument="metrics", noun="metric", empty="none")
 
 
 def _declared(factory: Callable[..., Any]) -> set[str]:

@@ -63,6 +63,7 @@ from pl_saliency.analysis.baseline_sensitivity import rank_scores
 from pl_saliency.explainers import named_explainers
 from pl_saliency.perturbation.orders import removal_order
 from pl_saliency.perturbation.orders import removal_rank
+from pl_saliency.registry import named_items
 from pl_saliency.utils import check_choice
 from pl_saliency.utils import check_inputs
 from pl_saliency.utils import check_model
@@ -148,10 +149,8 @@ def _named_metrics(metrics: Any) -> dict[str, Any]:
         items = [(type(metrics).__name__, metrics)]
     else:
         raise TypeError(f"Argument `metrics` must be a metric, a list of metrics or a dict name -> metric, but got {type(metrics).__name__}.")
-    if not items:
-        raise ValueError("Argument `metrics` must hold at least one metric, but got none.")
-    out: dict[str, Any] = {}
-    for name, m in items:
+
+    def check(name: Any, m: Any) -> Any:
         if not isinstance(name, str) or not name:
             raise ValueError(f"Argument `metrics`: names must be non-empty strings, but got {name!r}.")
         if not (callable(getattr(m, "update", None)) and callable(getattr(m, "compute", None))):
@@ -164,10 +163,9 @@ def _named_metrics(metrics: Any) -> dict[str, Any]:
                 f"Argument `metrics`: {name!r} must declare `higher_is_better` (True or False) to be ranked, "
                 f"but has {getattr(m, 'higher_is_better', None)!r}."
             )
-        if name in out:
-            raise ValueError(f"Argument `metrics`: two metrics are named {name!r}; pass a dict to tell them apart.")
-        out[name] = m
-    return out
+        return m
+
+    return named_items(items, check, argument="metrics", noun="metric", empty="none")
 
 
 def _resolve_maps(model: Any, inputs: Tensor, target: Tensor, maps: Any) -> tuple[dict[str, Tensor], dict[str, Any]]:

@@ -227,10 +227,7 @@ def hyperparameter_robustness(
             for i, j in zip(iu[0].tolist(), iu[1].tolist()):
                 val = map_similarity(stack[i], stack[j], sim, abs=abs, ssim_kernel_size=ssim_kernel_size, ssim_sigma=ssim_sigma)
                 table[i, j] = table[j, i] = val.double().cpu()
-            pairs = table[iu[0], iu[1]]  # (P, N)
-            finite = torch.isfinite(pairs)
-            count = finite.sum(0)
-            per_sample = torch.where(count > 0, torch.where(finite, pairs, 0.0).sum(0) / count.clamp(min=1), math.nan)
+            per_sample = _nanmean(table[iu[0], iu[1]], dim=0)  # over the (P, N) pairs
             pair_mean = _nanmean(table, dim=-1)
             pair_mean.fill_diagonal_(1.0)
             report.pairwise[fname][sname] = pair_mean

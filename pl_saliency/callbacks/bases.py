@@ -1,6 +1,24 @@
-"""The ``Callback`` base classes of the installed Lightning namespaces."""
+"""The ``Callback`` base classes of the installed Lightning namespaces, ``@override`` and the
+rank-zero warning the callbacks share."""
 
 from __future__ import annotations
+
+import warnings
+from typing import Any
+
+try:  # Lightning >= 2.1 re-exports typing_extensions' decorator
+    from typing_extensions import override
+except ImportError:  # pragma: no cover
+    def override(fn: Any) -> Any:  # type: ignore[misc]
+        return fn
+
+__all__ = ["callback_bases", "override", "rank_zero_warn"]
+
+
+def rank_zero_warn(trainer: Any, message: str) -> None:
+    """Warn on the global-zero process only (once, not once per rank), pointing at the caller's caller."""
+    if getattr(trainer, "is_global_zero", True):
+        warnings.warn(message, UserWarning, stacklevel=3)
 
 
 def callback_bases() -> tuple[type, ...]:

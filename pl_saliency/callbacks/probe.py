@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from pl_saliency._keywords import keyword_only
 from pl_saliency.spec import stable_sample_ids
 
 _INPUT_KEYS = ("image", "images", "input", "inputs", "x", "pixel_values")
@@ -68,7 +69,8 @@ class Probe:
     are kept. Each probe sample gets a stable id: a hash of its image (:func:`~pl_saliency.spec.stable_sample_ids`).
     """
 
-    def __init__(self, quota: int, stratify: bool = True) -> None:
+    @keyword_only
+    def __init__(self, quota: int, *, stratify: bool = True) -> None:
         self.quota, self.stratify = quota, stratify
         self._by_class: dict[int, list[tuple[Tensor, Tensor, dict[str, Tensor]]]] = {}
         self.inputs: Tensor | None = None
@@ -126,4 +128,4 @@ class Probe:
         self.ids = stable_sample_ids(inputs) if ids is None else ids
 
     def clear(self) -> None:
-        self.__init__(self.quota, self.stratify)  # type: ignore[misc]
+        self.__init__(self.quota, stratify=self.stratify)  # type: ignore[misc]

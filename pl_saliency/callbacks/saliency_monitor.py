@@ -23,6 +23,8 @@ import torch
 from torch import Tensor
 
 from pl_saliency.callbacks.bases import callback_bases
+from pl_saliency.callbacks.bases import override
+from pl_saliency.callbacks.bases import rank_zero_warn
 from pl_saliency.callbacks.probe import Probe
 from pl_saliency.callbacks.probe import default_batch_transform
 from pl_saliency.callbacks.probe import split_batch
@@ -49,18 +51,7 @@ from pl_saliency.utils import check_positive_int
 if TYPE_CHECKING:
     import pytorch_lightning as pl
 
-try:  # Lightning >= 2.1 re-exports typing_extensions' decorator
-    from typing_extensions import override
-except ImportError:  # pragma: no cover
-    def override(fn: Any) -> Any:  # type: ignore[misc]
-        return fn
-
 __all__ = ["SaliencyMonitor", "default_batch_transform", "metric_name"]
-
-
-def _rank_zero_warn(trainer: Any, message: str) -> None:
-    if getattr(trainer, "is_global_zero", True):
-        warnings.warn(message, UserWarning, stacklevel=3)
 
 
 class SaliencyMonitor(*callback_bases()):  # type: ignore[misc]
@@ -236,7 +227,7 @@ class SaliencyMonitor(*callback_bases()):  # type: ignore[misc]
         self.history: list[dict[str, Any]] = []
         self.last_scores: dict[str, float | None] = {}
         self.last_curves: dict[str, dict[str, Tensor]] = {}
-        self._probe = Probe(self.num_samples, stratify)
+        self._probe = Probe(self.num_samples, stratify=stratify)
         self._first_maps: dict[str, Tensor] = {}
         self._previous_maps: dict[str, Tensor] = {}
         self._warned: set[str] = set()
@@ -324,17 +315,17 @@ class SaliencyMonitor(*callback_bases()):  # type: ignore[misc]
     def _warn_no_ops(self, trainer: Any) -> None:
         """Warn once (rank zero) at setup when the settings leave the monitor nothing to do."""
         if trainer.limit_val_batches == 0:
-            _rank_zero_warn(trainer, "SaliencyMonitor: `limit_val_batches=0` runs no validation, so the monitor never scores.")
+            rank_zero_warn(trainer, "SaliencyMonitor: `limit_val_batches=0` runs no validation, so the monitor never scores.")
         max_epochs = trainer.max_epochs
         if max_epochs is not None and max_epochs > 0 and self.every_n_epochs > max_epochs:
-            _rank_zero_warn(
+            rank_zero_warn(
                 trainer,
                 f"SaliencyMonitor: `every_n_epochs={self.every_n_epochs}` is larger than the trainer's "
                 f"`max_epochs={max_epochs}`, so the monitor never scores during fit.",
             )
         check_every = getattr(trainer, "check_val_every_n_epoch", 1)
         if check_every and check_every > 1 and self.every_n_epochs % check_every:
-            _rank_zero_warn(
+            rank_zero_warn(
                 trainer,
                 f"SaliencyMonitor: the trainer validates every {check_every} epochs and the monitor scores every "
                 f"{self.every_n_epochs}; it can only score epochs where both fall.",
@@ -343,7 +334,7 @@ class SaliencyMonitor(*callback_bases()):  # type: ignore[misc]
     @override
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not self._scored_in_fit and not trainer.sanity_checking:
-            _rank_zero_warn(
+            rank_zero_warn(
                 trainer,
                 "SaliencyMonitor: no epoch was scored during this fit (no validation loader, no validation batch, or "
                 f"`every_n_epochs={self.every_n_epochs}` beyond the epochs run).",

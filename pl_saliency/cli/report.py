@@ -134,17 +134,22 @@ def _arrow(higher: bool | None) -> str:
     return "" if higher is None else (" (higher is better)" if higher else " (lower is better)")
 
 
+def _panels(k: int, height: float) -> tuple[Any, Any]:
+    """A figure with ``k`` panels, at most 3 a row (4.5 wide, ``height`` high each); the spare cells hidden."""
+    plt = _plt()
+    ncols = min(k, 3)
+    nrows = math.ceil(k / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.5 * ncols, height * nrows), squeeze=False)
+    for ax in axes.flat[k:]:
+        ax.set_visible(False)
+    return fig, axes
+
+
 def curves_png(curves: Mapping[str, Any], directions: Mapping[str, bool | None], title: str = "") -> bytes | None:
     """One panel per curve metric, the mean curve of each explainer."""
     if not curves:
         return None
-    plt = _plt()
-    k = len(curves)
-    ncols = min(k, 3)
-    nrows = math.ceil(k / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.5 * ncols, 3.6 * nrows), squeeze=False)
-    for ax in axes.flat[k:]:
-        ax.set_visible(False)
+    fig, axes = _panels(len(curves), height=3.6)
     for ax, (m, entry) in zip(axes.flat, curves.items()):
         for e, ys in entry["by_explainer"].items():
             ax.plot(entry["x"], [float("nan") if v is None else v for v in ys], label=e, marker="." if len(ys) < 20 else None)
@@ -193,7 +198,7 @@ def series_png(
     maps' stability."""
     if not history:
         return None
-    plt = _plt()
+    _plt()  # the Agg backend before any matplotlib submodule
     from matplotlib.ticker import MaxNLocator
 
     epochs = [h["epoch"] for h in history]
@@ -214,12 +219,7 @@ def series_png(
     stable: list[Line] = [(e, f"{e}/stability/previous", None, None) for e in explainers if any(h["scores"].get(f"{e}/stability/previous") is not None for h in history)]
     if stable:
         panels.append(("stability: Spearman to previous epoch's maps", stable))
-    k = len(panels)
-    ncols = min(k, 3)
-    nrows = math.ceil(k / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.5 * ncols, 3.4 * nrows), squeeze=False)
-    for ax in axes.flat[k:]:
-        ax.set_visible(False)
+    fig, axes = _panels(len(panels), height=3.4)
     for ax, (title, lines) in zip(axes.flat, panels):
         for label, key, lo, hi in lines:
             ys = [_nan(h["scores"].get(key)) for h in history]

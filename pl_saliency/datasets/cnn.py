@@ -11,6 +11,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch import nn
 
+from pl_saliency._keywords import keyword_only
+
 
 class DigitsCNN(pl.LightningModule):
     """A small CNN with BatchNorm and dropout: ``features`` (three conv blocks) then ``classifier``.
@@ -18,7 +20,8 @@ class DigitsCNN(pl.LightningModule):
     Grad-CAM's usual layer is ``"features.conv3"``, the last convolution (8×8 maps for 32×32 inputs).
     """
 
-    def __init__(self, num_classes: int = 10, lr: float = 5e-3, channels: int = 1) -> None:
+    @keyword_only
+    def __init__(self, *, num_classes: int = 10, lr: float = 5e-3, channels: int = 1) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.features = nn.Sequential()

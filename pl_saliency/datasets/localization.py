@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from pl_saliency._keywords import keyword_only
 from pl_saliency.datasets.digits import digits_tensors
 from pl_saliency.datasets.digits import split_indices
 from pl_saliency.utils import check_positive_int
@@ -68,15 +69,16 @@ class LocalizationDigits(Dataset):
         (torch.Size([4, 1, 48, 48]), torch.Size([4]), torch.Size([4, 4]), torch.Size([4, 1, 48, 48]))
     """
 
+    @keyword_only
     def __init__(
         self,
+        *,
         canvas_size: int = 48,
         digit_size: int = 16,
         threshold: float = 0.5,
         noise: float = 0.0,
         seed: int = 0,
         indices: Sequence[int] | Tensor | None = None,
-        *,
         margin: int = 0,
     ) -> None:
         self.canvas_size = check_positive_int("canvas_size", canvas_size)
@@ -110,11 +112,8 @@ class LocalizationDigits(Dataset):
                     f"[{int(idx.min())}, {int(idx.max())}]."
                 )
         n = len(idx)
-        rows = offsets[idx, 0].view(n, 1, 1) + torch.arange(digit_size).view(1, -1, 1)
-        cols = offsets[idx, 1].view(n, 1, 1) + torch.arange(digit_size).view(1, 1, -1)
-        batch = torch.arange(n).view(n, 1, 1)
         ink = torch.zeros(n, canvas_size, canvas_size)
-        ink[batch, rows, cols] = digits[idx, 0]
+        ink[square_index(offsets[idx], digit_size)] = digits[idx, 0]
         if self.noise > 0:
             background = torch.rand(total, canvas_size, canvas_size, generator=g)[idx] * self.noise
             images = torch.maximum(ink, background)
@@ -132,6 +131,16 @@ class LocalizationDigits(Dataset):
 
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         return self.images[i], self.labels[i], {"boxes": self.boxes[i], "masks": self.masks[i]}
+
+
+def square_index(top_left: Tensor, size: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Advanced index ``(sample, row, column)`` of one ``size`` × ``size`` square per sample of an
+    (n, H, W) canvas, from their top-left ``(row, col)`` corners (n, 2): ``canvas[square_index(...)]``
+    is (n, size, size)."""
+    n = len(top_left)
+    rows = top_left[:, 0].view(n, 1, 1) + torch.arange(size).view(1, -1, 1)
+    cols = top_left[:, 1].view(n, 1, 1) + torch.arange(size).view(1, 1, -1)
+    return torch.arange(n).view(n, 1, 1), rows, cols
 
 
 def mask_boxes(masks: Tensor) -> Tensor:

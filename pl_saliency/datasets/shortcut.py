@@ -46,6 +46,7 @@ from pl_saliency.datasets.digits import split_indices
 from pl_saliency.datasets.localization import NUM_DIGITS
 from pl_saliency.datasets.localization import LocalizationDigits
 from pl_saliency.datasets.localization import _check_fraction
+from pl_saliency.datasets.localization import square_index
 from pl_saliency.utils import check_positive_int
 
 NUM_CLASSES = 10
@@ -142,12 +143,8 @@ class ShortcutDigits(Dataset):
         self.shortcut = coin < self.p  # the samples whose marker was placed by their label
         self.marker_class = torch.where(self.shortcut, self.labels, random_slot)
 
-        n, m = len(self.labels), self.marker_size
-        top_left = slots[self.marker_class]  # (n, 2)
-        rows = top_left[:, 0].view(n, 1, 1) + torch.arange(m).view(1, -1, 1)
-        cols = top_left[:, 1].view(n, 1, 1) + torch.arange(m).view(1, 1, -1)
-        marker = torch.zeros(n, canvas_size, canvas_size, dtype=torch.bool)
-        marker[torch.arange(n).view(n, 1, 1), rows, cols] = True
+        marker = torch.zeros(len(self.labels), canvas_size, canvas_size, dtype=torch.bool)
+        marker[square_index(slots[self.marker_class], self.marker_size)] = True
         self.marker_masks = marker.unsqueeze(1)
         self.images = torch.where(self.marker_masks, torch.full_like(base.images, self.marker_value), base.images)
 

@@ -30,6 +30,7 @@ from pl_saliency.explainers.removal import Lime
 from pl_saliency.explainers.removal import MeaningfulPerturbation
 from pl_saliency.explainers.removal import RemovalExplainer
 from pl_saliency.explainers.removal import SlidingPatchOcclusion
+from pl_saliency.registry import named_items
 
 
 def named_explainers(explainers: Any, name: str = "explainers") -> dict[str, Callable[..., Any]]:
@@ -46,18 +47,15 @@ def named_explainers(explainers: Any, name: str = "explainers") -> dict[str, Cal
         items = [(getattr(e, "name", None), e) for e in explainers]
     else:
         raise TypeError(f"Argument `{name}` must be an explainer, a list of explainers or a dict name -> explainer, but got {type(explainers).__name__}.")
-    if not items:
-        raise ValueError(f"Argument `{name}` must hold at least one explainer, but got an empty {type(explainers).__name__}.")
-    out: dict[str, Callable[..., Any]] = {}
-    for key, fn in items:
+
+    def check(key: Any, fn: Any) -> Any:
         if not callable(fn):
             raise TypeError(f"Argument `{name}`: explainer {key!r} must be callable (model, inputs, target), but got {type(fn).__name__}.")
         if not isinstance(key, str) or not key or "/" in key:
             raise ValueError(f"Argument `{name}`: every explainer needs a name (a non-empty string without '/'), but got {key!r} for {fn!r}; pass a dict to name them.")
-        if key in out:
-            raise ValueError(f"Argument `{name}`: two explainers are named {key!r}; pass a dict or set `name=` to tell them apart.")
-        out[key] = fn
-    return out
+        return fn
+
+    return named_items(items, check, argument=name, noun="explainer", empty=f"an empty {type(explainers).__name__}", hint="pass a dict or set `name=`")
 
 
 __all__ = [

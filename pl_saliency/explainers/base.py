@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from pl_saliency._keywords import keyword_only
 from pl_saliency.explainers.layers import eager
 from pl_saliency.explainers.layers import unwrap_compiled
 from pl_saliency.utils import REDUCTIONS
@@ -47,6 +48,23 @@ _NO_GRAD_PHRASES = (
     "does not have a grad_fn",
     "doesn't require gradient",
 )
+
+
+def _check_seed(name: str, value: Any, allow_none: bool = False) -> int | None:
+    """An int (or None with ``allow_none``): the seed of an explainer's own random draws."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        expected = "an int or None" if allow_none else "an int"
+        raise TypeError(f"Argument `{name}` must be {expected}, but got {type(value).__name__} {value!r}.")
+    return value
+
+
+def _check_bool(name: str, value: Any) -> bool:
+    """A bool (not merely truthy): a flag option."""
+    if not isinstance(value, bool):
+        raise TypeError(f"Argument `{name}` must be a bool, but got {type(value).__name__} {value!r}.")
+    return value
 
 
 class _OutputCheck:
@@ -186,7 +204,8 @@ class Explainer:
 class FunctionExplainer(Explainer):
     """Wrap a plain function ``fn(forward, inputs, target) -> raw attribution`` as an explainer."""
 
-    def __init__(self, fn: Callable[[Callable[[Tensor], Tensor], Tensor, Tensor], Tensor], name: str | None = None, **kwargs: Any) -> None:
+    @keyword_only
+    def __init__(self, fn: Callable[[Callable[[Tensor], Tensor], Tensor, Tensor], Tensor], *, name: str | None = None, **kwargs: Any) -> None:
         if not callable(fn):
             raise TypeError(f"Argument `fn` must be callable (forward, inputs, target) -> Tensor, but got {type(fn).__name__}.")
         super().__init__(name=name or getattr(fn, "__name__", "function"), **kwargs)

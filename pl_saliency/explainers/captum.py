@@ -16,6 +16,8 @@ import torch
 from torch import Tensor
 
 from pl_saliency.explainers.base import Explainer
+from pl_saliency.explainers.base import _check_bool
+from pl_saliency.explainers.base import _check_seed
 from pl_saliency.explainers.layers import AUTO
 from pl_saliency.explainers.layers import LayerCapture
 from pl_saliency.explainers.layers import check_layer_spec
@@ -33,21 +35,6 @@ IG_METHODS: tuple[str, ...] = ("gausslegendre", "riemann_right", "riemann_left",
 
 def _check_optional_positive_int(name: str, value: Any) -> int | None:
     return None if value is None else check_positive_int(name, value)
-
-
-def _check_seed(name: str, value: Any, allow_none: bool) -> int | None:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        expected = "an int or None" if allow_none else "an int"
-        raise TypeError(f"Argument `{name}` must be {expected}, but got {type(value).__name__} {value!r}.")
-    return value
-
-
-def _check_bool(name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"Argument `{name}` must be a bool, but got {type(value).__name__} {value!r}.")
-    return value
 
 
 def _captum_attr() -> Any:

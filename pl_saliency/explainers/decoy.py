@@ -19,7 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from pl_saliency._keywords import keyword_only
 from pl_saliency.explainers.base import Explainer
+from pl_saliency.explainers.base import _check_bool
+from pl_saliency.explainers.base import _check_seed
 from pl_saliency.explainers.captum import resolve_layer
 from pl_saliency.functional.decoy import dance_postprocess
 from pl_saliency.functional.decoy import range_aggregate
@@ -94,7 +97,7 @@ class DecoyReport:
 class DecoyEnhanced(Explainer):
     r"""DANCE decoy-enhanced saliency around any explainer (Lu et al., ICML 2021).
 
-    ``DecoyEnhanced(explainer, layer)(model, inputs, target)`` returns (N, 1, H, W) like every
+    ``DecoyEnhanced(explainer, layer=layer)(model, inputs, target)`` returns (N, 1, H, W) like every
     explainer: decoys of each sample are generated at ``layer`` (see :func:`generate_decoys` for the
     decoy arguments), ``explainer`` is applied to every decoy, and each feature gets the range of its
     decoy saliencies (Eq. 3), then the paper's post-processing.
@@ -156,11 +159,12 @@ class DecoyEnhanced(Explainer):
 
     default_name = "dance"
 
+    @keyword_only
     def __init__(
         self,
         explainer: Callable[..., Tensor],
-        layer: Any,
         *,
+        layer: Any,
         patch_size: int = 3,
         stride: int | None = None,
         num_patches: int | None = None,
@@ -212,14 +216,12 @@ class DecoyEnhanced(Explainer):
         check_choice("aggregate", aggregate, AGGREGATES)
         if winsorize is not None and (_check_number("winsorize", winsorize) <= 0 or winsorize > 1):
             raise ValueError(f"Argument `winsorize` must be None or a quantile in (0, 1], but got {winsorize!r}.")
-        if not isinstance(rescale, bool):
-            raise TypeError(f"Argument `rescale` must be a bool, but got {type(rescale).__name__} {rescale!r}.")
+        _check_bool("rescale", rescale)
         if lpips_net is not None:
             from pl_saliency.functional.decoy import LPIPS_NETS
 
             check_choice("lpips_net", lpips_net, LPIPS_NETS)
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise TypeError(f"Argument `seed` must be an int, but got {type(seed).__name__} {seed!r}.")
+        _check_seed("seed", seed)
         self.explainer, self.layer = explainer, layer
         self.stride, self.num_patches, self.input_range = stride, num_patches, input_range
         self.aggregate, self.winsorize, self.rescale = aggregate, winsorize, rescale

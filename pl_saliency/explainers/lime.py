@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from pl_saliency._keywords import keyword_only
 from pl_saliency.explainers.removal_base import RemovalExplainer
 from pl_saliency.explainers.removal_base import _check_float
 from pl_saliency.explainers.removal_base import _check_pair
@@ -162,22 +163,17 @@ class Lime(RemovalExplainer):
 
     Cost: ``N · num_samples`` model evaluations, ``chunk_size`` per call.
 
-    Example:
-        >>> import torch
-        >>> from pl_saliency.explainers.lime import Lime
-        >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 3))
-        >>> x, y = torch.rand(2, 1, 8, 8), torch.tensor([0, 2])
-        >>> Lime(segmentation="grid", grid_size=4, num_samples=50)(model, x, y).shape
-        torch.Size([2, 1, 8, 8])
+    Example: one for all four removal explainers, in :mod:`pl_saliency.explainers.removal`.
     """
 
     default_name = "lime"
 
+    @keyword_only
     def __init__(
         self,
+        *,
         num_samples: int = 500,
         segmentation: str | Callable[[Tensor], Tensor] = "slic",
-        *,
         n_segments: int = 50,
         compactness: float = 30.0,
         sigma: float = 3.0,

@@ -11,8 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from pl_saliency._keywords import keyword_only
+from pl_saliency.explainers.base import _check_bool
 from pl_saliency.explainers.removal_base import RemovalExplainer
-from pl_saliency.explainers.removal_base import _check_bool
 from pl_saliency.explainers.removal_base import _check_fits
 from pl_saliency.explainers.removal_base import _check_float
 from pl_saliency.explainers.removal_base import _check_pair
@@ -81,21 +82,16 @@ class MeaningfulPerturbation(RemovalExplainer):
     Cost: ``iterations`` forward + backward passes per chunk (plus, with a mask-dependent filler,
     ``iterations`` filler calls per chunk).
 
-    Example:
-        >>> import torch
-        >>> from pl_saliency.explainers.meaningful_perturbation import MeaningfulPerturbation
-        >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 3))
-        >>> x, y = torch.rand(2, 1, 8, 8), torch.tensor([0, 2])
-        >>> MeaningfulPerturbation(mask_size=4, iterations=5)(model, x, y).shape
-        torch.Size([2, 1, 8, 8])
+    Example: one for all four removal explainers, in :mod:`pl_saliency.explainers.removal`.
     """
 
     default_name = "meaningful_perturbation"
 
+    @keyword_only
     def __init__(
         self,
-        mask_size: int | tuple[int, int] | None = None,
         *,
+        mask_size: int | tuple[int, int] | None = None,
         iterations: int = 300,
         lr: float = 0.1,
         l1_coeff: float = 1e-4,

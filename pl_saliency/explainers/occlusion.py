@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from pl_saliency._keywords import keyword_only
 from pl_saliency.explainers.removal_base import RemovalExplainer
 from pl_saliency.explainers.removal_base import _check_fits
 from pl_saliency.explainers.removal_base import _check_pair
@@ -69,20 +70,13 @@ class SlidingPatchOcclusion(RemovalExplainer):
     Cost: ``N · (1 + windows)`` model evaluations, ``chunk_size`` per call; every window of a chunk goes
     in one call.
 
-    Example:
-        >>> import torch
-        >>> from pl_saliency.explainers.occlusion import SlidingPatchOcclusion
-        >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 3))
-        >>> x, y = torch.rand(2, 1, 8, 8), torch.tensor([0, 2])
-        >>> SlidingPatchOcclusion(patch_size=4, stride=2)(model, x, y).shape
-        torch.Size([2, 1, 8, 8])
-        >>> SlidingPatchOcclusion(patch_size=4, stride=2, rule="window").window_scores(model, x, y).shape
-        torch.Size([2, 1, 3, 3])
+    Example: one for all four removal explainers, in :mod:`pl_saliency.explainers.removal`.
     """
 
     default_name = "occlusion"
 
-    def __init__(self, patch_size: int | tuple[int, int] = 29, stride: int | tuple[int, int] = 3, *, rule: str = "mean", **kwargs: Any) -> None:
+    @keyword_only
+    def __init__(self, *, patch_size: int | tuple[int, int] = 29, stride: int | tuple[int, int] = 3, rule: str = "mean", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.patch_size = _check_pair("patch_size", patch_size)
         self.stride = _check_pair("stride", stride)

@@ -19,6 +19,18 @@ methods; we add RISE, which removes by random masks. Every explainer takes that 
 :class:`pl_saliency.inpainting.InpainterAdapter`), named ``"<name>_g"``. ``X.telea(**kwargs)`` builds
 the OpenCV-Telea variant, named ``"<name>_telea"`` (``generative()`` without an inpainter still
 returns it, with a ``DeprecationWarning``). Shared conventions: :mod:`pl_saliency.explainers.removal_base`.
+
+Example (each explainer's settings shrunk to an 8 × 8 image):
+    >>> import torch
+    >>> from pl_saliency.explainers.removal import RISE, Lime, MeaningfulPerturbation, SlidingPatchOcclusion
+    >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 3))
+    >>> x, y = torch.rand(2, 1, 8, 8), torch.tensor([0, 2])
+    >>> explainers = [SlidingPatchOcclusion(patch_size=4, stride=2), Lime(segmentation="grid", grid_size=4, num_samples=50),
+    ...               MeaningfulPerturbation(mask_size=4, iterations=5), RISE(num_masks=100, cells=4)]
+    >>> [tuple(explainer(model, x, y).shape) for explainer in explainers]
+    [(2, 1, 8, 8), (2, 1, 8, 8), (2, 1, 8, 8), (2, 1, 8, 8)]
+    >>> SlidingPatchOcclusion(patch_size=4, stride=2, rule="window").window_scores(model, x, y).shape  # one value per window
+    torch.Size([2, 1, 3, 3])
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from pl_saliency.explainers.base import Explainer
+from pl_saliency.explainers.base import _check_seed
 from pl_saliency.perturbation.fillers import Filler
 from pl_saliency.perturbation.fillers import get_filler
 from pl_saliency.utils import SCORES
@@ -57,18 +58,6 @@ def _check_generator(generator: Any) -> torch.Generator | None:
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"Argument `generator` must be a torch.Generator or None, but got {type(generator).__name__}.")
     return generator
-
-
-def _check_seed(seed: Any) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"Argument `seed` must be an int, but got {type(seed).__name__} {seed!r}.")
-    return seed
-
-
-def _check_bool(name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"Argument `{name}` must be a bool, but got {type(value).__name__} {value!r}.")
-    return value
 
 
 def _check_fits(name: str, size: tuple[int, int], image: tuple[int, int]) -> None:
@@ -109,7 +98,7 @@ class RemovalExplainer(Explainer):
         check_choice("score", score, SCORES)
         self.score = score
         self.chunk_size = check_positive_int("chunk_size", chunk_size)
-        self.seed = _check_seed(seed)
+        self.seed = _check_seed("seed", seed)
         self.generator = _check_generator(generator)
 
     @classmethod
@@ -123,7 +112,7 @@ class RemovalExplainer(Explainer):
         from pl_saliency.perturbation.imputation import Telea
 
         kwargs.setdefault("name", f"{cls.default_name}_telea")
-        return cls(filler=Telea(radius), **kwargs)
+        return cls(filler=Telea(radius=radius), **kwargs)
 
     @classmethod
     def generative(cls, inpainter: Callable[[Tensor, Tensor], Tensor] | Filler | None = None, **kwargs: Any) -> RemovalExplainer:

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from pl_saliency._keywords import keyword_only
 from pl_saliency.explainers.removal_base import RemovalExplainer
 from pl_saliency.explainers.removal_base import _check_float
 from pl_saliency.explainers.removal_base import _uniform
@@ -30,7 +31,8 @@ class RiseMasks:
     rows and columns are computed).
     """
 
-    def __init__(self, num_masks: int, size: tuple[int, int], cells: int, p: float, generator: torch.Generator, device: torch.device | None = None) -> None:
+    @keyword_only
+    def __init__(self, num_masks: int, size: tuple[int, int], cells: int, p: float, generator: torch.Generator, *, device: torch.device | None = None) -> None:
         like = torch.empty(0, device=device)
         self.size, self.cells = size, cells
         h, w = size
@@ -84,18 +86,13 @@ class RISE(RemovalExplainer):
     Cost: ``N · num_masks`` model evaluations, ``chunk_size`` per call; masks are rendered per chunk, so
     memory does not grow with ``num_masks``.
 
-    Example:
-        >>> import torch
-        >>> from pl_saliency.explainers.rise import RISE
-        >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 3))
-        >>> x, y = torch.rand(2, 1, 8, 8), torch.tensor([0, 2])
-        >>> RISE(num_masks=100, cells=4)(model, x, y).shape
-        torch.Size([2, 1, 8, 8])
+    Example: one for all four removal explainers, in :mod:`pl_saliency.explainers.removal`.
     """
 
     default_name = "rise"
 
-    def __init__(self, num_masks: int = 4000, cells: int = 7, p: float = 0.5, **kwargs: Any) -> None:
+    @keyword_only
+    def __init__(self, *, num_masks: int = 4000, cells: int = 7, p: float = 0.5, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.num_masks = check_positive_int("num_masks", num_masks)
         self.cells = check_positive_int("cells", cells)
@@ -110,7 +107,7 @@ class RISE(RemovalExplainer):
         if self.cells > min(h, w):
             raise ValueError(f"Argument `cells` must be at most the image side {min(h, w)}, but got {self.cells}.")
         g = self._generator(x)
-        masks = RiseMasks(self.num_masks, (h, w), self.cells, self.p, g, x.device)
+        masks = RiseMasks(self.num_masks, (h, w), self.cells, self.p, g, device=x.device)
         m = self.num_masks
         total = torch.zeros(n, 1, h, w, dtype=torch.float64, device=x.device)
         with torch.no_grad():

@@ -63,15 +63,16 @@ from pl_saliency.functional.adversarial_base import OUTCOMES
 from pl_saliency.functional.adversarial_base import RANKINGS
 from pl_saliency.functional.adversarial_base import SET_ORDER
 from pl_saliency.functional.adversarial_base import NormalizedScore
-from pl_saliency.functional.adversarial_base import _check_attack
+from pl_saliency.functional.adversarial_base import _check_confined
 from pl_saliency.functional.adversarial_base import _clean_outputs
 from pl_saliency.functional.adversarial_base import _confined_outcomes
+from pl_saliency.functional.adversarial_base import _confined_setup
 from pl_saliency.functional.adversarial_base import check_baselines
 from pl_saliency.functional.adversarial_base import check_fractions
+from pl_saliency.functional.adversarial_base import check_seed
 from pl_saliency.functional.adversarial_base import feature_counts
 from pl_saliency.functional.adversarial_base import gradient_oracle
 from pl_saliency.functional.adversarial_base import normalized_score
-from pl_saliency.functional.adversarial_base import ranking_map
 from pl_saliency.functional.cleaning import CleanedSaliency
 from pl_saliency.functional.cleaning import SimplifiedImage
 from pl_saliency.functional.cleaning import clean_saliency
@@ -83,20 +84,12 @@ from pl_saliency.functional.flip_budget import FLIP_BASELINES
 from pl_saliency.functional.flip_budget import FlipBudgets
 from pl_saliency.functional.flip_budget import adversarial_flip_budget
 from pl_saliency.functional.flip_budget import authors_relevance
-from pl_saliency.perturbation.adversarial import check_bounds
 from pl_saliency.perturbation.engine import BatchContext
-from pl_saliency.perturbation.orders import TIE_BREAKS
-from pl_saliency.perturbation.orders import feature_grid
 from pl_saliency.perturbation.orders import feature_scores
 from pl_saliency.perturbation.orders import removal_order
 from pl_saliency.perturbation.orders import removal_rank
-from pl_saliency.utils import SCORES
 from pl_saliency.utils import check_choice
-from pl_saliency.utils import check_inputs
-from pl_saliency.utils import check_model
 from pl_saliency.utils import check_positive_int
-from pl_saliency.utils import check_saliency
-from pl_saliency.utils import check_target
 from pl_saliency.utils import eval_mode
 
 __all__ = [
@@ -135,90 +128,6 @@ class AdversarialCurves(NamedTuple):
     x: Tensor
     curves: dict[str, Tensor]
     scores: dict[str, Tensor]
-
-
-def _adversarial_reliability_update(
-    model: Callable[[Tensor], Any],
-    inputs: Tensor,
-    saliency: Tensor,
-    target: Tensor,
-    *,
-    fractions: Sequence[float] = DEFAULT_FRACTIONS,
-    eps: float = 8 / 255,
-    iterations: int | None = None,
-    step_size: float | None = None,
-    norm: str = "linf",
-    random_start: bool = False,
-    bounds: tuple[Any, Any] | None = None,
-    outcome: str = "drop",
-    score: str = "probability",
-    baselines: Sequence[str] = BASELINES,
-    rank: str = "abs",
-    patch_size: int = 1,
-    tie_break: str = "random",
-    tie_seed: int = 0,
-    generator: torch.Generator | None = None,
-    chunk_size: int = 64,
-    output_transform: Callable[[Any], Tensor] | None = None,
-    context: BatchContext | None = None,
-    steps: int | None = None,
-) -> AdversarialCurves:
-    """Per-sample scores and curves of the sweep for the map and its baselines (see module docstring)."""
-    check_model(model)
-    refs = (model, inputs, saliency)
-    fractions = check_fractions(fractions)
-    eps, iterations, step_size = _check_attack(
-        eps, iterations, step_size, norm, random_start, steps=steps, owner="adversarial_reliability"
-    )
-    check_choice("outcome", outcome, OUTCOMES)
-    check_choice("score", score, SCORES)
-    check_choice("rank", rank, RANKINGS)
-    sets = ("relevant", *check_baselines(baselines))
-    check_positive_int("patch_size", patch_size)
-    check_choice("tie_break", tie_break, TIE_BREAKS)
-    chunk_size = check_positive_int("chunk_size", chunk_size)
-    inputs = check_inputs(inputs)
-    saliency = check_saliency(ranking_map(saliency, rank) if isinstance(saliency, Tensor) else saliency, inputs)
-    target = check_target(target, inputs.shape[0]).to(inputs.device)
-    limits = check_bounds(bounds, inputs)
-    n, _, h, w = inputs.shape
-    if patch_size > min(h, w):
-        raise ValueError(f"Argument `patch_size` must be at most the image side {min(h, w)}, but got {patch_size}.")
-
-    feature_id, num_features = feature_grid(h, w, patch_size, device=inputs.device)
-    counts = feature_counts(num_features, fractions).to(inputs.device)
-    x = torch.cat([torch.zeros(1, dtype=torch.float64), counts.double().cpu() / num_features])
-
-    key = (
-        "adversarial", fractions, eps, iterations, step_size, norm, random_start, repr(bounds), outcome, score, sets,
-        rank, patch_size, tie_break, tie_seed, id(output_transform), *map(id, refs),
-    )  # fmt: skip
-    stacked = context.get(key, refs) if context is not None else None
-    if stacked is None:
-        fscores = feature_scores(saliency, feature_id, num_features)
-        ranks = torch.stack(
-            [removal_rank(removal_order(fscores, SET_ORDER[s], tie_break, tie_seed, generator)) for s in sets]
-        )  # (S, N, F)
-        pixel_rank = ranks[:, :, feature_id].reshape(-1, 1, h, w)  # (S * N, 1, H, W)
-        s_count, k_count = len(sets), len(fractions)
-        idx = torch.arange(s_count * n * k_count, device=inputs.device)
-        set_idx, sample, frac_idx = idx // (n * k_count), (idx // k_count) % n, idx % k_count
-        attack = dict(eps=eps, iterations=iterations, step_size=step_size, norm=norm, targeted=False,
-                      random_start=random_start, bounds=limits, generator=generator)  # fmt: skip
-        with eval_mode(model):
-            clean = _clean_outputs(model, inputs, target, score, chunk_size, output_transform)
-            changes, calls = _confined_outcomes(
-                model, inputs, target, pixel_rank, set_idx * n + sample, sample, counts[frac_idx], clean=clean,
-                attack=attack, outcome=outcome, score=score, chunk_size=chunk_size, output_transform=output_transform,
-            )  # fmt: skip
-        stacked = changes.view(s_count, n, k_count)
-        if context is not None:
-            context.model_calls += calls + math.ceil(n / chunk_size)
-            context.put(key, refs, stacked)
-    zero = torch.zeros(*stacked.shape[:2], 1, dtype=stacked.dtype, device=stacked.device)
-    curves = {s: torch.cat([zero[i], stacked[i]], dim=1) for i, s in enumerate(sets)}
-    scores = {s: stacked[i].mean(dim=1) for i, s in enumerate(sets)}
-    return AdversarialCurves(x=x, curves=curves, scores=scores)
 
 
 def adversarial_reliability(
@@ -286,14 +195,54 @@ def adversarial_reliability(
     """
     _check_bool("return_curves", return_curves)
     check_choice("reduction", reduction, REDUCTIONS)
-    res = _adversarial_reliability_update(
-        model, inputs, saliency, target, fractions=fractions, eps=eps, iterations=iterations, step_size=step_size,
-        norm=norm, random_start=random_start, bounds=bounds, outcome=outcome, score=score, baselines=baselines,
-        rank=rank, patch_size=patch_size, tie_break=tie_break, tie_seed=tie_seed, generator=generator,
-        chunk_size=chunk_size, output_transform=output_transform, context=context, steps=steps,
+    fractions = check_fractions(fractions)
+    eps, iterations, step_size, chunk_size = _check_confined(
+        eps, iterations, step_size, norm, random_start, outcome=outcome, score=score, rank=rank, patch_size=patch_size,
+        tie_break=tie_break, chunk_size=chunk_size, steps=steps, owner="adversarial_reliability",
     )  # fmt: skip
-    value = _reduce(res.scores["relevant"], reduction)
-    return (value, res) if return_curves else value
+    sets = ("relevant", *check_baselines(baselines))
+    refs = (model, inputs, saliency)
+    inputs, saliency, target, limits, feature_id, num_features = _confined_setup(
+        model, inputs, saliency, target, rank=rank, patch_size=patch_size, bounds=bounds
+    )
+    n, _, h, w = inputs.shape
+    counts = feature_counts(num_features, fractions).to(inputs.device)
+    x = torch.cat([torch.zeros(1, dtype=torch.float64), counts.double().cpu() / num_features])
+
+    key = (
+        "adversarial", fractions, eps, iterations, step_size, norm, random_start, repr(bounds), outcome, score, sets,
+        rank, patch_size, tie_break, tie_seed, id(output_transform), *map(id, refs),
+    )  # fmt: skip
+    stacked = context.get(key, refs) if context is not None else None
+    if stacked is None:
+        fscores = feature_scores(saliency, feature_id, num_features)
+        ranks = torch.stack(
+            [removal_rank(removal_order(fscores, SET_ORDER[s], tie_break, tie_seed, generator)) for s in sets]
+        )  # (S, N, F)
+        pixel_rank = ranks[:, :, feature_id].reshape(-1, 1, h, w)  # (S * N, 1, H, W)
+        s_count, k_count = len(sets), len(fractions)
+        idx = torch.arange(s_count * n * k_count, device=inputs.device)
+        set_idx, sample, frac_idx = idx // (n * k_count), (idx // k_count) % n, idx % k_count
+        attack = dict(eps=eps, iterations=iterations, step_size=step_size, norm=norm, targeted=False,
+                      random_start=random_start, bounds=limits, generator=generator)  # fmt: skip
+        with eval_mode(model):
+            clean = _clean_outputs(model, inputs, target, score, chunk_size, output_transform)
+            changes, calls = _confined_outcomes(
+                model, inputs, target, pixel_rank, set_idx * n + sample, sample, counts[frac_idx], clean=clean,
+                attack=attack, outcome=outcome, score=score, chunk_size=chunk_size, output_transform=output_transform,
+            )  # fmt: skip
+        stacked = changes.view(s_count, n, k_count)
+        if context is not None:
+            context.model_calls += calls + math.ceil(n / chunk_size)
+            context.put(key, refs, stacked)
+    zero = torch.zeros(*stacked.shape[:2], 1, dtype=stacked.dtype, device=stacked.device)
+    curves = AdversarialCurves(
+        x=x,
+        curves={s: torch.cat([zero[i], stacked[i]], dim=1) for i, s in enumerate(sets)},
+        scores={s: stacked[i].mean(dim=1) for i, s in enumerate(sets)},
+    )
+    value = _reduce(curves.scores["relevant"], reduction)
+    return (value, curves) if return_curves else value
 
 
 def adversarial_reliability_normalized(
@@ -338,13 +287,9 @@ def adversarial_reliability_normalized(
         if key in sweep:
             raise TypeError(f"Argument `{key}` is not accepted by adversarial_reliability_normalized (it sets it itself).")
     random_orders = check_positive_int("random_orders", random_orders)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"Argument `seed` must be an int, but got {type(seed).__name__} {seed!r}.")
-    check_model(model)
-    inputs = check_inputs(inputs)
+    check_seed("seed", seed)
     check_choice("rank", rank, RANKINGS)
-    sal = check_saliency(ranking_map(saliency, rank) if isinstance(saliency, Tensor) else saliency, inputs)
-    target = check_target(target, inputs.shape[0]).to(inputs.device)
+    inputs, sal, target, *_ = _confined_setup(model, inputs, saliency, target, rank=rank, patch_size=1, bounds=None)
     n = inputs.shape[0]
     oracle = gradient_oracle(model, inputs, target, chunk_size=chunk_size, output_transform=output_transform)
     g = torch.Generator().manual_seed(seed)

@@ -29,16 +29,18 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from pl_saliency.functional.deletion import _check_bool
-from pl_saliency.perturbation.adversarial import NORMS
 from pl_saliency.perturbation.adversarial import _attack
-from pl_saliency.perturbation.adversarial import check_positive_float
-from pl_saliency.perturbation.adversarial import resolve_iterations
+from pl_saliency.perturbation.adversarial import check_attack
+from pl_saliency.perturbation.adversarial import check_bounds
 from pl_saliency.perturbation.adversarial import warn_unbounded
+from pl_saliency.perturbation.orders import TIE_BREAKS
+from pl_saliency.perturbation.orders import feature_grid
+from pl_saliency.utils import SCORES
 from pl_saliency.utils import check_choice
 from pl_saliency.utils import check_inputs
 from pl_saliency.utils import check_model
 from pl_saliency.utils import check_positive_int
+from pl_saliency.utils import check_saliency
 from pl_saliency.utils import check_target
 from pl_saliency.utils import class_scores
 from pl_saliency.utils import eval_mode
@@ -100,16 +102,47 @@ def check_baselines(baselines: Any, choices: tuple[str, ...] = BASELINES, name: 
     return tuple(baselines)
 
 
-def _check_attack(
-    eps: Any, iterations: Any, step_size: Any, norm: Any, random_start: Any, *, steps: Any = None, owner: str = "the attack"
-) -> tuple[float, int, float]:
-    """Checked ``(eps, iterations, step_size)``; ``steps`` is the deprecated alias of ``iterations``."""
-    eps = check_positive_float("eps", eps)
-    iterations, _ = resolve_iterations(iterations, steps, 10, owner)
-    step_size = 2.5 * eps / iterations if step_size is None else check_positive_float("step_size", step_size)
-    check_choice("norm", norm, NORMS)
-    _check_bool("random_start", random_start)
-    return eps, iterations, step_size
+def check_seed(name: str, value: Any) -> int:
+    """Raise unless ``value`` is an ``int`` (not ``bool``), the seed of a ``torch.Generator``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"Argument `{name}` must be an int, but got {type(value).__name__} {value!r}.")
+    return value
+
+
+def _check_confined(
+    eps: Any, iterations: Any, step_size: Any, norm: Any, random_start: Any, *, outcome: Any, score: Any, rank: Any,
+    patch_size: Any, tie_break: Any, chunk_size: Any, steps: Any = None, owner: str,
+) -> tuple[float, int, float, int]:  # fmt: skip
+    """The one check of the options shared by the confined-attack measures (the sweep, its Metric and
+    the cleaning): the attack (``steps`` is the deprecated alias of ``iterations``), ``outcome``,
+    ``score``, ``rank``, ``patch_size``, ``tie_break`` and ``chunk_size``; returns the checked
+    ``(eps, iterations, step_size, chunk_size)`` (the others are returned as given)."""
+    eps, iterations, step_size = check_attack(
+        eps, iterations, step_size, norm, {"random_start": random_start}, steps=steps, owner=owner
+    )
+    for name, value, choices in (("outcome", outcome, OUTCOMES), ("score", score, SCORES), ("rank", rank, RANKINGS),
+                                 ("tie_break", tie_break, TIE_BREAKS)):  # fmt: skip
+        check_choice(name, value, choices)
+    check_positive_int("patch_size", patch_size)
+    return eps, iterations, step_size, check_positive_int("chunk_size", chunk_size)
+
+
+def _confined_setup(
+    model: Callable[[Tensor], Any], inputs: Tensor, saliency: Tensor, target: Tensor, *, rank: str, patch_size: int,
+    bounds: Any,
+) -> tuple[Tensor, Tensor, Tensor, tuple[Tensor, Tensor] | None, Tensor, int]:  # fmt: skip
+    """The checked batch of a confined-attack measure: ``(inputs, ranked map, target, bounds as tensors,
+    feature_id (H, W), number of features)``; the ranked map is :func:`ranking_map` of ``saliency``."""
+    check_model(model)
+    inputs = check_inputs(inputs)
+    ranked = check_saliency(ranking_map(saliency, rank) if isinstance(saliency, Tensor) else saliency, inputs)
+    target = check_target(target, inputs.shape[0]).to(inputs.device)
+    limits = check_bounds(bounds, inputs)
+    h, w = inputs.shape[2:]
+    if patch_size > min(h, w):
+        raise ValueError(f"Argument `patch_size` must be at most the image side {min(h, w)}, but got {patch_size}.")
+    feature_id, num_features = feature_grid(h, w, patch_size, device=inputs.device)
+    return inputs, ranked, target, limits, feature_id, num_features
 
 
 def ranking_map(saliency: Tensor, rank: str) -> Tensor:
@@ -205,16 +238,23 @@ def gradient_oracle(
     inputs = check_inputs(inputs)
     target = check_target(target, inputs.shape[0]).to(inputs.device)
     chunk_size = check_positive_int("chunk_size", chunk_size)
-    out = torch.empty_like(inputs[:, :1])
-    with eval_mode(model), torch.inference_mode(False), torch.enable_grad():
+    with eval_mode(model), torch.inference_mode(False):
+        return _loss_gradient(model, inputs, target, chunk_size, output_transform).abs().sum(dim=1, keepdim=True)
+
+
+def _loss_gradient(model: Callable[[Tensor], Any], inputs: Tensor, target: Tensor, chunk_size: int,
+                   output_transform: Callable[[Any], Tensor] | None) -> Tensor:  # fmt: skip
+    """``dCE(f(x), target) / dx`` (N, C, H, W), detached, in chunks, with gradients enabled even under
+    ``no_grad`` / ``inference_mode`` (the model's mode is the caller's business)."""
+    grads = []
+    with torch.inference_mode(False), torch.enable_grad():
         for start in range(0, inputs.shape[0], chunk_size):
             sl = slice(start, min(start + chunk_size, inputs.shape[0]))
             x = inputs[sl].detach().clone().requires_grad_(True)
             logits = model_logits(model, x, output_transform).float()
             loss = torch.nn.functional.cross_entropy(logits, target[sl].detach().clone(), reduction="sum")
-            (grad,) = torch.autograd.grad(loss, x)
-            out[sl] = grad.abs().sum(dim=1, keepdim=True).detach()
-    return out
+            grads.append(torch.autograd.grad(loss, x)[0].detach())
+    return torch.cat(grads)
 
 
 # ----------------------------------------------------------------------------------------- normalised score
@@ -260,8 +300,7 @@ def normalized_score(
     bootstrap = check_positive_int("bootstrap", bootstrap)
     if isinstance(ci, bool) or not isinstance(ci, (int, float)) or not (0.0 < float(ci) < 1.0):
         raise ValueError(f"Argument `ci` must be a number in (0, 1), but got {ci!r}.")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"Argument `seed` must be an int, but got {type(seed).__name__} {seed!r}.")
+    check_seed("seed", seed)
     value = _ratio(m.mean(), r.mean(), o.mean())
     if torch.isnan(value):
         warnings.warn(

@@ -52,6 +52,10 @@ from pl_saliency.functional.deletion import curve_metric
 from pl_saliency.functional.deletion import spec_and_curves
 from pl_saliency.perturbation.engine import BatchContext
 from pl_saliency.perturbation.engine import curve_fractions
+from pl_saliency.perturbation.engine import spec_curves
+from pl_saliency.spec import CurveSpec
+from pl_saliency.spec import SpeedOptions
+from pl_saliency.spec import spec_from_kwargs
 from pl_saliency.utils import auc
 
 
@@ -69,24 +73,26 @@ def _aopc_update(
     return _aopc_from_curves(curves), curves
 
 
-def _morf_lerf_curves(
-    model: Model, inputs: Tensor, saliency: Tensor, target: Tensor, **settings: Any
-) -> tuple[Tensor, Tensor, Tensor]:
-    """The MoRF and LeRF deletion curves (N, steps + 1) of one map and their x positions; ``settings`` as
-    :func:`_aopc_update` without ``order`` (shared by ABPC and the normalised ABPC)."""
-    morf, spec = spec_and_curves(model, inputs, saliency, target, order="morf", **settings)
-    lerf, _ = spec_and_curves(model, inputs, saliency, target, order="lerf", **settings)
-    return morf, lerf, curve_fractions(inputs.shape[-2], inputs.shape[-1], spec.patch_size, spec.steps)
+def morf_lerf_curves(
+    model: Model, inputs: Tensor, saliency: Tensor, target: Tensor, spec: CurveSpec, speed: SpeedOptions | None = None,
+    *, context: BatchContext | None = None,
+) -> tuple[Tensor, Tensor]:
+    """The MoRF and LeRF deletion curves (N, points) of ``spec`` (its ``order`` replaced by each), shared by
+    ABPC (:func:`abpc`, :class:`~pl_saliency.metrics.ABPC`) and the normalised ABPC."""
+    morf = spec_curves(model, inputs, saliency, target, spec.replace(order="morf"), speed, context=context)
+    lerf = spec_curves(model, inputs, saliency, target, spec.replace(order="lerf"), speed, context=context)
+    return morf, lerf
 
 
 def _abpc_update(
-    model: Model, inputs: Tensor, saliency: Tensor, target: Tensor, **settings: Any
+    model: Model, inputs: Tensor, saliency: Tensor, target: Tensor, *, context: BatchContext | None = None, **settings: Any
 ) -> tuple[Tensor, Tensor]:
     """Per-sample ABPC (N,) and the gap curves ``y_LeRF - y_MoRF`` (N, steps + 1); ``settings`` as
     :func:`_aopc_update` without ``order``."""
-    morf, lerf, x = _morf_lerf_curves(model, inputs, saliency, target, **settings)
+    spec, speed = spec_from_kwargs(**settings)
+    morf, lerf = morf_lerf_curves(model, inputs, saliency, target, spec, speed, context=context)
     gap = lerf - morf
-    return auc(gap, x), gap
+    return auc(gap, curve_fractions(inputs.shape[-2], inputs.shape[-1], spec.patch_size, spec.steps)), gap
 
 
 @overload

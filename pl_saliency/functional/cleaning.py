@@ -31,20 +31,15 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from pl_saliency.functional.adversarial_base import OUTCOMES
-from pl_saliency.functional.adversarial_base import RANKINGS
-from pl_saliency.functional.adversarial_base import _check_attack
+from pl_saliency.functional.adversarial_base import _check_confined
 from pl_saliency.functional.adversarial_base import _clean_outputs
 from pl_saliency.functional.adversarial_base import _confined_outcomes
-from pl_saliency.functional.adversarial_base import ranking_map
+from pl_saliency.functional.adversarial_base import _confined_setup
+from pl_saliency.functional.adversarial_base import check_seed
 from pl_saliency.functional.flip_budget import authors_relevance
-from pl_saliency.perturbation.adversarial import check_bounds
-from pl_saliency.perturbation.orders import TIE_BREAKS
-from pl_saliency.perturbation.orders import feature_grid
 from pl_saliency.perturbation.orders import feature_scores
 from pl_saliency.perturbation.orders import removal_order
 from pl_saliency.perturbation.orders import removal_rank
-from pl_saliency.utils import SCORES
 from pl_saliency.utils import check_choice
 from pl_saliency.utils import check_inputs
 from pl_saliency.utils import check_model
@@ -150,29 +145,18 @@ def clean_saliency(
         >>> res.saliency.shape, bool((res.after >= 0.95 * res.before).all())
         (torch.Size([2, 1, 4, 4]), True)
     """
-    check_model(model)
     if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not (0.0 <= float(tolerance) < 1.0):
         raise ValueError(f"Argument `tolerance` must be a number in [0, 1), but got {tolerance!r}.")
-    eps, iterations, step_size = _check_attack(
-        eps, iterations, step_size, norm, random_start, steps=steps, owner="clean_saliency"
-    )
-    check_choice("rank", rank, RANKINGS)
+    eps, iterations, step_size, chunk_size = _check_confined(
+        eps, iterations, step_size, norm, random_start, outcome=outcome, score=score, rank=rank, patch_size=patch_size,
+        tie_break=tie_break, chunk_size=chunk_size, steps=steps, owner="clean_saliency",
+    )  # fmt: skip
     controls = check_positive_int("controls", controls, minimum=0)
-    check_choice("outcome", outcome, OUTCOMES)
-    check_choice("score", score, SCORES)
-    check_positive_int("patch_size", patch_size)
-    check_choice("tie_break", tie_break, TIE_BREAKS)
-    chunk_size = check_positive_int("chunk_size", chunk_size)
-    inputs = check_inputs(inputs)
-    ranked = check_saliency(ranking_map(saliency, rank) if isinstance(saliency, Tensor) else saliency, inputs)
+    inputs, ranked, target, limits, feature_id, num_features = _confined_setup(
+        model, inputs, saliency, target, rank=rank, patch_size=patch_size, bounds=bounds
+    )
     saliency = check_saliency(saliency, inputs)
-    target = check_target(target, inputs.shape[0]).to(inputs.device)
-    limits = check_bounds(bounds, inputs)
     n, _, h, w = inputs.shape
-    if patch_size > min(h, w):
-        raise ValueError(f"Argument `patch_size` must be at most the image side {min(h, w)}, but got {patch_size}.")
-
-    feature_id, num_features = feature_grid(h, w, patch_size, device=inputs.device)
     attack = dict(eps=eps, iterations=iterations, step_size=step_size, norm=norm, targeted=False,
                   random_start=random_start, bounds=limits, generator=generator)  # fmt: skip
     opts = dict(tolerance=float(tolerance), attack=attack, outcome=outcome, score=score, tie_break=tie_break,
@@ -191,8 +175,6 @@ def clean_saliency(
         control = (hi_c.double() / num_features).view(controls, n).mean(dim=0)
     return CleanedSaliency(saliency=cleaned, before=before, after=after, fraction=hi.double() / num_features,
                            mask=keep, control_fraction=control)  # fmt: skip
-
-
 
 
 def _pixel_rank(ranked: Tensor, saliency: Tensor, feature_id: Tensor, num_features: int, tie_break: str,
@@ -281,8 +263,7 @@ def simplified_image(
     check_choice("binarize", binarize, BINARIZE)
     controls = check_positive_int("controls", controls, minimum=0)
     chunk_size = check_positive_int("chunk_size", chunk_size)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"Argument `seed` must be an int, but got {type(seed).__name__} {seed!r}.")
+    check_seed("seed", seed)
     n, _, h, w = inputs.shape
     if binarize == "authors":
         mask = authors_relevance(saliency, inputs) > 0

@@ -93,68 +93,66 @@ def explanation_maps(saliency: Tensor, normalize: str = "positive_minmax", perce
     return s
 
 
-def _confidence_update(
-    model: Callable[[Tensor], Any],
-    inputs: Tensor,
-    saliency: Tensor,
-    target: Tensor,
-    *,
-    percentile: float | None = None,
-    normalize: str = "positive_minmax",
-    filler: Any = "zeros",
-    chunk_size: int = 64,
-    output_transform: Callable[[Any], Tensor] | None = None,
-    generator: torch.Generator | None = None,
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Per-sample ``(drop, increase, base, explained)`` float64 (N,): the relative drop (NaN where the
-    base probability is 0), the increase indicator (1.0 / 0.0), and the two probabilities."""
-    check_model(model)
-    inputs = check_inputs(inputs)
-    target = check_target(target, inputs.shape[0]).to(inputs.device)
-    saliency = check_saliency(saliency, inputs)
-    chunk_size = check_positive_int("chunk_size", chunk_size)
-    fill = get_filler(filler)
-    s = explanation_maps(saliency, normalize, percentile).to(inputs.dtype)
-    if fill.mask_dependent and percentile is None:
-        raise ValueError(
-            f"Argument `filler` {fill.key!r} fills binary holes only: pass a mask-independent filler for the "
-            "continuous variant, or binarize with `percentile=`."
-        )
-    base, explained = [], []
-    with torch.no_grad(), eval_mode(model):
-        for start in range(0, inputs.shape[0], chunk_size):
-            x, t, m = inputs[start : start + chunk_size], target[start : start + chunk_size], s[start : start + chunk_size]
-            if fill.mask_dependent:
-                xe = fill(x, m < 0.5, generator)
-            else:
-                xe = m * x + (1 - m) * fill.substrate(x, generator)
-            base.append(class_scores(model_logits(model, x, output_transform), t, "probability").double())
-            explained.append(class_scores(model_logits(model, xe, output_transform), t, "probability").double())
-    y, o = torch.cat(base), torch.cat(explained)
-    drop = torch.where(y > 0, (y - o).clamp(min=0) / torch.where(y > 0, y, torch.ones_like(y)), torch.full_like(y, math.nan))
-    increase = (o > y).double()
-    return drop, increase, y, o
-
-
 def _reduce(values: Tensor, reduction: str) -> Tensor:
     """The package's one reduction rule (:func:`pl_saliency.utils.reduce_scores`)."""
     return reduce_scores(values, reduction, choices=REDUCTIONS)
 
 
-def average_drop(
-    model: Callable[[Tensor], Any],
-    inputs: Tensor,
-    saliency: Tensor,
-    target: Tensor,
-    *,
-    percentile: float | None = None,
-    normalize: str = "positive_minmax",
-    filler: Any = "zeros",
-    reduction: str = "mean",
-    chunk_size: int = 64,
-    output_transform: Callable[[Any], Tensor] | None = None,
-    generator: torch.Generator | None = None,
-) -> Tensor:
+def _confidence_function(value: str, doc: str) -> Callable[..., Tensor]:
+    """The public function of one per-sample ``value``: ``"drop"`` (the relative drop, NaN where the base
+    probability is 0) or ``"increase"`` (the indicator 1.0 / 0.0), float64 (N,) before the reduction: one
+    implementation for :func:`average_drop` and :func:`increase_in_confidence`."""
+
+    def confidence(
+        model: Callable[[Tensor], Any],
+        inputs: Tensor,
+        saliency: Tensor,
+        target: Tensor,
+        *,
+        percentile: float | None = None,
+        normalize: str = "positive_minmax",
+        filler: Any = "zeros",
+        reduction: str = "mean",
+        chunk_size: int = 64,
+        output_transform: Callable[[Any], Tensor] | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        check_model(model)
+        inputs = check_inputs(inputs)
+        target = check_target(target, inputs.shape[0]).to(inputs.device)
+        saliency = check_saliency(saliency, inputs)
+        chunk_size = check_positive_int("chunk_size", chunk_size)
+        fill = get_filler(filler)
+        s = explanation_maps(saliency, normalize, percentile).to(inputs.dtype)
+        if fill.mask_dependent and percentile is None:
+            raise ValueError(
+                f"Argument `filler` {fill.key!r} fills binary holes only: pass a mask-independent filler for the "
+                "continuous variant, or binarize with `percentile=`."
+            )
+        base, explained = [], []
+        with torch.no_grad(), eval_mode(model):
+            for start in range(0, inputs.shape[0], chunk_size):
+                x, t, m = inputs[start : start + chunk_size], target[start : start + chunk_size], s[start : start + chunk_size]
+                if fill.mask_dependent:
+                    xe = fill(x, m < 0.5, generator)
+                else:
+                    xe = m * x + (1 - m) * fill.substrate(x, generator)
+                base.append(class_scores(model_logits(model, x, output_transform), t, "probability").double())
+                explained.append(class_scores(model_logits(model, xe, output_transform), t, "probability").double())
+        y, o = torch.cat(base), torch.cat(explained)
+        if value == "drop":
+            values = torch.where(y > 0, (y - o).clamp(min=0) / torch.where(y > 0, y, torch.ones_like(y)), torch.full_like(y, math.nan))
+        else:
+            values = (o > y).double()
+        return _reduce(values, reduction)
+
+    confidence.__name__ = confidence.__qualname__ = "average_drop" if value == "drop" else "increase_in_confidence"
+    confidence.__doc__ = doc
+    return confidence
+
+
+average_drop = _confidence_function(
+    "drop",
     r"""Average Drop (Chattopadhay et al. 2018): mean of :math:`\max(0, Y_c - O_c) / Y_c`; **lower is
     better**, in [0, 1]. ``reduction="none"`` gives the (N,) per-sample drops (NaN where :math:`Y_c = 0`).
     See the module docstring for the map's normalization, ``percentile`` (binarized variant) and ``filler``.
@@ -165,35 +163,14 @@ def average_drop(
         >>> x, y = torch.ones(1, 1, 2, 2), torch.tensor([0])
         >>> bool(average_drop(model, x, torch.ones(1, 1, 2, 2), y, normalize="none") == 0)  # nothing removed
         True
-    """
-    drop, _, _, _ = _confidence_update(
-        model, inputs, saliency, target, percentile=percentile, normalize=normalize, filler=filler,
-        chunk_size=chunk_size, output_transform=output_transform, generator=generator,
-    )  # fmt: skip
-    return _reduce(drop, reduction)
+    """,
+)
 
-
-def increase_in_confidence(
-    model: Callable[[Tensor], Any],
-    inputs: Tensor,
-    saliency: Tensor,
-    target: Tensor,
-    *,
-    percentile: float | None = None,
-    normalize: str = "positive_minmax",
-    filler: Any = "zeros",
-    reduction: str = "mean",
-    chunk_size: int = 64,
-    output_transform: Callable[[Any], Tensor] | None = None,
-    generator: torch.Generator | None = None,
-) -> Tensor:
+increase_in_confidence = _confidence_function(
+    "increase",
     r"""Increase in Confidence (Chattopadhay et al. 2018): share of samples with :math:`O_c > Y_c`;
-    **higher is better**, in [0, 1]. ``reduction="none"`` gives the (N,) indicators (1.0 / 0.0)."""
-    _, increase, _, _ = _confidence_update(
-        model, inputs, saliency, target, percentile=percentile, normalize=normalize, filler=filler,
-        chunk_size=chunk_size, output_transform=output_transform, generator=generator,
-    )  # fmt: skip
-    return _reduce(increase, reduction)
+    **higher is better**, in [0, 1]. ``reduction="none"`` gives the (N,) indicators (1.0 / 0.0).""",
+)
 
 
 __all__ = [

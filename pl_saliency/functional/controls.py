@@ -37,10 +37,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from pl_saliency.functional.aopc import _morf_lerf_curves
+from pl_saliency.functional.aopc import morf_lerf_curves
 from pl_saliency.functional.deletion import REDUCTIONS
 from pl_saliency.functional.deletion import _reduce
 from pl_saliency.perturbation.engine import BatchContext
+from pl_saliency.perturbation.engine import curve_fractions
+from pl_saliency.spec import CurveSpec
+from pl_saliency.spec import SpeedOptions
+from pl_saliency.spec import spec_from_kwargs
 from pl_saliency.utils import auc
 from pl_saliency.utils import check_choice
 from pl_saliency.utils import check_positive_int
@@ -147,10 +151,13 @@ def normalized_gain(map_scores: Tensor, random_scores: Tensor, anchors: Tensor, 
 
 
 def _abpc_parts(
-    model: Callable[[Tensor], Any], inputs: Tensor, saliency: Tensor, target: Tensor, **kwargs: Any
+    model: Callable[[Tensor], Any], inputs: Tensor, saliency: Tensor, target: Tensor, spec: CurveSpec,
+    speed: SpeedOptions, context: BatchContext | None,
 ) -> tuple[Tensor, Tensor]:
-    """Per-sample ``AUC_LeRF - AUC_MoRF`` (N,) and ``y_0 - y_K`` (N,) of two deletion paths (ABPC's curves)."""
-    morf, lerf, x = _morf_lerf_curves(model, inputs, saliency, target, **kwargs)
+    """Per-sample ``AUC_LeRF - AUC_MoRF`` (N,) and ``y_0 - y_K`` (N,) of the two deletion paths of ``spec``
+    (ABPC's curves; shared by :func:`normalized_abpc` and :class:`~pl_saliency.metrics.NormalizedABPC`)."""
+    morf, lerf = morf_lerf_curves(model, inputs, saliency, target, spec, speed, context=context)
+    x = curve_fractions(inputs.shape[-2], inputs.shape[-1], spec.patch_size, spec.steps)
     return auc(lerf - morf, x), morf[:, 0] - morf[:, -1]
 
 
@@ -188,12 +195,10 @@ def normalized_abpc(
         >>> normalized_abpc(model, x, x.clone(), torch.tensor([0]), steps=4)
         tensor(0.2500, dtype=torch.float64)
     """
+    settings = {k: v for k, v in locals().items() if k not in ("model", "inputs", "saliency", "target", "context", "reduction")}
     check_choice("reduction", reduction, ("mean", "none"))
-    num, den = _abpc_parts(
-        model, inputs, saliency, target, filler=filler, steps=steps, patch_size=patch_size, score=score,
-        chunk_size=chunk_size, tie_break=tie_break, tie_seed=tie_seed, generator=generator,
-        output_transform=output_transform, context=context, amp_dtype=amp_dtype, memory_budget_mb=memory_budget_mb,
-    )  # fmt: skip
+    spec, speed = spec_from_kwargs(**settings)
+    num, den = _abpc_parts(model, inputs, saliency, target, spec, speed, context)
     if reduction == "none":
         return num.double() / den.double()
     return ratio_of_sums(num, den, what="normalized_abpc")

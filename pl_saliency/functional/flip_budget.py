@@ -48,6 +48,7 @@ import torch
 from torch import Tensor
 
 from pl_saliency.functional.adversarial_base import _clean_outputs
+from pl_saliency.functional.adversarial_base import _loss_gradient
 from pl_saliency.functional.adversarial_base import check_baselines
 from pl_saliency.functional.deletion import REDUCTIONS
 from pl_saliency.functional.deletion import _check_bool
@@ -131,46 +132,34 @@ def _base_weights(saliency: Tensor, inputs: Tensor, preprocess: str) -> Tensor:
     return _minmax(check_saliency(saliency, inputs))
 
 
-def _flip_budget_update(
-    model: Callable[[Tensor], Any],
-    inputs: Tensor,
-    saliency: Tensor,
-    target: Tensor,
-    *,
-    max_budget: float = 10000.0,
-    resolution: int = 10000,
-    baselines: Sequence[str] = FLIP_BASELINES,
-    shuffles: int = 10,
-    protocol: str = "package",
-    preprocess: str | None = None,
-    search: str | None = None,
-    shuffle: str | None = None,
-    generator: torch.Generator | None = None,
-    chunk_size: int = 64,
-    output_transform: Callable[[Any], Tensor] | None = None,
-) -> FlipBudgets:
-    """Per-sample budgets and ``‖δ‖∞`` of the map and of each baseline (see the module docstring)."""
-    check_model(model)
-    max_budget = check_positive_float("max_budget", max_budget)
-    resolution = check_positive_int("resolution", resolution)
-    sets = ("relevant", *check_baselines(baselines, FLIP_BASELINES))
-    shuffles = check_positive_int("shuffles", shuffles)
+def check_flip_options(
+    max_budget: Any, resolution: Any, baselines: Any, shuffles: Any, chunk_size: Any, *, protocol: Any,
+    preprocess: Any = None, search: Any = None, shuffle: Any = None,
+) -> tuple[float, int, tuple[str, ...], int, int]:  # fmt: skip
+    """The one check of the flip budget's options (:func:`adversarial_flip_budget` and its Metric):
+    ``protocol`` and the choices it presets (``None`` keeps the preset); returns the checked
+    ``(max_budget, resolution, baselines, shuffles, chunk_size)``."""
     check_choice("protocol", protocol, PROTOCOLS)
-    preset = dict(zip(("preprocess", "search", "shuffle"), _PROTOCOL[protocol]))
-    preprocess = preset["preprocess"] if preprocess is None else preprocess
-    search = preset["search"] if search is None else search
-    shuffle = preset["shuffle"] if shuffle is None else shuffle
-    check_choice("preprocess", preprocess, PREPROCESS)
-    check_choice("search", search, SEARCHES)
-    check_choice("shuffle", shuffle, SHUFFLES)
-    chunk_size = check_positive_int("chunk_size", chunk_size)
-    inputs = check_inputs(inputs)
-    target = check_target(target, inputs.shape[0]).to(inputs.device)
-    n, c, h, w = inputs.shape
-    base = _base_weights(saliency, inputs, preprocess).to(inputs.device)  # (N, 1, H, W) float64 in [0, 1]
-    if protocol == "authors":  # the map in every colour channel, one L1 mass over all of them
-        base = base.expand(n, c, h, w)
-    # rows: one per variant draw; fresh-shuffled rows draw `shuffles` permutations at every evaluation
+    for name, value, choices in (("preprocess", preprocess, PREPROCESS), ("search", search, SEARCHES),
+                                 ("shuffle", shuffle, SHUFFLES)):  # fmt: skip
+        if value is not None:
+            check_choice(name, value, choices)
+    return (
+        check_positive_float("max_budget", max_budget),
+        check_positive_int("resolution", resolution),
+        check_baselines(baselines, FLIP_BASELINES),
+        check_positive_int("shuffles", shuffles),
+        check_positive_int("chunk_size", chunk_size),
+    )
+
+
+def _variant_weights(
+    base: Tensor, sets: Sequence[str], shuffle: str, shuffles: int, generator: torch.Generator | None
+) -> tuple[Tensor, list[bool], list[int]]:
+    """Unit-L1 weights (V, N, Cw, H, W) of every variant draw (the map, then the baselines; a fixed-shuffled
+    set has ``shuffles`` rows, shuffle-major), whether each row draws fresh permutations at every
+    evaluation, and the rows per set."""
+    n = base.shape[0]
     rows, fresh, copies = [], [], []
     for s in sets:
         b = 1 - base if s.startswith("inverse") else base
@@ -185,22 +174,19 @@ def _flip_budget_update(
             rows.append(b.unsqueeze(0))
             fresh.append(s.endswith("shuffled"))
             copies.append(1)
-    weights = torch.cat(rows).to(inputs.dtype)  # (V, N, Cw, H, W)
-    v = weights.shape[0]
-    flat_w = weights.reshape(v * n, *weights.shape[2:])
-    is_fresh = torch.tensor(fresh, device=inputs.device).repeat_interleave(n)
-    unit = max_budget / resolution
+    return torch.cat(rows), fresh, copies
 
+
+def _search_budgets(
+    model: Callable[[Tensor], Any], inputs: Tensor, target: Tensor, flat_w: Tensor, is_fresh: Tensor, *, unit: float,
+    resolution: int, search: str, shuffles: int, generator: torch.Generator | None, chunk_size: int,
+    output_transform: Callable[[Any], Tensor] | None,
+) -> Tensor:  # fmt: skip
+    """Grid index (V * N,) of the first flip of every instance (variant row * N + sample) with weights
+    ``flat_w`` (``resolution + 1``: never flips), by ``search``; runs in the model's eval mode."""
+    n = inputs.shape[0]
     with eval_mode(model):
-        sign = torch.empty_like(inputs)
-        with torch.inference_mode(False), torch.enable_grad():
-            for start in range(0, n, chunk_size):
-                sl = slice(start, min(start + chunk_size, n))
-                x = inputs[sl].detach().clone().requires_grad_(True)
-                loss = torch.nn.functional.cross_entropy(
-                    model_logits(model, x, output_transform).float(), target[sl].detach().clone(), reduction="sum"
-                )
-                sign[sl] = torch.autograd.grad(loss, x)[0].sign().detach()
+        sign = _loss_gradient(model, inputs, target, chunk_size, output_transform).sign()
         _, clean_pred = _clean_outputs(model, inputs, target, "logit", chunk_size, output_transform)
 
         def flips(inst: Tensor, grid: Tensor) -> Tensor:
@@ -228,32 +214,20 @@ def _flip_budget_update(
                         out[j][~f] = model_logits(model, x, output_transform).argmax(dim=1) != clean_pred[i[~f]]
             return out
 
-        instance = torch.arange(v * n, device=inputs.device)
-        if search == "bisection":
-            lo = torch.zeros(v * n, dtype=torch.long, device=inputs.device)  # largest index known not to flip
-            hi = torch.full_like(lo, resolution + 1)  # smallest index known to flip (resolution + 1: never)
-            while True:
-                todo = instance[hi - lo > 1]
-                if todo.numel() == 0:
-                    break
-                mid = (lo[todo] + hi[todo]) // 2
-                flipped = flips(todo, mid)
-                hi[todo] = torch.where(flipped, mid, hi[todo])
-                lo[todo] = torch.where(flipped, lo[todo], mid)
-            result = hi
-        else:
-            result = _scan(flips, v * n, resolution, inputs.device)
-    budget = (result.double() * unit).view(v, n)
-    top = flat_w.flatten(1).amax(dim=1).double().view(v, n)
-    never = result.view(v, n) > resolution
-    linf_all = torch.where(never, torch.full_like(budget, float("nan")), budget * top)
-    out_b, out_l, row = {}, {}, 0
-    for s, k in zip(sets, copies):
-        best = budget[row : row + k].min(dim=0)
-        out_b[s] = best.values
-        out_l[s] = linf_all[row : row + k].gather(0, best.indices.unsqueeze(0))[0]
-        row += k
-    return FlipBudgets(budget=out_b, linf=out_l)
+        total = flat_w.shape[0]
+        if search == "scan":
+            return _scan(flips, total, resolution, inputs.device)
+        instance = torch.arange(total, device=inputs.device)
+        lo = torch.zeros(total, dtype=torch.long, device=inputs.device)  # largest index known not to flip
+        hi = torch.full_like(lo, resolution + 1)  # smallest index known to flip (resolution + 1: never)
+        while True:
+            todo = instance[hi - lo > 1]
+            if todo.numel() == 0:
+                return hi
+            mid = (lo[todo] + hi[todo]) // 2
+            flipped = flips(todo, mid)
+            hi[todo] = torch.where(flipped, mid, hi[todo])
+            lo[todo] = torch.where(flipped, lo[todo], mid)
 
 
 def _scan(flips: Callable[[Tensor, Tensor], Tensor], total: int, resolution: int, device: torch.device) -> Tensor:
@@ -334,11 +308,40 @@ def adversarial_flip_budget(
     _check_bool("return_baselines", return_baselines)
     _check_bool("return_linf", return_linf)
     check_choice("reduction", reduction, REDUCTIONS)
-    res = _flip_budget_update(
-        model, inputs, saliency, target, max_budget=max_budget, resolution=resolution, baselines=baselines,
-        shuffles=shuffles, protocol=protocol, preprocess=preprocess, search=search, shuffle=shuffle,
+    max_budget, resolution, baselines, shuffles, chunk_size = check_flip_options(
+        max_budget, resolution, baselines, shuffles, chunk_size, protocol=protocol, preprocess=preprocess,
+        search=search, shuffle=shuffle,
+    )  # fmt: skip
+    preset = zip((preprocess, search, shuffle), _PROTOCOL[protocol])
+    preprocess, search, shuffle = (default if value is None else value for value, default in preset)
+    check_model(model)
+    inputs = check_inputs(inputs)
+    target = check_target(target, inputs.shape[0]).to(inputs.device)
+    n, c, h, w = inputs.shape
+    base = _base_weights(saliency, inputs, preprocess).to(inputs.device)  # (N, 1, H, W) float64 in [0, 1]
+    if protocol == "authors":  # the map in every colour channel, one L1 mass over all of them
+        base = base.expand(n, c, h, w)
+    sets = ("relevant", *baselines)
+    weights, fresh, copies = _variant_weights(base, sets, shuffle, shuffles, generator)
+    v = weights.shape[0]
+    flat_w = weights.to(inputs.dtype).reshape(v * n, *weights.shape[2:])
+    is_fresh = torch.tensor(fresh, device=inputs.device).repeat_interleave(n)
+    unit = max_budget / resolution
+    result = _search_budgets(
+        model, inputs, target, flat_w, is_fresh, unit=unit, resolution=resolution, search=search, shuffles=shuffles,
         generator=generator, chunk_size=chunk_size, output_transform=output_transform,
     )  # fmt: skip
+    budget = (result.double() * unit).view(v, n)
+    top = flat_w.flatten(1).amax(dim=1).double().view(v, n)
+    never = result.view(v, n) > resolution
+    linf_all = torch.where(never, torch.full_like(budget, float("nan")), budget * top)
+    out_b, out_l, row = {}, {}, 0
+    for s, k in zip(sets, copies):
+        best = budget[row : row + k].min(dim=0)
+        out_b[s] = best.values
+        out_l[s] = linf_all[row : row + k].gather(0, best.indices.unsqueeze(0))[0]
+        row += k
+    res = FlipBudgets(budget=out_b, linf=out_l)
     value = _reduce(res.budget["relevant"], reduction)
     if not (return_baselines or return_linf):
         return value

@@ -341,22 +341,11 @@ def check_randomization_args(
     _check_sigma(ssim_sigma)
 
 
-def _mprt_update(
-    model: nn.Module,
-    inputs: Tensor,
-    target: Tensor,
-    explainer: Callable[..., Tensor] | None,
-    saliency: Tensor | None = None,
-    *,
-    layers: str | Sequence[str] | None = None,
-    mode: str = "cascading",
-    similarity: Similarity = "spearman",
-    abs: bool = True,  # noqa: A002
-    seed: int = 42,
-    ssim_kernel_size: int = 11,
-    ssim_sigma: float = 1.5,
-) -> RandomizationResult:
-    """Per-sample, per-layer similarities (N, L) between the original and the randomized maps."""
+def _check_batch(
+    model: Any, inputs: Tensor, target: Tensor, explainer: Any, mode: str, similarity: Similarity, abs: bool,  # noqa: A002
+    seed: int, ssim_kernel_size: int, ssim_sigma: float
+) -> Tensor:
+    """Validate a re-explaining test's batch, explainer and settings; returns the target on the inputs' device."""
     check_model(model)
     check_inputs(inputs)
     target = check_target(target, inputs.shape[0]).to(inputs.device)
@@ -364,24 +353,7 @@ def _mprt_update(
     check_randomization_args(mode, similarity, abs, seed, ssim_kernel_size, ssim_sigma)
     if similarity == "ssim":
         _check_ssim_size(tuple(inputs.shape[-2:]), ssim_kernel_size)
-    plan = randomization_layers(model, layers)
-    recurse = layers is not None
-    original = _explain(explainer, model, inputs, target) if saliency is None else check_saliency(saliency, inputs)
-    columns: list[Tensor] = []
-    saved: list[_Snapshot] = []
-    with torch.inference_mode(False):  # the saved copies must be ordinary tensors
-        try:
-            for i, (_, module) in enumerate(plan):
-                saved.append(_Snapshot(module))
-                randomize_module_(module, seed + i, recurse=recurse)
-                maps = _explain(explainer, model, inputs, target)
-                columns.append(map_similarity(original, maps, similarity, abs, ssim_kernel_size, ssim_sigma))
-                if mode == "independent":
-                    saved.pop().restore()
-        finally:
-            for snapshot in reversed(saved):
-                snapshot.restore()
-    return RandomizationResult(torch.stack(columns, dim=1), [name for name, _ in plan])
+    return target
 
 
 def _aggregate_layers(similarity: Tensor, aggregate: str) -> Tensor:
@@ -435,10 +407,25 @@ def model_parameter_randomization(
         >>> sims.shape, names
         (torch.Size([2, 2]), ['3', '0'])
     """
-    return _mprt_update(
-        model, inputs, target, explainer, saliency, layers=layers, mode=mode, similarity=similarity, abs=abs,
-        seed=seed, ssim_kernel_size=ssim_kernel_size, ssim_sigma=ssim_sigma,
-    )  # fmt: skip
+    target = _check_batch(model, inputs, target, explainer, mode, similarity, abs, seed, ssim_kernel_size, ssim_sigma)
+    plan = randomization_layers(model, layers)
+    recurse = layers is not None
+    original = _explain(explainer, model, inputs, target) if saliency is None else check_saliency(saliency, inputs)
+    columns: list[Tensor] = []
+    saved: list[_Snapshot] = []
+    with torch.inference_mode(False):  # the saved copies must be ordinary tensors
+        try:
+            for i, (_, module) in enumerate(plan):
+                saved.append(_Snapshot(module))
+                randomize_module_(module, seed + i, recurse=recurse)
+                maps = _explain(explainer, model, inputs, target)
+                columns.append(map_similarity(original, maps, similarity, abs, ssim_kernel_size, ssim_sigma))
+                if mode == "independent":
+                    saved.pop().restore()
+        finally:
+            for snapshot in reversed(saved):
+                snapshot.restore()
+    return RandomizationResult(torch.stack(columns, dim=1), [name for name, _ in plan])
 
 
 # --------------------------------------------------------------------------- random logit
@@ -448,41 +435,6 @@ def random_other_class(target: Tensor, num_classes: int, generator: torch.Genera
         raise ValueError(f"Argument `num_classes` must be an int >= 2 to draw another class, but got {num_classes!r}.")
     r = torch.randint(0, num_classes - 1, tuple(target.shape), generator=generator).to(target.device)
     return r + (r >= target).long()
-
-
-def _random_logit_update(
-    model: Any,
-    inputs: Tensor,
-    target: Tensor,
-    explainer: Callable[..., Tensor] | None,
-    saliency: Tensor | None = None,
-    *,
-    num_classes: int | None = None,
-    similarity: Similarity = "ssim",
-    abs: bool = False,  # noqa: A002
-    seed: int = 0,
-    generator: torch.Generator | None = None,
-    ssim_kernel_size: int = 11,
-    ssim_sigma: float = 1.5,
-    output_transform: Callable[[Any], Tensor] | None = None,
-) -> tuple[Tensor, Tensor]:
-    """Per-sample similarity (N,) between the maps for the target and a random other class, and those classes."""
-    check_model(model)
-    check_inputs(inputs)
-    target = check_target(target, inputs.shape[0]).to(inputs.device)
-    _check_explainer(explainer)
-    check_randomization_args("cascading", similarity, abs, seed, ssim_kernel_size, ssim_sigma)
-    if similarity == "ssim":
-        _check_ssim_size(tuple(inputs.shape[-2:]), ssim_kernel_size)
-    if num_classes is None:
-        with torch.no_grad(), eval_mode(model):
-            num_classes = int(model_logits(model, inputs[:1], output_transform).shape[1])
-    check_target(target, inputs.shape[0], num_classes)
-    gen = generator if generator is not None else torch.Generator().manual_seed(seed)
-    other = random_other_class(target, num_classes, gen)
-    original = _explain(explainer, model, inputs, target) if saliency is None else check_saliency(saliency, inputs)
-    maps = _explain(explainer, model, inputs, other)
-    return map_similarity(original, maps, similarity, abs, ssim_kernel_size, ssim_sigma), other
 
 
 def random_logit(
@@ -520,11 +472,16 @@ def random_logit(
         torch.Size([2])
     """
     check_choice("reduction", reduction, _REDUCTIONS)
-    sims, _ = _random_logit_update(
-        model, inputs, target, explainer, saliency, num_classes=num_classes, similarity=similarity, abs=abs,
-        seed=seed, generator=generator, ssim_kernel_size=ssim_kernel_size, ssim_sigma=ssim_sigma,
-        output_transform=output_transform,
-    )  # fmt: skip
+    target = _check_batch(model, inputs, target, explainer, "cascading", similarity, abs, seed, ssim_kernel_size, ssim_sigma)
+    if num_classes is None:
+        with torch.no_grad(), eval_mode(model):
+            num_classes = int(model_logits(model, inputs[:1], output_transform).shape[1])
+    check_target(target, inputs.shape[0], num_classes)
+    gen = generator if generator is not None else torch.Generator().manual_seed(seed)
+    other = random_other_class(target, num_classes, gen)
+    original = _explain(explainer, model, inputs, target) if saliency is None else check_saliency(saliency, inputs)
+    maps = _explain(explainer, model, inputs, other)
+    sims = map_similarity(original, maps, similarity, abs, ssim_kernel_size, ssim_sigma)
     if reduction == "none":
         return sims
     finite = sims[torch.isfinite(sims)]

@@ -49,13 +49,6 @@ from pl_saliency.utils import check_saliency
 REDUCTIONS: tuple[str, ...] = ("mean", "sum", "none")
 
 
-def _removal_realism_update(inputs: Tensor, saliency: Tensor, **settings: Any) -> Tensor:
-    """LPIPS between each input and its perturbed versions: (N, len(fractions)); ``settings`` are the
-    keywords of :func:`removal_realism` but ``reduction`` and ``return_curves``."""
-    _, curves = removal_realism(inputs, saliency, reduction="none", return_curves=True, **settings)
-    return curves
-
-
 def removal_realism(
     inputs: Tensor,
     saliency: Tensor,

@@ -106,7 +106,7 @@ def _pixel_flipping_update(
 
 
 def _region_perturbation_update(
-    model: Model, inputs: Tensor, saliency: Tensor, target: Tensor, *, patch_size: int = 8, regions: int | None = None,
+    model: Model, inputs: Tensor, saliency: Tensor, target: Tensor, *, patch_size: int, regions: int | None,
     **settings: Any,
 ) -> tuple[Tensor, Tensor]:
     """Per-sample AOPC (N,) and score curves (N, R + 1), one square removed per step; ``settings`` as
@@ -116,7 +116,7 @@ def _region_perturbation_update(
 
 
 def _selectivity_update(
-    model: Model, inputs: Tensor, saliency: Tensor, target: Tensor, *, patch_size: int = 8, **settings: Any
+    model: Model, inputs: Tensor, saliency: Tensor, target: Tensor, *, patch_size: int, **settings: Any
 ) -> tuple[Tensor, Tensor]:
     """Per-sample areas (N,) and curves (N, F + 1): every square removed, one per step, MoRF; ``settings``
     as :func:`_region_perturbation_update` but ``order`` and ``regions``."""

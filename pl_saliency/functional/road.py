@@ -101,22 +101,14 @@ def road_fractions(percentages: Sequence[float]) -> Tensor:
 
 
 def _road_update(
-    model: Model,
-    inputs: Tensor,
-    saliency: Tensor,
-    target: Tensor,
-    *,
-    order: str = "morf",
-    percentages: Sequence[float] = DEFAULT_PERCENTAGES,
-    filler: Any = "noisy_linear",
-    **settings: Any,
+    model: Model, inputs: Tensor, saliency: Tensor, target: Tensor, *, order: str, percentages: Any, **settings: Any
 ) -> tuple[Tensor, Tensor]:
-    """Per-sample mean score over the percentages (N,) and the curves (N, 1 + len(percentages));
-    ``settings`` are the other keywords of :func:`~pl_saliency.perturbation.perturbation_curves` but
-    ``mode``, ``steps`` and ``fractions``."""
+    """Per-sample mean score over the percentages (N,) and the curves (N, 1 + len(percentages)) of
+    :func:`road`'s arguments; ``settings`` are the other keywords of
+    :func:`~pl_saliency.perturbation.perturbation_curves` but ``mode``, ``steps`` and ``fractions``."""
     check_choice("order", order, ROAD_ORDERS)
     fractions = road_fractions(check_percentages(percentages))
-    curves, _ = spec_and_curves(model, inputs, saliency, target, order=order, filler=filler, fractions=fractions, **settings)
+    curves, _ = spec_and_curves(model, inputs, saliency, target, order=order, fractions=fractions, **settings)
     return curves[:, 1:].mean(dim=1), curves
 
 

@@ -173,56 +173,9 @@ def _attributions(saliency: Tensor, inputs: Tensor) -> Tensor:
     return check_saliency(saliency, inputs).expand_as(inputs)
 
 
-def _infidelity_update(
-    model: Callable[[Tensor], Any],
-    inputs: Tensor,
-    saliency: Tensor,
-    target: Tensor,
-    *,
-    n_samples: int | None = None,
-    noise_std: float = 0.1,
-    score: str = "logit",
-    perturbations: Tensor | None = None,
-    chunk_size: int = 64,
-    generator: torch.Generator | None = None,
-    output_transform: Callable[[Any], Tensor] | None = None,
-) -> tuple[Tensor, int]:
-    """Per-sample sufficient statistics (N, 4) float64 — sums over the noise samples of
-    ``(I^T a)^2``, ``(I^T a) Δf``, ``Δf^2`` and ``(I^T a - Δf)^2`` — and the number of samples."""
-    check_model(model)
-    inputs = check_inputs(inputs)
-    check_choice("score", score, SCORES)
-    noise_std = check_positive_float("noise_std", noise_std)
-    check_positive_int("chunk_size", chunk_size)
-    target = check_target(target, inputs.shape[0]).to(inputs.device)
-    attributions = _attributions(saliency, inputs)
-    given, n_samples = _check_perturbations(perturbations, inputs, n_samples)
-    noise = _Noise(inputs, given, _gaussian(noise_std), generator)
-
-    n = inputs.shape[0]
-    stats = torch.zeros(n, 4, dtype=torch.float64, device=inputs.device)
-    total = n * n_samples
-    with torch.no_grad(), eval_mode(model):
-        f0 = torch.cat(
-            [
-                class_scores(model_logits(model, inputs[k : k + chunk_size], output_transform), target[k : k + chunk_size], score)
-                for k in range(0, n, chunk_size)
-            ]
-        )
-        for start in range(0, total, chunk_size):
-            j = torch.arange(start, min(start + chunk_size, total), device=inputs.device)
-            s, i = j // n, j % n
-            pert = noise.rows(s, i)
-            f = class_scores(model_logits(model, inputs[i] - pert, output_transform), target[i], score)
-            delta_f = (f0[i] - f).double()
-            ia = (pert * attributions[i]).flatten(1).sum(dim=1, dtype=torch.float64)  # float64 sum, no float64 copies
-            rows = torch.stack([ia * ia, ia * delta_f, delta_f * delta_f, (ia - delta_f) ** 2], dim=1)
-            stats.index_add_(0, i, rows)
-    return stats, n_samples
-
-
 def _infidelity_compute(stats: Tensor, n_samples: int, normalize: bool = True) -> Tensor:
-    """Per-sample infidelity (N,) from the statistics of :func:`_infidelity_update`."""
+    """Per-sample infidelity (N,) from the (N, 4) float64 sums over the noise samples of ``(I^T a)^2``,
+    ``(I^T a) Δf``, ``Δf^2`` and ``(I^T a - Δf)^2``."""
     s_aa, s_af, s_ff, s_err = stats.unbind(1)
     if not normalize:
         return (s_err / n_samples).float()
@@ -242,45 +195,6 @@ def _resolve_explainer(explainer: Any, context: BatchContext | None) -> Callable
     if not callable(explainer):
         raise TypeError(f"Argument `explainer` must be callable (model, inputs, target) -> (N, 1, H, W), but got {type(explainer).__name__}.")
     return explainer
-
-
-def _sensitivity_update(
-    model: Callable[[Tensor], Any],
-    inputs: Tensor,
-    saliency: Tensor,
-    target: Tensor,
-    *,
-    explainer: Callable[..., Tensor] | None = None,
-    n_samples: int | None = None,
-    radius: float = 0.02,
-    perturbations: Tensor | None = None,
-    chunk_size: int = 64,
-    generator: torch.Generator | None = None,
-    context: BatchContext | None = None,
-) -> Tensor:
-    """Per-sample, per-noise-sample ratios ``||e(x + δ_s) - e(x)||_F / ||e(x)||_F``, shape (N, n_samples)."""
-    check_model(model)
-    inputs = check_inputs(inputs)
-    radius = check_positive_float("radius", radius)
-    check_positive_int("chunk_size", chunk_size)
-    target = check_target(target, inputs.shape[0]).to(inputs.device)
-    explainer = _resolve_explainer(explainer, context)
-    base = check_saliency(saliency, inputs)
-    given, n_samples = _check_perturbations(perturbations, inputs, n_samples)
-    noise = _Noise(inputs, given, _uniform(radius), generator)
-
-    n = inputs.shape[0]
-    norm = base.flatten(1).double().norm(dim=1)
-    norm = torch.where(norm == 0, torch.ones_like(norm), norm)
-    ratios = torch.empty(n_samples, n, dtype=torch.float64, device=inputs.device)
-    total = n * n_samples
-    for start in range(0, total, chunk_size):
-        j = torch.arange(start, min(start + chunk_size, total), device=inputs.device)
-        s, i = j // n, j % n
-        perturbed = inputs[i] + noise.rows(s, i)
-        maps = check_saliency(explainer(model, perturbed, target[i]), perturbed, name="explainer's output").detach()
-        ratios[s, i] = (maps - base[i]).flatten(1).double().norm(dim=1) / norm[i]
-    return ratios.t().float()
 
 
 def infidelity(
@@ -328,41 +242,90 @@ def infidelity(
     """
     _check_bool("normalize", normalize)
     check_choice("reduction", reduction, REDUCTIONS)
-    stats, count = _infidelity_update(
-        model, inputs, saliency, target, n_samples=n_samples, noise_std=noise_std, score=score,
-        perturbations=perturbations, chunk_size=chunk_size, generator=generator, output_transform=output_transform,
-    )  # fmt: skip
-    return _reduce(_infidelity_compute(stats, count, normalize), reduction)
+    check_model(model)
+    inputs = check_inputs(inputs)
+    check_choice("score", score, SCORES)
+    noise_std = check_positive_float("noise_std", noise_std)
+    check_positive_int("chunk_size", chunk_size)
+    target = check_target(target, inputs.shape[0]).to(inputs.device)
+    attributions = _attributions(saliency, inputs)
+    given, n_samples = _check_perturbations(perturbations, inputs, n_samples)
+    noise = _Noise(inputs, given, _gaussian(noise_std), generator)
+
+    n = inputs.shape[0]
+    stats = torch.zeros(n, 4, dtype=torch.float64, device=inputs.device)  # the sums of _infidelity_compute
+    total = n * n_samples
+    with torch.no_grad(), eval_mode(model):
+        f0 = torch.cat(
+            [
+                class_scores(model_logits(model, inputs[k : k + chunk_size], output_transform), target[k : k + chunk_size], score)
+                for k in range(0, n, chunk_size)
+            ]
+        )
+        for start in range(0, total, chunk_size):
+            j = torch.arange(start, min(start + chunk_size, total), device=inputs.device)
+            s, i = j // n, j % n
+            pert = noise.rows(s, i)
+            f = class_scores(model_logits(model, inputs[i] - pert, output_transform), target[i], score)
+            delta_f = (f0[i] - f).double()
+            ia = (pert * attributions[i]).flatten(1).sum(dim=1, dtype=torch.float64)  # float64 sum, no float64 copies
+            rows = torch.stack([ia * ia, ia * delta_f, delta_f * delta_f, (ia - delta_f) ** 2], dim=1)
+            stats.index_add_(0, i, rows)
+    return _reduce(_infidelity_compute(stats, n_samples, normalize), reduction)
 
 
-def _sensitivity(
-    agg: str, model: Any, inputs: Tensor, saliency: Tensor, target: Tensor, reduction: str, **kwargs: Any
-) -> Tensor:
-    check_choice("reduction", reduction, REDUCTIONS)
-    ratios = _sensitivity_update(model, inputs, saliency, target, **kwargs)
-    return _reduce(_sensitivity_compute(ratios, agg), reduction)
+def _sensitivity_function(aggregate: str, doc: str) -> Callable[..., Tensor]:
+    """The public sensitivity function that reduces each sample's ratios by ``aggregate`` (``"max"`` or
+    ``"mean"`` over the noise samples): one implementation for :func:`max_sensitivity` and
+    :func:`avg_sensitivity`."""
+
+    def sensitivity(
+        model: Callable[[Tensor], Any],
+        inputs: Tensor,
+        saliency: Tensor,
+        target: Tensor,
+        *,
+        explainer: Callable[..., Tensor] | None = None,
+        n_samples: int | None = None,
+        radius: float = 0.02,
+        perturbations: Tensor | None = None,
+        chunk_size: int = 64,
+        generator: torch.Generator | None = None,
+        context: BatchContext | None = None,
+        reduction: str = "mean",
+    ) -> Tensor:
+        check_choice("reduction", reduction, REDUCTIONS)
+        check_model(model)
+        inputs = check_inputs(inputs)
+        radius = check_positive_float("radius", radius)
+        check_positive_int("chunk_size", chunk_size)
+        target = check_target(target, inputs.shape[0]).to(inputs.device)
+        explainer = _resolve_explainer(explainer, context)
+        base = check_saliency(saliency, inputs)
+        given, n_samples = _check_perturbations(perturbations, inputs, n_samples)
+        noise = _Noise(inputs, given, _uniform(radius), generator)
+
+        n = inputs.shape[0]
+        norm = base.flatten(1).double().norm(dim=1)
+        norm = torch.where(norm == 0, torch.ones_like(norm), norm)
+        ratios = torch.empty(n_samples, n, dtype=torch.float64, device=inputs.device)  # ||e(x + δ) - e(x)|| / ||e(x)||
+        total = n * n_samples
+        for start in range(0, total, chunk_size):
+            j = torch.arange(start, min(start + chunk_size, total), device=inputs.device)
+            s, i = j // n, j % n
+            perturbed = inputs[i] + noise.rows(s, i)
+            maps = check_saliency(explainer(model, perturbed, target[i]), perturbed, name="explainer's output").detach()
+            ratios[s, i] = (maps - base[i]).flatten(1).double().norm(dim=1) / norm[i]
+        per_noise = ratios.t().float()  # (N, n_samples)
+        return _reduce(per_noise.amax(dim=1) if aggregate == "max" else per_noise.mean(dim=1), reduction)
+
+    sensitivity.__name__ = sensitivity.__qualname__ = "max_sensitivity" if aggregate == "max" else "avg_sensitivity"
+    sensitivity.__doc__ = doc
+    return sensitivity
 
 
-def _sensitivity_compute(ratios: Tensor, agg: str) -> Tensor:
-    """Per-sample max (``agg="max"``) or mean (``"mean"``) of the (N, n_samples) ratios."""
-    return ratios.amax(dim=1) if agg == "max" else ratios.mean(dim=1)
-
-
-def max_sensitivity(
-    model: Callable[[Tensor], Any],
-    inputs: Tensor,
-    saliency: Tensor,
-    target: Tensor,
-    *,
-    explainer: Callable[..., Tensor] | None = None,
-    n_samples: int | None = None,
-    radius: float = 0.02,
-    perturbations: Tensor | None = None,
-    chunk_size: int = 64,
-    generator: torch.Generator | None = None,
-    context: BatchContext | None = None,
-    reduction: str = "mean",
-) -> Tensor:
+max_sensitivity = _sensitivity_function(
+    "max",
     """Max-sensitivity (Yeh et al. 2019; Captum ``sensitivity_max``); lower is better.
 
     Args:
@@ -388,31 +351,11 @@ def max_sensitivity(
         >>> sal = explainer(model, x, y)
         >>> float(max_sensitivity(model, x, sal, y, explainer=explainer))  # a linear model's gradient is constant
         0.0
-    """
-    return _sensitivity(
-        "max", model, inputs, saliency, target, reduction, explainer=explainer, n_samples=n_samples, radius=radius,
-        perturbations=perturbations, chunk_size=chunk_size, generator=generator, context=context,
-    )  # fmt: skip
+    """,
+)
 
-
-def avg_sensitivity(
-    model: Callable[[Tensor], Any],
-    inputs: Tensor,
-    saliency: Tensor,
-    target: Tensor,
-    *,
-    explainer: Callable[..., Tensor] | None = None,
-    n_samples: int | None = None,
-    radius: float = 0.02,
-    perturbations: Tensor | None = None,
-    chunk_size: int = 64,
-    generator: torch.Generator | None = None,
-    context: BatchContext | None = None,
-    reduction: str = "mean",
-) -> Tensor:
+avg_sensitivity = _sensitivity_function(
+    "mean",
     """Average sensitivity (Yeh et al. 2019; Quantus ``AvgSensitivity``): the mean over the noise
-    samples instead of the max; lower is better. Arguments as :func:`max_sensitivity`."""
-    return _sensitivity(
-        "mean", model, inputs, saliency, target, reduction, explainer=explainer, n_samples=n_samples, radius=radius,
-        perturbations=perturbations, chunk_size=chunk_size, generator=generator, context=context,
-    )  # fmt: skip
+    samples instead of the max; lower is better. Arguments as :func:`max_sensitivity`.""",
+)

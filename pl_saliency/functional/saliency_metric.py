@@ -36,6 +36,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -227,37 +228,37 @@ def _maps(saliency: Tensor, inputs: Tensor | None = None) -> Tensor:
 # --------------------------------------------------------------------------------------------------
 
 
-def _saliency_metric_update(
-    model: Callable[[Tensor], Any],
-    inputs: Tensor,
-    saliency: Tensor,
-    target: Tensor,
-    *,
-    threshold: float = 0.5,
-    area_floor: float = 0.05,
-    chunk_size: int = 64,
-    output_transform: Callable[[Any], Tensor] | None = None,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Per-sample Saliency Metric (N,), box area fraction (N,) and log-probability of the crop (N,),
-    float64."""
-    check_model(model)
-    inputs = check_inputs(inputs)
-    sal = check_saliency(saliency, inputs)
-    target = check_target(target, inputs.shape[0]).to(inputs.device)
-    threshold = _check_unit("threshold", threshold)
-    area_floor = _check_unit("area_floor", area_floor, low_open=True)
-    chunk_size = check_positive_int("chunk_size", chunk_size)
-    n, _, h, w = inputs.shape
-    boxes = region_boxes(salient_region(sal, threshold))[:, 0]  # (N, 4)
-    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) / (h * w)
-    logp = torch.empty(n, dtype=torch.float64, device=inputs.device)
-    with torch.no_grad(), eval_mode(model):
-        for s in range(0, n, chunk_size):
-            crops = crop_resize(inputs[s : s + chunk_size], boxes[s : s + chunk_size])
-            logits = model_logits(model, crops, output_transform)
-            logp[s : s + chunk_size] = logits.double().log_softmax(-1).gather(1, target[s : s + chunk_size, None]).squeeze(1)
-    scores = torch.log(area.clamp(min=area_floor)) - logp
-    return scores, area, logp
+@dataclass(frozen=True)
+class _SaliencyMetricOptions:
+    """The Saliency Metric's settings, validated on construction: one check and one computation for
+    :func:`saliency_metric` and :class:`~pl_saliency.metrics.SaliencyMetric`."""
+
+    threshold: float = 0.5
+    area_floor: float = 0.05
+    chunk_size: int = 64
+    output_transform: Callable[[Any], Tensor] | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "threshold", _check_unit("threshold", self.threshold))
+        object.__setattr__(self, "area_floor", _check_unit("area_floor", self.area_floor, low_open=True))
+        object.__setattr__(self, "chunk_size", check_positive_int("chunk_size", self.chunk_size))
+
+    def scores(self, model: Callable[[Tensor], Any], inputs: Tensor, saliency: Tensor, target: Tensor) -> Tensor:
+        """Per-sample Saliency Metric (N,) float64."""
+        check_model(model)
+        inputs = check_inputs(inputs)
+        sal = check_saliency(saliency, inputs)
+        target = check_target(target, inputs.shape[0]).to(inputs.device)
+        n, _, h, w = inputs.shape
+        boxes = region_boxes(salient_region(sal, self.threshold))[:, 0]  # (N, 4)
+        area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) / (h * w)
+        logp = torch.empty(n, dtype=torch.float64, device=inputs.device)
+        step = self.chunk_size
+        with torch.no_grad(), eval_mode(model):
+            for s in range(0, n, step):
+                logits = model_logits(model, crop_resize(inputs[s : s + step], boxes[s : s + step]), self.output_transform)
+                logp[s : s + step] = logits.double().log_softmax(-1).gather(1, target[s : s + step, None]).squeeze(1)
+        return torch.log(area.clamp(min=self.area_floor)) - logp
 
 
 def saliency_metric(
@@ -296,11 +297,8 @@ def saliency_metric(
         (torch.Size([2]), True)
     """
     _check_reduction(reduction)
-    scores, _, _ = _saliency_metric_update(
-        model, inputs, saliency, target, threshold=threshold, area_floor=area_floor, chunk_size=chunk_size,
-        output_transform=output_transform,
-    )  # fmt: skip
-    return _reduce(scores, reduction).float()
+    options = _SaliencyMetricOptions(threshold, area_floor, chunk_size, output_transform)
+    return _reduce(options.scores(model, inputs, saliency, target), reduction).float()
 
 
 # --------------------------------------------------------------------------------------------------

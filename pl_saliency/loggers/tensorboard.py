@@ -13,14 +13,12 @@ from pl_saliency.loggers.images import DEFAULT_CLIP_PERCENTILE
 from pl_saliency.loggers.images import DEFAULT_COLORMAP
 from pl_saliency.loggers.images import display_uint8
 from pl_saliency.loggers.images import overlay_batch
+from pl_saliency.loggers.lookup import find_logger
 
 
 def find_tensorboard_logger(loggers: Sequence[Any]) -> Any | None:
     """The first TensorBoard logger among a trainer's loggers (either Lightning namespace), else None."""
-    for lg in loggers:
-        if any(cls.__name__ == "TensorBoardLogger" for cls in type(lg).__mro__):
-            return lg
-    return None
+    return find_logger(loggers, "TensorBoardLogger")
 
 
 def overlay_grid(

@@ -7,6 +7,20 @@ from collections.abc import Mapping
 from collections.abc import Sequence
 
 
+def _head(metric: str, higher: bool | None) -> str:
+    """A column heading: the metric and the arrow of its better direction (none when unknown)."""
+    return f"{metric}{ {True: ' ↑', False: ' ↓'}.get(higher, '') }"
+
+
+def _raw(value: float | None) -> str:
+    """A raw score to 4 decimals; "—" when absent or NaN."""
+    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
+
+
+def _first_column_width(explainers: Sequence[str]) -> int:
+    return max([len("explainer")] + [len(e) for e in explainers])
+
+
 def format_scores_table(
     scores: Mapping[str, float | None],
     explainers: Sequence[str],
@@ -20,15 +34,14 @@ def format_scores_table(
     :meth:`pl_saliency.SaliencyMonitor.format_table` (which calls this).
     """
     metrics = list(directions)
-    heads = [f"{m}{ {True: ' ↑', False: ' ↓'}.get(directions[m], '') }" for m in metrics]
-    width = max([len("explainer")] + [len(e) for e in explainers])
+    heads = [_head(m, directions[m]) for m in metrics]
+    width = _first_column_width(explainers)
     cols = [max(len(h), 8) for h in heads]
     lines = [title, "  ".join(["explainer".ljust(width)] + [h.rjust(c) for h, c in zip(heads, cols)])]
     for e in explainers:
         cells = []
         for m, c in zip(metrics, cols):
-            v = scores.get(f"{e}/{m}")
-            cells.append(("—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4f}").rjust(c))
+            cells.append(_raw(scores.get(f"{e}/{m}")).rjust(c))
         lines.append("  ".join([e.ljust(width)] + cells))
     return "\n".join(lines)
 
@@ -54,13 +67,12 @@ def format_controlled_table(
     """
     metrics = list(directions)
     controlled = {m: any(f"{e}/{m}/gain" in scores for e in explainers) for m in metrics}
-    heads = [f"{m} gain ↑" if controlled[m] else f"{m}{ {True: ' ↑', False: ' ↓'}.get(directions[m], '') }" for m in metrics]
-    width = max([len("explainer")] + [len(e) for e in explainers])
+    heads = [f"{m} gain ↑" if controlled[m] else _head(m, directions[m]) for m in metrics]
+    width = _first_column_width(explainers)
 
     def cell(e: str, m: str) -> str:
         if not controlled[m]:
-            v = scores.get(f"{e}/{m}")
-            return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4f}"
+            return _raw(scores.get(f"{e}/{m}"))
         g = scores.get(f"{e}/{m}/gain")
         if g is None or math.isnan(g):
             return "—"

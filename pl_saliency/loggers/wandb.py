@@ -14,6 +14,7 @@ from pl_saliency.loggers.images import DEFAULT_COLORMAP
 from pl_saliency.loggers.images import display_uint8
 from pl_saliency.loggers.images import overlay_batch
 from pl_saliency.loggers.images import resolve_colormap
+from pl_saliency.loggers.lookup import find_logger
 
 
 def import_wandb() -> Any:
@@ -27,10 +28,7 @@ def import_wandb() -> Any:
 
 def find_wandb_logger(loggers: Sequence[Any]) -> Any | None:
     """The first W&B logger among a trainer's loggers (either Lightning namespace), else None."""
-    for lg in loggers:
-        if any(cls.__name__ == "WandbLogger" for cls in type(lg).__mro__):
-            return lg
-    return None
+    return find_logger(loggers, "WandbLogger")
 
 
 def saliency_table(

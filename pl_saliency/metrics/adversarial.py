@@ -1,5 +1,6 @@
 """Adversarial reliability (Valle, Pimentel & Veloso, IJCNN 2020) as torchmetrics ``Metric`` classes
-(state and sync only; the math is in :mod:`pl_saliency.functional.adversarial`)."""
+(state and sync only: ``update`` scores a batch with the public functional twin,
+:mod:`pl_saliency.functional.adversarial`, with ``reduction="none"``)."""
 
 from __future__ import annotations
 
@@ -10,30 +11,21 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from pl_saliency.functional.adversarial import _adversarial_reliability_update
+from pl_saliency._keywords import keyword_only
+from pl_saliency.functional.adversarial import adversarial_reliability
 from pl_saliency.functional.adversarial_base import BASELINES
 from pl_saliency.functional.adversarial_base import DEFAULT_FRACTIONS
-from pl_saliency.functional.adversarial_base import OUTCOMES
-from pl_saliency.functional.adversarial_base import RANKINGS
-from pl_saliency.functional.adversarial_base import _check_attack
+from pl_saliency.functional.adversarial_base import _check_confined
 from pl_saliency.functional.adversarial_base import check_baselines
 from pl_saliency.functional.adversarial_base import check_fractions
 from pl_saliency.functional.flip_budget import FLIP_BASELINES
-from pl_saliency.functional.flip_budget import PREPROCESS
-from pl_saliency.functional.flip_budget import PROTOCOLS
-from pl_saliency.functional.flip_budget import SEARCHES
-from pl_saliency.functional.flip_budget import SHUFFLES
-from pl_saliency.functional.flip_budget import _flip_budget_update
-from pl_saliency.metrics.base import SampleScoreMetric
-from pl_saliency.perturbation.adversarial import check_positive_float
+from pl_saliency.functional.flip_budget import adversarial_flip_budget
+from pl_saliency.functional.flip_budget import check_flip_options
+from pl_saliency.metrics.base import FunctionalMetric
 from pl_saliency.perturbation.engine import BatchContext
-from pl_saliency.perturbation.orders import TIE_BREAKS
-from pl_saliency.utils import SCORES
-from pl_saliency.utils import check_choice
-from pl_saliency.utils import check_positive_int
 
 
-class AdversarialReliability(SampleScoreMetric):
+class AdversarialReliability(FunctionalMetric):
     r"""Adversarial reliability of saliency maps (Valle, Pimentel & Veloso, IJCNN 2020); **higher is
     better**.
 
@@ -75,14 +67,17 @@ class AdversarialReliability(SampleScoreMetric):
         (torch.Size([]), torch.Size([3]), ['least', 'random'])
     """
 
+    function = adversarial_reliability
     higher_is_better: bool = True
     plot_lower_bound: float = 0.0
     plot_upper_bound: float = 1.0
 
     curve_sum: Tensor
 
+    @keyword_only
     def __init__(
         self,
+        *,
         fractions: Sequence[float] = DEFAULT_FRACTIONS,
         eps: float = 8 / 255,
         iterations: int | None = None,
@@ -100,27 +95,22 @@ class AdversarialReliability(SampleScoreMetric):
         chunk_size: int = 64,
         output_transform: Callable[[Any], Tensor] | None = None,
         keep_per_sample: bool = False,
-        *,
         rank: str = "abs",
         steps: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(keep_per_sample=keep_per_sample, **kwargs)
-        self.fractions = check_fractions(fractions)
-        self.eps, self.iterations, self.step_size = _check_attack(
-            eps, iterations, step_size, norm, random_start, steps=steps, owner="AdversarialReliability"
-        )
-        check_choice("rank", rank, RANKINGS)
-        self.rank = rank
-        check_choice("outcome", outcome, OUTCOMES)
-        check_choice("score", score, SCORES)
-        check_choice("tie_break", tie_break, TIE_BREAKS)
-        self.baselines = check_baselines(baselines)
-        self.patch_size = check_positive_int("patch_size", patch_size)
-        self.chunk_size = check_positive_int("chunk_size", chunk_size)
-        self.norm, self.random_start, self.bounds = norm, random_start, bounds
-        self.outcome, self.score, self.tie_break, self.tie_seed = outcome, score, tie_break, tie_seed
-        self.generator, self.output_transform = generator, output_transform
+        fractions = check_fractions(fractions)
+        eps, iterations, step_size, chunk_size = _check_confined(
+            eps, iterations, step_size, norm, random_start, outcome=outcome, score=score, rank=rank, patch_size=patch_size,
+            tie_break=tie_break, chunk_size=chunk_size, steps=steps, owner="AdversarialReliability",
+        )  # fmt: skip
+        self._set_options(
+            fractions=fractions, eps=eps, iterations=iterations, step_size=step_size, norm=norm, random_start=random_start,
+            bounds=bounds, outcome=outcome, score=score, baselines=check_baselines(baselines), rank=rank,
+            patch_size=patch_size, tie_break=tie_break, tie_seed=tie_seed, generator=generator, chunk_size=chunk_size,
+            output_transform=output_transform,
+        )  # fmt: skip
         if outcome == "drop" and score == "logit":  # logits are unbounded (torchmetrics guards these names)
             object.__setattr__(self, "plot_lower_bound", None)
             object.__setattr__(self, "plot_upper_bound", None)
@@ -146,25 +136,16 @@ class AdversarialReliability(SampleScoreMetric):
             "tie_break": self.tie_break,
         }
 
-    def update(
-        self,
-        model: Callable[[Tensor], Any],
-        inputs: Tensor,
-        saliency: Tensor,
-        target: Tensor,
-        context: BatchContext | None = None,
-    ) -> None:
-        res = _adversarial_reliability_update(
-            model, inputs, saliency, target, fractions=self.fractions, eps=self.eps, iterations=self.iterations,
-            step_size=self.step_size, norm=self.norm, random_start=self.random_start, bounds=self.bounds,
-            outcome=self.outcome, score=self.score, baselines=self.baselines, rank=self.rank, patch_size=self.patch_size,
-            tie_break=self.tie_break, tie_seed=self.tie_seed, generator=self.generator, chunk_size=self.chunk_size,
-            output_transform=self.output_transform, context=context,
-        )  # fmt: skip
+    def _options(self, context: BatchContext | None, explainer: Callable[..., Tensor] | None = None) -> dict[str, Any]:
+        return {**super()._options(context), "return_curves": True, "context": context}
+
+    def _scores(self, model: Any, inputs: Tensor, saliency: Tensor, target: Tensor, options: dict[str, Any]) -> Tensor:
+        _, res = super()._scores(model, inputs, saliency, target, options)
         self._x = res.x
-        finite = self._accumulate(res.scores["relevant"])
+        finite = torch.isfinite(res.scores["relevant"])
         stacked = torch.stack([res.curves[s] for s in ("relevant", *self.baselines)])  # (S, N, K + 1)
         self.curve_sum += stacked[:, finite].sum(dim=1).to(self.curve_sum)
+        return res.scores["relevant"]
 
     def _mean_curves(self) -> Tensor:
         self.compute()  # triggers the process sync of the states
@@ -193,7 +174,7 @@ class AdversarialReliability(SampleScoreMetric):
         return torch.tensor((0.0, *self.fractions), dtype=torch.float32)
 
 
-class AdversarialFlipBudget(SampleScoreMetric):
+class AdversarialFlipBudget(FunctionalMetric):
     r"""Flip budget of Valle, Pimentel & Veloso's code (IJCNN 2020); **lower is better**.
 
     Definition (see :mod:`pl_saliency.functional.flip_budget`): the smallest L1 budget ``sigma`` of
@@ -222,13 +203,16 @@ class AdversarialFlipBudget(SampleScoreMetric):
         (torch.Size([]), ['inverse', 'inverse_shuffled', 'shuffled'])
     """
 
+    function = adversarial_flip_budget
     higher_is_better: bool = False
     plot_lower_bound: float = 0.0
 
     baseline_sum: Tensor
 
+    @keyword_only
     def __init__(
         self,
+        *,
         max_budget: float = 10000.0,
         resolution: int = 10000,
         baselines: Sequence[str] = FLIP_BASELINES,
@@ -237,7 +221,6 @@ class AdversarialFlipBudget(SampleScoreMetric):
         chunk_size: int = 64,
         output_transform: Callable[[Any], Tensor] | None = None,
         keep_per_sample: bool = False,
-        *,
         protocol: str = "package",
         preprocess: str | None = None,
         search: str | None = None,
@@ -245,18 +228,15 @@ class AdversarialFlipBudget(SampleScoreMetric):
         **kwargs: Any,
     ) -> None:
         super().__init__(keep_per_sample=keep_per_sample, **kwargs)
-        check_choice("protocol", protocol, PROTOCOLS)
-        for name, value, choices in (("preprocess", preprocess, PREPROCESS), ("search", search, SEARCHES),
-                                     ("shuffle", shuffle, SHUFFLES)):  # fmt: skip
-            if value is not None:
-                check_choice(name, value, choices)
-        self.protocol, self.preprocess, self.search, self.shuffle = protocol, preprocess, search, shuffle
-        self.max_budget = check_positive_float("max_budget", max_budget)
-        self.resolution = check_positive_int("resolution", resolution)
-        self.baselines = check_baselines(baselines, FLIP_BASELINES)
-        self.shuffles = check_positive_int("shuffles", shuffles)
-        self.chunk_size = check_positive_int("chunk_size", chunk_size)
-        self.generator, self.output_transform = generator, output_transform
+        max_budget, resolution, baselines, shuffles, chunk_size = check_flip_options(
+            max_budget, resolution, baselines, shuffles, chunk_size, protocol=protocol, preprocess=preprocess,
+            search=search, shuffle=shuffle,
+        )  # fmt: skip
+        self._set_options(
+            max_budget=max_budget, resolution=resolution, baselines=baselines, shuffles=shuffles, protocol=protocol,
+            preprocess=preprocess, search=search, shuffle=shuffle, generator=generator, chunk_size=chunk_size,
+            output_transform=output_transform,
+        )  # fmt: skip
         object.__setattr__(self, "plot_upper_bound", self.max_budget * (1 + 1 / self.resolution))
         self.add_state("baseline_sum", torch.zeros(len(self.baselines), dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("linf_sum", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
@@ -274,27 +254,18 @@ class AdversarialFlipBudget(SampleScoreMetric):
             "shuffle": self.shuffle,
         }
 
-    def update(
-        self,
-        model: Callable[[Tensor], Any],
-        inputs: Tensor,
-        saliency: Tensor,
-        target: Tensor,
-        context: BatchContext | None = None,
-    ) -> None:
-        res = _flip_budget_update(
-            model, inputs, saliency, target, max_budget=self.max_budget, resolution=self.resolution,
-            baselines=self.baselines, shuffles=self.shuffles, protocol=self.protocol, preprocess=self.preprocess,
-            search=self.search, shuffle=self.shuffle, generator=self.generator, chunk_size=self.chunk_size,
-            output_transform=self.output_transform,
-        )  # fmt: skip
-        finite = self._accumulate(res.budget["relevant"])
+    def _options(self, context: BatchContext | None, explainer: Callable[..., Tensor] | None = None) -> dict[str, Any]:
+        return {**super()._options(context), "return_baselines": True, "return_linf": True}
+
+    def _scores(self, model: Any, inputs: Tensor, saliency: Tensor, target: Tensor, options: dict[str, Any]) -> Tensor:
+        _, budget, linf = super()._scores(model, inputs, saliency, target, options)
+        finite = torch.isfinite(budget["relevant"])
         for i, s in enumerate(self.baselines):
-            self.baseline_sum[i] += res.budget[s][finite].sum().to(self.baseline_sum)
-        linf = res.linf["relevant"]
-        flipped = torch.isfinite(linf)
-        self.linf_sum += linf[flipped].sum().to(self.linf_sum)
+            self.baseline_sum[i] += budget[s][finite].sum().to(self.baseline_sum)
+        flipped = torch.isfinite(linf["relevant"])
+        self.linf_sum += linf["relevant"][flipped].sum().to(self.linf_sum)
         self.linf_count += flipped.sum().to(self.linf_count)
+        return budget["relevant"]
 
     def compute_linf(self) -> Tensor:
         """Mean ``‖δ‖∞`` at the flip of the maps, over the samples that flip (NaN if none did)."""

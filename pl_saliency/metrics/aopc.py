@@ -10,12 +10,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from pl_saliency.functional.aopc import _abpc_update
+from pl_saliency._keywords import keyword_only
 from pl_saliency.functional.aopc import _aopc_from_curves
-from pl_saliency.functional.aopc import _aopc_update
-from pl_saliency.functional.region import _pixel_flipping_update
-from pl_saliency.functional.region import _region_perturbation_update
-from pl_saliency.functional.region import _selectivity_update
+from pl_saliency.functional.aopc import morf_lerf_curves
+from pl_saliency.functional.deletion import Model
 from pl_saliency.functional.region import num_regions
 from pl_saliency.functional.region import region_fractions
 from pl_saliency.metrics.deletion import CurveAUCMetric
@@ -28,102 +26,48 @@ from pl_saliency.utils import check_positive_int
 _DIRECTION: dict[str, bool | None] = {"morf": True, "lerf": False, "random": None}
 
 
-def _aopc_anchor(curves: Tensor, order: str) -> Tensor | None:
-    """The AOPC a perfect order approaches: the whole drop ``y_0 - y_K`` (MoRF) or none (LeRF)."""
-    if order == "morf":
-        return curves[:, 0] - curves[:, -1]
-    if order == "lerf":
-        return torch.zeros_like(curves[:, 0])
-    return None
-
-
 class CurveMetric(CurveAUCMetric):
-    """Base of the curve metrics whose per-sample score is not (only) the deletion AUC.
+    """Base of the curve metrics whose per-sample score is not (only) the deletion AUC, or whose direction
+    follows their ``order``.
 
-    Subclasses implement ``_values(model, inputs, saliency, target, context) -> (scores (N,), curves
-    (N, P))`` by calling their functional ``_x_update``, and ``_positions(inputs) -> (P,)`` (the
-    fraction of features removed at each curve point); states and their sync are those of
-    :class:`~pl_saliency.metrics.CurveAUCMetric` (``score_sum``/``total``/``nan_count``/``scores`` and
-    ``curve_sum``). With ``lazy_curve = True`` the curve length is set by the first ``update`` (it
-    depends on the image size, e.g. one point per square): every batch must then have the same size.
+    Subclasses set what differs from :class:`~pl_saliency.metrics.CurveAUCMetric`, whose ``update`` they
+    share: ``curve_spec(inputs)`` (the spec of the curve, e.g. one square per step), ``_positions(inputs)``
+    (the fraction of features removed at each curve point), ``scores_from_curves`` (the per-sample score)
+    and ``anchor_scores``; states and their sync are those of ``CurveAUCMetric``
+    (``score_sum``/``total``/``nan_count``/``scores`` and ``curve_sum``). With ``lazy_curve = True`` the
+    curve length is set by the first ``update`` (it depends on the image size): every batch must then
+    have the same size.
     """
-
-    lazy_curve: bool = False
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        if self.lazy_curve:  # a 0-dim zero broadcasts against the first batch's (P,) sum
-            self.add_state("curve_sum", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-        self._x: Tensor | None = None
-
-    def _common_kwargs(self) -> dict[str, Any]:
-        return dict(
-            filler=self.filler, score=self.score, chunk_size=self.chunk_size, tie_break=self.tie_break,
-            tie_seed=self.tie_seed, generator=self.generator, output_transform=self.output_transform,
-            amp_dtype=self.amp_dtype, memory_budget_mb=self.memory_budget_mb,
-        )  # fmt: skip
-
-    def _values(
-        self,
-        model: Callable[[Tensor], Any],
-        inputs: Tensor,
-        saliency: Tensor,
-        target: Tensor,
-        context: BatchContext | None,
-    ) -> tuple[Tensor, Tensor]:
-        raise NotImplementedError
-
-    def _positions(self, inputs: Tensor) -> Tensor:
-        return curve_fractions(inputs.shape[-2], inputs.shape[-1], self.patch_size, self.steps)
 
     def _set_direction(self, higher_is_better: bool | None) -> None:
         object.__setattr__(self, "higher_is_better", higher_is_better)  # torchmetrics guards the name
 
-    def update(
-        self,
-        model: Callable[[Tensor], Any],
-        inputs: Tensor,
-        saliency: Tensor,
-        target: Tensor,
-        context: BatchContext | None = None,
-    ) -> None:
-        self._check_image_size(inputs)
-        scores, curves = self._values(model, inputs, saliency, target, context)
-        if self.curve_sum.ndim == 1 and self.curve_sum.numel() != curves.shape[1]:
-            raise ValueError(
-                f"Argument `inputs` (shape {tuple(inputs.shape)}) gives curves of {curves.shape[1]} points, but this "
-                f"{type(self).__name__} holds curves of {self.curve_sum.numel()}: every batch must have the same image size."
-            )
-        self._x = self._positions(inputs)
-        self._add(scores, curves, inputs)
 
-    def reset(self) -> None:
-        super().reset()
-        self._x = None
+class _AOPCSummary(CurveMetric):
+    """Curve metrics summarised by the AOPC ``y_0 - mean(y)`` of their score curve (AOPC, region perturbation)."""
 
-    def _shapes_mergeable(self, key: str, local: Tensor, other: Tensor) -> bool:
-        """A lazily sized curve that has seen no batch yet (0-dim) merges with any curve length."""
-        return self.lazy_curve and key == "curve_sum" and (local.ndim == 0 or other.ndim == 0)
-
-    def _merged_from(self, incoming: Any) -> None:
-        super()._merged_from(incoming)
-        if self._x is None:
-            self._x = incoming._x
-
-    def curve_x(self) -> Tensor:
-        """Fraction of features removed at each curve point."""
-        if self._x is None:
-            return super().curve_x()
-        return self._x.float()
-
-
-class _AOPC(CurveMetric):
     plot_lower_bound: float = -1.0
     plot_upper_bound: float = 1.0
+
+    def scores_from_curves(self, curves: Tensor, inputs: Tensor) -> Tensor:
+        return _aopc_from_curves(curves)
+
+    def anchor_scores(self, curves: Tensor) -> Tensor | None:
+        """AOPC of a perfect order: the whole drop ``y_0 - y_K`` at once (MoRF), no drop (LeRF)."""
+        if self.order == "morf":
+            return curves[:, 0] - curves[:, -1]
+        if self.order == "lerf":
+            return torch.zeros_like(curves[:, 0])
+        return None
+
+
+class _AOPC(_AOPCSummary):
     _order: str = "morf"
 
+    @keyword_only
     def __init__(
         self,
+        *,
         filler: Any = None,
         steps: int = 50,
         patch_size: int = 1,
@@ -142,21 +86,8 @@ class _AOPC(CurveMetric):
             keep_per_sample=keep_per_sample, **kwargs,
         )  # fmt: skip
 
-    def _values(self, model, inputs, saliency, target, context):  # type: ignore[no-untyped-def]
-        return _aopc_update(
-            model, inputs, saliency, target, order=self.order, steps=self.steps, patch_size=self.patch_size,
-            context=context, **self._common_kwargs(),
-        )  # fmt: skip
-
     def _definition_items(self) -> dict[str, Any]:
         return {**super()._definition_items(), "summary": "aopc"}
-
-    def scores_from_curves(self, curves: Tensor, inputs: Tensor) -> Tensor:
-        return _aopc_from_curves(curves)
-
-    def anchor_scores(self, curves: Tensor) -> Tensor | None:
-        """AOPC of a perfect order: the whole drop ``y_0 - y_K`` at once (MoRF), no drop (LeRF)."""
-        return _aopc_anchor(curves, self.order)
 
 
 class AOPCMorf(_AOPC):
@@ -242,11 +173,12 @@ class ABPC(_AOPC):
 
     higher_is_better: bool = True
 
-    def _values(self, model, inputs, saliency, target, context):  # type: ignore[no-untyped-def]
-        return _abpc_update(
-            model, inputs, saliency, target, steps=self.steps, patch_size=self.patch_size, context=context,
-            **self._common_kwargs(),
-        )  # fmt: skip
+    def _curves(
+        self, model: Model, inputs: Tensor, saliency: Tensor, target: Tensor, context: BatchContext | None
+    ) -> Tensor:
+        """The gap curves ``y_LeRF - y_MoRF`` (N, steps + 1)."""
+        morf, lerf = morf_lerf_curves(model, inputs, saliency, target, self.spec, self.speed, context=context)
+        return lerf - morf
 
     def _definition_items(self) -> dict[str, Any]:
         items = super()._definition_items()
@@ -302,8 +234,10 @@ class PixelFlipping(CurveMetric):
 
     higher_is_better: bool | None = False
 
+    @keyword_only
     def __init__(
         self,
+        *,
         filler: Any = None,
         order: str = "morf",
         steps: int = 50,
@@ -324,14 +258,8 @@ class PixelFlipping(CurveMetric):
         direction = _DIRECTION[order]
         self._set_direction(None if direction is None else not direction)
 
-    def _values(self, model, inputs, saliency, target, context):  # type: ignore[no-untyped-def]
-        return _pixel_flipping_update(
-            model, inputs, saliency, target, order=self.order, steps=self.steps, context=context,
-            **self._common_kwargs(),
-        )
 
-
-class RegionPerturbation(CurveMetric):
+class RegionPerturbation(_AOPCSummary):
     r"""Region perturbation (Samek et al., IEEE TNNLS 2017): AOPC of removing ``patch_size`` squares
     (ranked by summed saliency) one per step in the map's ``order`` for the first ``regions`` squares
     (``None``, the default: all of them).
@@ -361,12 +289,12 @@ class RegionPerturbation(CurveMetric):
     """
 
     higher_is_better: bool | None = True
-    plot_lower_bound: float = -1.0
-    plot_upper_bound: float = 1.0
     lazy_curve = True
 
+    @keyword_only
     def __init__(
         self,
+        *,
         patch_size: int = 8,
         order: str = "morf",
         regions: int | None = None,
@@ -390,23 +318,11 @@ class RegionPerturbation(CurveMetric):
         self.regions = regions
         self._set_direction(_DIRECTION[order])
 
-    def _values(self, model, inputs, saliency, target, context):  # type: ignore[no-untyped-def]
-        return _region_perturbation_update(
-            model, inputs, saliency, target, patch_size=self.patch_size, order=self.order, regions=self.regions,
-            context=context, **self._common_kwargs(),
-        )  # fmt: skip
-
     def _positions(self, inputs: Tensor) -> Tensor:
         return region_fractions(inputs, self.patch_size, self.regions)
 
-    def control_spec(self, inputs: Tensor) -> CurveSpec:
+    def curve_spec(self, inputs: Tensor) -> CurveSpec:
         return self.spec.replace(fractions=tuple(self._positions(inputs).tolist()))
-
-    def scores_from_curves(self, curves: Tensor, inputs: Tensor) -> Tensor:
-        return _aopc_from_curves(curves)
-
-    def anchor_scores(self, curves: Tensor) -> Tensor | None:
-        return _aopc_anchor(curves, self.order)
 
     def _definition_items(self) -> dict[str, Any]:
         items = super()._definition_items()
@@ -443,8 +359,10 @@ class Selectivity(CurveMetric):
     higher_is_better: bool = False
     lazy_curve = True
 
+    @keyword_only
     def __init__(
         self,
+        *,
         patch_size: int = 8,
         filler: Any = None,
         score: str = "probability",
@@ -462,16 +380,11 @@ class Selectivity(CurveMetric):
             keep_per_sample=keep_per_sample, **kwargs,
         )  # fmt: skip
 
-    def _values(self, model, inputs, saliency, target, context):  # type: ignore[no-untyped-def]
-        return _selectivity_update(
-            model, inputs, saliency, target, patch_size=self.patch_size, context=context, **self._common_kwargs()
-        )
-
     def _positions(self, inputs: Tensor) -> Tensor:
         h, w = inputs.shape[-2:]
         return curve_fractions(h, w, self.patch_size, num_regions(inputs, self.patch_size))
 
-    def control_spec(self, inputs: Tensor) -> CurveSpec:
+    def curve_spec(self, inputs: Tensor) -> CurveSpec:
         return self.spec.replace(steps=num_regions(inputs, self.patch_size))
 
     def _definition_items(self) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """Base classes shared by the metric classes: per-sample scores averaged over samples, synced
-across processes. Subclasses hold settings and call their functional ``_x_update``; no math here.
+across processes. Subclasses hold settings and call their public functional twin with
+``reduction="none"`` (:class:`FunctionalMetric`) or its per-sample helper; no math here.
 
 Monitor protocol: every metric usable in :class:`~pl_saliency.SaliencyMonitor` has
 ``update(model, inputs, saliency, target, context=None)``. Metrics that need more than that read it
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 from typing import Any
 
 import torch
@@ -18,8 +20,12 @@ from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities.data import dim_zero_cat
 
+from pl_saliency._keywords import keyword_only
 from pl_saliency.utils import mean_or_nan
 from pl_saliency.utils import warn_nonfinite
+
+if TYPE_CHECKING:
+    from pl_saliency.perturbation.engine import BatchContext
 
 
 class SampleScoreMetric(Metric):
@@ -39,7 +45,8 @@ class SampleScoreMetric(Metric):
     nan_count: Tensor
     scores: list[Tensor]
 
-    def __init__(self, keep_per_sample: bool = False, **kwargs: Any) -> None:
+    @keyword_only
+    def __init__(self, *, keep_per_sample: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if not isinstance(keep_per_sample, bool):
             raise TypeError(f"Argument `keep_per_sample` must be a bool, but got {type(keep_per_sample).__name__}.")
@@ -166,3 +173,60 @@ class SampleScoreMetric(Metric):
     def plot(self, val: Tensor | list[Tensor] | None = None, ax: Any = None) -> Any:
         """Plot a single or multiple values of the metric (torchmetrics style)."""
         return self._plot(val, ax)
+
+
+class FunctionalMetric(SampleScoreMetric):
+    """A per-sample score computed by the metric's public functional twin.
+
+    ``function`` is the public function (``model``, ``inputs``, ``saliency``, ``target`` and the
+    options, all passed by keyword, with ``reduction="none"``); the constructor validates its options
+    (so a bad one raises at construction) and keeps them with :meth:`_set_options`, as attributes of
+    the functional's keyword names. ``update`` then scores the batch with the functional, which holds
+    the math and the checks of the batch, and adds the per-sample scores. Subclasses adapt the call by
+    overriding :meth:`_options` (per-call keywords) or :meth:`_scores` (another call or extra states).
+    """
+
+    function: Callable[..., Any]
+    _option_names: tuple[str, ...] = ()
+
+    def _set_options(self, **options: Any) -> None:
+        """Keep validated options as attributes; their names are the functional's keywords."""
+        for name, value in options.items():
+            setattr(self, name, value)
+        self._option_names = tuple(options)
+
+    def _options(self, context: BatchContext | None, explainer: Callable[..., Tensor] | None = None) -> dict[str, Any]:
+        """The functional's keywords for one ``update``: the stored options; subclasses add per-call ones
+        (a fresh generator, the ``context``, the ``explainer`` given to :class:`ReexplainingMetric`'s ``update``)."""
+        return {name: getattr(self, name) for name in self._option_names}
+
+    def _scores(self, model: Any, inputs: Tensor, saliency: Tensor, target: Tensor, options: dict[str, Any]) -> Tensor:
+        """Per-sample scores (N,) of one batch."""
+        return type(self).function(model=model, inputs=inputs, saliency=saliency, target=target, reduction="none", **options)
+
+    def update(
+        self,
+        model: Callable[[Tensor], Any],
+        inputs: Tensor,
+        saliency: Tensor,
+        target: Tensor,
+        context: BatchContext | None = None,
+    ) -> None:
+        self._accumulate(self._scores(model, inputs, saliency, target, self._options(context)))
+
+
+class ReexplainingMetric(FunctionalMetric):
+    """A :class:`FunctionalMetric` that re-explains inputs: ``update`` also takes the ``explainer``
+    (keyword), handed to :meth:`_options` with the ``context`` (whose ``explainer`` the monitor sets)."""
+
+    def update(
+        self,
+        model: Callable[[Tensor], Any],
+        inputs: Tensor,
+        saliency: Tensor,
+        target: Tensor,
+        context: BatchContext | None = None,
+        *,
+        explainer: Callable[..., Tensor] | None = None,
+    ) -> None:
+        self._accumulate(self._scores(model, inputs, saliency, target, self._options(context, explainer)))

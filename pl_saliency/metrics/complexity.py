@@ -9,6 +9,7 @@ from typing import Any
 
 from torch import Tensor
 
+from pl_saliency._keywords import keyword_only
 from pl_saliency.functional.complexity import _check_eps
 from pl_saliency.functional.complexity import _entropy_complexity_update
 from pl_saliency.functional.complexity import _gini_sparseness_update
@@ -69,7 +70,8 @@ class GiniSparseness(_MapMetric):
     plot_lower_bound: float = 0.0
     plot_upper_bound: float = 1.0
 
-    def __init__(self, eps: float = 1e-7, keep_per_sample: bool = False, **kwargs: Any) -> None:
+    @keyword_only
+    def __init__(self, *, eps: float = 1e-7, keep_per_sample: bool = False, **kwargs: Any) -> None:
         super().__init__(keep_per_sample=keep_per_sample, **kwargs)
         self.eps = _check_eps(eps)
 

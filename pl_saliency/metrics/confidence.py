@@ -10,16 +10,18 @@ import torch
 from torch import Tensor
 
 from pl_saliency.functional.confidence import NORMALIZATIONS
-from pl_saliency.functional.confidence import _confidence_update
+from pl_saliency.functional.confidence import average_drop
 from pl_saliency.functional.confidence import check_percentile
-from pl_saliency.metrics.base import SampleScoreMetric
+from pl_saliency.functional.confidence import increase_in_confidence
+from pl_saliency.metrics.base import FunctionalMetric
 from pl_saliency.perturbation.engine import BatchContext
+from pl_saliency.perturbation.fillers import Filler
 from pl_saliency.perturbation.fillers import get_filler
 from pl_saliency.utils import check_choice
 from pl_saliency.utils import check_positive_int
 
 
-class _ConfidenceMetric(SampleScoreMetric):
+class _ConfidenceMetric(FunctionalMetric):
     """Shared settings of :class:`AverageDrop` and :class:`IncreaseInConfidence`.
 
     As input to ``update``: ``model`` (called in eval mode, restored after; not registered), ``inputs``
@@ -30,6 +32,8 @@ class _ConfidenceMetric(SampleScoreMetric):
 
     plot_lower_bound: float = 0.0
     plot_upper_bound: float = 1.0
+
+    filler: Filler
 
     def __init__(
         self,
@@ -43,38 +47,27 @@ class _ConfidenceMetric(SampleScoreMetric):
         **kwargs: Any,
     ) -> None:
         super().__init__(keep_per_sample=keep_per_sample, **kwargs)
-        self.percentile = check_percentile(percentile)
+        percentile = check_percentile(percentile)
         check_choice("normalize", normalize, NORMALIZATIONS)
-        self.normalize = normalize
-        self.filler = get_filler(filler)
-        if self.filler.mask_dependent and self.percentile is None:
+        fill = get_filler(filler)
+        if fill.mask_dependent and percentile is None:
             raise ValueError(
-                f"Argument `filler` {self.filler.key!r} fills binary holes only: pass a mask-independent filler for the "
+                f"Argument `filler` {fill.key!r} fills binary holes only: pass a mask-independent filler for the "
                 "continuous variant, or binarize with `percentile=`."
             )
-        self.chunk_size = check_positive_int("chunk_size", chunk_size)
-        self.output_transform = output_transform
+        self._set_options(
+            percentile=percentile,
+            normalize=normalize,
+            filler=fill,
+            chunk_size=check_positive_int("chunk_size", chunk_size),
+            output_transform=output_transform,
+        )
 
     def _definition_items(self) -> dict[str, Any]:
         return {"percentile": self.percentile, "normalize": self.normalize, "filler": self.filler.key, "score": "probability"}
 
-    def _values(self, drop: Tensor, increase: Tensor) -> Tensor:
-        raise NotImplementedError
-
-    def update(
-        self,
-        model: Callable[[Tensor], Any],
-        inputs: Tensor,
-        saliency: Tensor,
-        target: Tensor,
-        context: BatchContext | None = None,
-    ) -> None:
-        drop, increase, _, _ = _confidence_update(
-            model, inputs, saliency, target, percentile=self.percentile, normalize=self.normalize,
-            filler=self.filler, chunk_size=self.chunk_size, output_transform=self.output_transform,
-            generator=torch.Generator().manual_seed(0),
-        )  # fmt: skip
-        self._accumulate(self._values(drop, increase))
+    def _options(self, context: BatchContext | None, explainer: Callable[..., Tensor] | None = None) -> dict[str, Any]:
+        return {**super()._options(context), "generator": torch.Generator().manual_seed(0)}
 
 
 class AverageDrop(_ConfidenceMetric):
@@ -98,9 +91,7 @@ class AverageDrop(_ConfidenceMetric):
     """
 
     higher_is_better: bool = False
-
-    def _values(self, drop: Tensor, increase: Tensor) -> Tensor:
-        return drop
+    function = average_drop
 
 
 class IncreaseInConfidence(_ConfidenceMetric):
@@ -121,9 +112,7 @@ class IncreaseInConfidence(_ConfidenceMetric):
     """
 
     higher_is_better: bool = True
-
-    def _values(self, drop: Tensor, increase: Tensor) -> Tensor:
-        return increase
+    function = increase_in_confidence
 
 
 __all__ = ["AverageDrop", "IncreaseInConfidence"]

@@ -165,7 +165,7 @@ class ControlledScore(Metric):
         self.random_scores.append(random.detach().to(device, dtype))
         self.anchors.append(anchors.detach().to(device, dtype))
         if self.inverted:
-            spec = self.metric.control_spec(inputs)
+            spec = self.metric.curve_spec(inputs)
             spec = spec.replace(order="lerf" if spec.order == "morf" else "morf")
             curves = spec_curves(model, inputs, saliency, target, spec, self.metric.speed, context=context)
             self.inverted_scores.append(self.metric.scores_from_curves(curves, inputs).detach().to(device, dtype))
@@ -314,13 +314,7 @@ class NormalizedABPC(Metric):
         target: Tensor,
         context: BatchContext | None = None,
     ) -> None:
-        s = self.spec
-        num, den = _abpc_parts(
-            model, inputs, saliency, target, filler=s.filler, steps=s.steps, patch_size=s.patch_size, score=s.score,
-            tie_break=s.tie_break, tie_seed=s.tie_seed, generator=s.generator, output_transform=s.output_transform,
-            context=context, chunk_size=self.speed.chunk_size, amp_dtype=self.speed.amp_dtype,
-            memory_budget_mb=self.speed.memory_budget_mb,
-        )  # fmt: skip
+        num, den = _abpc_parts(model, inputs, saliency, target, self.spec, self.speed, context)
         # in the metric's dtype, as the empty placeholder of a process without samples is
         self.numerators.append(num.detach().to(self.device, self.dtype))
         self.denominators.append(den.detach().to(self.device, self.dtype))

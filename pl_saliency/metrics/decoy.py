@@ -9,15 +9,16 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from pl_saliency._keywords import keyword_only
 from pl_saliency.functional.decoy import DECOY_REDUCTIONS
 from pl_saliency.functional.decoy import REALISM_MEASURES
 from pl_saliency.functional.decoy import _decoy_realism_update
-from pl_saliency.metrics.base import SampleScoreMetric
+from pl_saliency.metrics.base import FunctionalMetric
 from pl_saliency.perturbation.engine import BatchContext
 from pl_saliency.utils import check_choice
 
 
-class DecoyRealism(SampleScoreMetric):
+class DecoyRealism(FunctionalMetric):
     r"""How close DANCE decoys stay to their input (Lu et al., ICML 2021); **lower is better**.
 
     Per sample, over its decoys (``reduction="mean"`` or ``"max"``), one ``measure``:
@@ -59,35 +60,31 @@ class DecoyRealism(SampleScoreMetric):
     plot_lower_bound: float = 0.0
     plot_upper_bound: float = 1.0
 
-    def __init__(self, measure: str = "lpips", reduction: str = "mean", keep_per_sample: bool = False, **kwargs: Any) -> None:
+    @keyword_only
+    def __init__(self, *, measure: str = "lpips", reduction: str = "mean", keep_per_sample: bool = False, **kwargs: Any) -> None:
         super().__init__(keep_per_sample=keep_per_sample, **kwargs)
         check_choice("measure", measure, REALISM_MEASURES)
         check_choice("reduction", reduction, DECOY_REDUCTIONS)
-        self.measure, self.reduction = measure, reduction
+        self._set_options(measure=measure, reduction=reduction)
         if measure == "linf":  # input units: no fixed plot range (torchmetrics guards these names)
             object.__setattr__(self, "plot_upper_bound", None)
 
     def _definition_items(self) -> dict[str, Any]:
         return {"measure": self.measure, "reduction": self.reduction}
 
-    def update(
-        self,
-        model: Callable[[Tensor], Any],
-        inputs: Tensor,
-        saliency: Tensor,
-        target: Tensor,
-        context: BatchContext | None = None,
-    ) -> None:
-        explainer = getattr(context, "explainer", None)
+    def _options(self, context: BatchContext | None, explainer: Callable[..., Tensor] | None = None) -> dict[str, Any]:
         if context is None:
             raise ValueError(
                 "Argument `context` must be a BatchContext whose `explainer` is the DecoyEnhanced explainer that produced "
                 "`saliency`, but got None."
             )
+        return {**super()._options(context), "explainer": getattr(context, "explainer", None)}
+
+    def _scores(self, model: Any, inputs: Tensor, saliency: Tensor, target: Tensor, options: dict[str, Any]) -> Tensor:
+        explainer = options["explainer"]
         report = getattr(explainer, "last_report", None)
         if report is None:
-            self._accumulate(torch.full((inputs.shape[0],), float("nan"), device=inputs.device))
-            return
+            return torch.full((inputs.shape[0],), float("nan"), device=inputs.device)
         same = report.inputs is inputs or (
             report.inputs.shape == inputs.shape and torch.equal(report.inputs.to(inputs.device), inputs)
         )
@@ -97,4 +94,4 @@ class DecoyRealism(SampleScoreMetric):
                 f"(its decoys are for a batch of shape {tuple(report.inputs.shape)}), but got another batch of shape "
                 f"{tuple(inputs.shape)}."
             )
-        self._accumulate(_decoy_realism_update(report, self.measure, self.reduction))
+        return _decoy_realism_update(report, options["measure"], options["reduction"])

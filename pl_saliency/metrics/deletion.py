@@ -1,5 +1,6 @@
-"""Deletion and insertion AUC as torchmetrics ``Metric`` classes (state and sync only; the math is in
-:mod:`pl_saliency.functional.deletion`)."""
+"""Deletion and insertion AUC as torchmetrics ``Metric`` classes, and :class:`CurveAUCMetric`, the base of
+every curve metric (the definitions are in :mod:`pl_saliency.functional.deletion`; a metric and its
+functional twin score the same :func:`~pl_saliency.perturbation.engine.spec_curves` curves)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from pl_saliency.functional.deletion import _curve_auc_update
+from pl_saliency._keywords import keyword_only
+from pl_saliency.functional.deletion import Model
 from pl_saliency.metrics.base import SampleScoreMetric
 from pl_saliency.perturbation.engine import BatchContext
 from pl_saliency.perturbation.engine import curve_fractions
 from pl_saliency.perturbation.engine import random_order_curves
+from pl_saliency.perturbation.engine import spec_curves
 from pl_saliency.spec import CurveSpec
 from pl_saliency.spec import SpeedOptions
 from pl_saliency.utils import auc
@@ -25,6 +28,11 @@ class CurveAUCMetric(SampleScoreMetric):
 
     States: those of :class:`~pl_saliency.metrics.base.SampleScoreMetric` (per-sample areas) and
     ``curve_sum`` (sum, shape (steps + 1,)).
+
+    The settings are built once into ``spec`` (a :class:`~pl_saliency.spec.CurveSpec`) and ``speed``
+    (:class:`~pl_saliency.spec.SpeedOptions`). Every curve metric shares ``update``: it scores the curves
+    of :meth:`curve_spec` (ABPC: the gap between two, ``_curves``) by :meth:`scores_from_curves`;
+    subclasses override those, ``_positions`` and :meth:`anchor_scores`.
 
     As input to ``update`` the metric accepts:
 
@@ -47,11 +55,16 @@ class CurveAUCMetric(SampleScoreMetric):
     plot_upper_bound: float = 1.0
     mode: str = "deletion"
     default_filler: str = "zeros"
+    #: True where the curve length is set by the first ``update`` (it depends on the image size, e.g. one
+    #: point per square): every batch must then have the same size
+    lazy_curve: bool = False
 
     curve_sum: Tensor
 
+    @keyword_only
     def __init__(
         self,
+        *,
         filler: Any = None,
         order: str = "morf",
         steps: int = 50,
@@ -79,9 +92,12 @@ class CurveAUCMetric(SampleScoreMetric):
         if score == "logit":  # logits are unbounded: no fixed plot range (torchmetrics guards these names)
             object.__setattr__(self, "plot_lower_bound", None)
             object.__setattr__(self, "plot_upper_bound", None)
-        self.add_state("curve_sum", torch.zeros(steps + 1, dtype=torch.float64), dist_reduce_fx="sum")
+        # a lazily sized curve starts as a 0-dim zero, which broadcasts against the first batch's (P,) sum
+        curve_sum = torch.tensor(0.0, dtype=torch.float64) if self.lazy_curve else torch.zeros(steps + 1, dtype=torch.float64)
+        self.add_state("curve_sum", curve_sum, dist_reduce_fx="sum")
         self._last_curve: Tensor | None = None
         self._image_size: tuple[int, int] | None = None
+        self._x: Tensor | None = None
 
     # the spec's settings, readable as attributes; ``output_transform`` and the speed options may be
     # replaced (the monitor hands its output transform down and halves ``chunk_size`` on out-of-memory)
@@ -112,29 +128,29 @@ class CurveAUCMetric(SampleScoreMetric):
             **({"amp_dtype": str(self.amp_dtype).replace("torch.", "")} if self.amp_dtype is not None else {}),
         }
 
-    def _curve_kwargs(self) -> dict[str, Any]:
-        """Everything that selects the curve, as keyword arguments of the engine."""
-        return dict(
-            mode=self.mode, filler=self.filler, order=self.order, steps=self.steps, patch_size=self.patch_size,
-            score=self.score, chunk_size=self.chunk_size, tie_break=self.tie_break, tie_seed=self.tie_seed,
-            generator=self.generator, output_transform=self.output_transform, amp_dtype=self.amp_dtype,
-            memory_budget_mb=self.memory_budget_mb,
-        )  # fmt: skip
-
     # ---------------------------------------------------------------- random-order controls
     #: ``+1``/``-1``: the sign that turns "score minus random score" into "better than random"
     def _sign(self) -> float:
         return 1.0 if self.higher_is_better else -1.0
 
-    def control_spec(self, inputs: Tensor) -> CurveSpec:
-        """The spec of the curve that a random feature order replaces in the control (this metric's own)."""
+    # ---------------------------------------------------------------- the curve and its score
+    def curve_spec(self, inputs: Tensor) -> CurveSpec:
+        """The spec of this metric's curve on ``inputs``: ``spec``, with the positions set where they depend
+        on the image size (one square per step…). The random-order control replaces its order."""
         return self.spec
 
     def _positions(self, inputs: Tensor) -> Tensor:
+        """The fraction of features removed (inserted) at each point (P,) of the curves of ``inputs``."""
         return curve_fractions(inputs.shape[-2], inputs.shape[-1], self.patch_size, self.steps)
 
+    def _curves(
+        self, model: Model, inputs: Tensor, saliency: Tensor, target: Tensor, context: BatchContext | None
+    ) -> Tensor:
+        """The curves (N, P) that :meth:`scores_from_curves` scores: those of :meth:`curve_spec`."""
+        return spec_curves(model, inputs, saliency, target, self.curve_spec(inputs), self.speed, context=context)
+
     def scores_from_curves(self, curves: Tensor, inputs: Tensor) -> Tensor:
-        """The per-sample score (N,) of curves (N, points) of :meth:`control_spec`: here their area."""
+        """The per-sample score (N,) of curves (N, points) of :meth:`curve_spec`: here their area."""
         return auc(curves, self._positions(inputs))
 
     def anchor_scores(self, curves: Tensor) -> Tensor | None:
@@ -164,7 +180,7 @@ class CurveAUCMetric(SampleScoreMetric):
         ``context`` by every explainer's copy of this metric), and the anchors of those curves
         (NaN where the metric has none)."""
         curves = random_order_curves(
-            model, inputs, target, self.control_spec(inputs), sample_ids, repeats=repeats, seed=seed,
+            model, inputs, target, self.curve_spec(inputs), sample_ids, repeats=repeats, seed=seed,
             speed=self.speed, context=context,
         )  # fmt: skip
         n, r, p = curves.shape
@@ -186,8 +202,14 @@ class CurveAUCMetric(SampleScoreMetric):
         context: BatchContext | None = None,
     ) -> None:
         self._check_image_size(inputs)
-        areas, curves = _curve_auc_update(model, inputs, saliency, target, context=context, **self._curve_kwargs())
-        self._add(areas, curves, inputs)
+        curves = self._curves(model, inputs, saliency, target, context)
+        if self.curve_sum.ndim == 1 and self.curve_sum.numel() != curves.shape[1]:
+            raise ValueError(
+                f"Argument `inputs` (shape {tuple(inputs.shape)}) gives curves of {curves.shape[1]} points, but this "
+                f"{type(self).__name__} holds curves of {self.curve_sum.numel()}: every batch must have the same image size."
+            )
+        self._x = self._positions(inputs)
+        self._add(self.scores_from_curves(curves, inputs), curves, inputs)
 
     # ---------------------------------------------------------------- state (one rule for compute and curve)
     def _check_image_size(self, inputs: Any) -> None:
@@ -218,6 +240,11 @@ class CurveAUCMetric(SampleScoreMetric):
         super().reset()
         self._image_size = None
         self._last_curve = None
+        self._x = None
+
+    def _shapes_mergeable(self, key: str, local: Tensor, other: Tensor) -> bool:
+        """A lazily sized curve that has seen no batch yet (0-dim) merges with any curve length."""
+        return self.lazy_curve and key == "curve_sum" and (local.ndim == 0 or other.ndim == 0)
 
     def _check_mergeable_extra(self, incoming: Any) -> None:
         if self.tie_seed != incoming.tie_seed:
@@ -236,6 +263,8 @@ class CurveAUCMetric(SampleScoreMetric):
     def _merged_from(self, incoming: Any) -> None:
         if self._image_size is None:
             self._image_size = incoming._image_size
+        if self._x is None:
+            self._x = incoming._x
 
     def compute(self) -> Tensor:
         self._last_curve = (self.curve_sum / self.total).float() if self.total > 0 else None
@@ -252,10 +281,11 @@ class CurveAUCMetric(SampleScoreMetric):
         return self._last_curve
 
     def curve_x(self) -> Tensor:
-        """Fraction of features removed (deletion) or inserted (insertion) at each curve point."""
-        if self._image_size is None:
+        """Fraction of features removed (deletion) or inserted (insertion) at each curve point (before any
+        ``update``: ``steps + 1`` evenly spaced fractions)."""
+        if self._x is None:
             return torch.arange(self.steps + 1, dtype=torch.float32) / self.steps
-        return curve_fractions(*self._image_size, self.patch_size, self.steps).float()
+        return self._x.float()
 
     def plot_curve(self, ax: Any = None, label: str | None = None) -> Any:
         """Plot the mean curve with its area shaded; returns ``(figure, axes)`` (matplotlib)."""

@@ -9,20 +9,20 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from pl_saliency._keywords import keyword_only
 from pl_saliency.functional.faithfulness import DEFAULT_RUNS
 from pl_saliency.functional.faithfulness import DEFAULT_SUBSET_SIZE
-from pl_saliency.functional.faithfulness import _faithfulness_correlation_compute
-from pl_saliency.functional.faithfulness import _faithfulness_correlation_update
-from pl_saliency.metrics.base import SampleScoreMetric
-from pl_saliency.perturbation.engine import BatchContext
+from pl_saliency.functional.faithfulness import faithfulness_correlation
+from pl_saliency.metrics.base import FunctionalMetric
 from pl_saliency.perturbation.engine import check_speed_options
+from pl_saliency.perturbation.fillers import Filler
 from pl_saliency.perturbation.fillers import get_filler
 from pl_saliency.utils import SCORES
 from pl_saliency.utils import check_choice
 from pl_saliency.utils import check_positive_int
 
 
-class FaithfulnessCorrelation(SampleScoreMetric):
+class FaithfulnessCorrelation(FunctionalMetric):
     r"""Faithfulness correlation (Bhatt, Weller & Moura, IJCAI 2020); **higher is better**.
 
     .. math::
@@ -60,9 +60,14 @@ class FaithfulnessCorrelation(SampleScoreMetric):
     higher_is_better: bool = True
     plot_lower_bound: float = -1.0
     plot_upper_bound: float = 1.0
+    function = faithfulness_correlation
 
+    filler: Filler
+
+    @keyword_only
     def __init__(
         self,
+        *,
         n_runs: int = DEFAULT_RUNS,
         subset_size: int = DEFAULT_SUBSET_SIZE,
         filler: Any = "zeros",
@@ -77,15 +82,16 @@ class FaithfulnessCorrelation(SampleScoreMetric):
         **kwargs: Any,
     ) -> None:
         super().__init__(keep_per_sample=keep_per_sample, **kwargs)
-        self.n_runs = check_positive_int("n_runs", n_runs, minimum=2)
-        self.subset_size = check_positive_int("subset_size", subset_size)
-        self.filler = get_filler(filler)
-        self.patch_size = check_positive_int("patch_size", patch_size)
+        n_runs = check_positive_int("n_runs", n_runs, minimum=2)
+        subset_size = check_positive_int("subset_size", subset_size)
+        fill = get_filler(filler)
+        patch_size = check_positive_int("patch_size", patch_size)
         check_choice("score", score, SCORES)
-        self.score = score
-        self.chunk_size, self.memory_budget_mb, self.amp_dtype = check_speed_options(chunk_size, memory_budget_mb, amp_dtype)
-        self.generator = generator
-        self.output_transform = output_transform
+        chunk_size, memory_budget_mb, amp_dtype = check_speed_options(chunk_size, memory_budget_mb, amp_dtype)
+        self._set_options(
+            n_runs=n_runs, subset_size=subset_size, filler=fill, patch_size=patch_size, score=score, chunk_size=chunk_size,
+            generator=generator, output_transform=output_transform, amp_dtype=amp_dtype, memory_budget_mb=memory_budget_mb,
+        )  # fmt: skip
 
     def _definition_items(self) -> dict[str, Any]:
         items: dict[str, Any] = {
@@ -98,18 +104,3 @@ class FaithfulnessCorrelation(SampleScoreMetric):
         if self.amp_dtype is not None:
             items["amp_dtype"] = str(self.amp_dtype).replace("torch.", "")
         return items
-
-    def update(
-        self,
-        model: Callable[[Tensor], Any],
-        inputs: Tensor,
-        saliency: Tensor,
-        target: Tensor,
-        context: BatchContext | None = None,
-    ) -> None:
-        att_sums, drops = _faithfulness_correlation_update(
-            model, inputs, saliency, target, n_runs=self.n_runs, subset_size=self.subset_size, filler=self.filler,
-            patch_size=self.patch_size, score=self.score, chunk_size=self.chunk_size, generator=self.generator,
-            output_transform=self.output_transform, amp_dtype=self.amp_dtype, memory_budget_mb=self.memory_budget_mb,
-        )  # fmt: skip
-        self._accumulate(_faithfulness_correlation_compute(att_sums, drops))

@@ -21,6 +21,7 @@ from typing import Any
 
 from torch import Tensor
 
+from pl_saliency._keywords import keyword_only
 from pl_saliency.functional.localization import RELEVANCE
 from pl_saliency.functional.localization import TIES
 from pl_saliency.functional.localization import _energy_pointing_game_update
@@ -99,7 +100,8 @@ class LocalizationMetric(SampleScoreMetric):
     plot_lower_bound: float = 0.0
     plot_upper_bound: float = 1.0
 
-    def __init__(self, keep_per_sample: bool = False, *, mask_key: str = DEFAULT_MASK_KEY, **kwargs: Any) -> None:
+    @keyword_only
+    def __init__(self, *, keep_per_sample: bool = False, mask_key: str = DEFAULT_MASK_KEY, **kwargs: Any) -> None:
         super().__init__(keep_per_sample=keep_per_sample, **kwargs)
         self.mask_key = check_mask_key(mask_key)
 
@@ -161,12 +163,13 @@ class PointingGame(LocalizationMetric):
         tensor(0.5000)
     """
 
+    @keyword_only
     def __init__(
         self,
+        *,
         tolerance: float = 15.0,
         ties: str = "mean",
         keep_per_sample: bool = False,
-        *,
         mask_key: str = DEFAULT_MASK_KEY,
         **kwargs: Any,
     ) -> None:
@@ -206,8 +209,9 @@ class EnergyPointingGame(LocalizationMetric):
 
 
 class _RelevanceMetric(LocalizationMetric):
+    @keyword_only
     def __init__(
-        self, relevance: str = "abs", keep_per_sample: bool = False, *, mask_key: str = DEFAULT_MASK_KEY, **kwargs: Any
+        self, *, relevance: str = "abs", keep_per_sample: bool = False, mask_key: str = DEFAULT_MASK_KEY, **kwargs: Any
     ) -> None:
         super().__init__(keep_per_sample=keep_per_sample, mask_key=mask_key, **kwargs)
         check_choice("relevance", relevance, RELEVANCE)
@@ -240,8 +244,9 @@ class RelevanceMassAccuracy(_RelevanceMetric):
         tensor(0.5000)
     """
 
+    @keyword_only
     def __init__(
-        self, relevance: str = "abs", keep_per_sample: bool = False, *, mask_key: str = DEFAULT_MASK_KEY, **kwargs: Any
+        self, *, relevance: str = "abs", keep_per_sample: bool = False, mask_key: str = DEFAULT_MASK_KEY, **kwargs: Any
     ) -> None:
         super().__init__(relevance=relevance, keep_per_sample=keep_per_sample, mask_key=mask_key, **kwargs)
         if relevance == "signed":  # a signed ratio is unbounded (torchmetrics guards these names)

@@ -12,16 +12,19 @@ from torch import Tensor
 from pl_saliency.functional.neighbourhood import _check_region
 from pl_saliency.functional.neighbourhood import curve_auc
 from pl_saliency.functional.neighbourhood import neighbourhood_curves
-from pl_saliency.metrics.base import SampleScoreMetric
+from pl_saliency.metrics.base import FunctionalMetric
 from pl_saliency.perturbation.engine import BatchContext
+from pl_saliency.perturbation.fillers import Filler
 from pl_saliency.perturbation.fillers import get_filler
 from pl_saliency.utils import check_positive_int
 
 
-class _NeighbourhoodAUC(SampleScoreMetric):
+class _NeighbourhoodAUC(FunctionalMetric):
     mode: str = "deletion"
     plot_lower_bound: float = 0.0
     plot_upper_bound: float = 1.0
+
+    filler: Filler
 
     def __init__(
         self,
@@ -35,30 +38,25 @@ class _NeighbourhoodAUC(SampleScoreMetric):
         **kwargs: Any,
     ) -> None:
         super().__init__(keep_per_sample=keep_per_sample, **kwargs)
-        self.filler = get_filler(filler)
-        if self.filler.mask_dependent:
-            raise ValueError(f"Argument `filler` must be mask-independent (a substrate), but got {self.filler.key!r}.")
-        self.steps = check_positive_int("steps", steps)
-        self.region = _check_region(region)
-        self.chunk_size = check_positive_int("chunk_size", chunk_size)
-        self.output_transform = output_transform
+        fill = get_filler(filler)
+        if fill.mask_dependent:
+            raise ValueError(f"Argument `filler` must be mask-independent (a substrate), but got {fill.key!r}.")
+        self._set_options(
+            filler=fill,
+            steps=check_positive_int("steps", steps),
+            region=_check_region(region),
+            chunk_size=check_positive_int("chunk_size", chunk_size),
+            output_transform=output_transform,
+        )
 
     def _definition_items(self) -> dict[str, Any]:
         return {"mode": self.mode, "filler": self.filler.key, "steps": self.steps, "region": self.region, "score": "probability"}
 
-    def update(
-        self,
-        model: Callable[[Tensor], Any],
-        inputs: Tensor,
-        saliency: Tensor,
-        target: Tensor,
-        context: BatchContext | None = None,
-    ) -> None:
-        curves = neighbourhood_curves(
-            model, inputs, saliency, target, mode=self.mode, filler=self.filler, steps=self.steps, region=self.region,
-            chunk_size=self.chunk_size, output_transform=self.output_transform, generator=torch.Generator().manual_seed(0),
-        )  # fmt: skip
-        self._accumulate(curve_auc(curves))
+    def _options(self, context: BatchContext | None, explainer: Callable[..., Tensor] | None = None) -> dict[str, Any]:
+        return {**super()._options(context), "mode": self.mode, "generator": torch.Generator().manual_seed(0)}
+
+    def _scores(self, model: Any, inputs: Tensor, saliency: Tensor, target: Tensor, options: dict[str, Any]) -> Tensor:
+        return curve_auc(neighbourhood_curves(model, inputs, saliency, target, **options))
 
 
 class NeighbourhoodDeletionAUC(_NeighbourhoodAUC):

@@ -15,36 +15,45 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch import nn
 from torchmetrics.utilities.data import dim_zero_cat
 
 from pl_saliency.functional.randomization import AGGREGATES
 from pl_saliency.functional.randomization import Similarity
 from pl_saliency.functional.randomization import _aggregate_layers
 from pl_saliency.functional.randomization import _check_explainer
-from pl_saliency.functional.randomization import _mprt_update
-from pl_saliency.functional.randomization import _random_logit_update
 from pl_saliency.functional.randomization import check_randomization_args
+from pl_saliency.functional.randomization import model_parameter_randomization
+from pl_saliency.functional.randomization import random_logit
 from pl_saliency.functional.randomization import similarity_name
-from pl_saliency.metrics.base import SampleScoreMetric
+from pl_saliency.metrics.base import ReexplainingMetric
 from pl_saliency.perturbation.engine import BatchContext
 from pl_saliency.utils import check_choice
 
 
-def _pick_explainer(
-    given: Callable[..., Tensor] | None, own: Callable[..., Tensor] | None, context: BatchContext | None
-) -> Callable[..., Tensor]:
-    """``update(explainer=...)``, else ``context.explainer``, else the constructor's ``explainer``."""
-    explainer = given
-    if explainer is None and context is not None:
-        explainer = context.explainer
-    if explainer is None:
-        explainer = own
-    _check_explainer(explainer)
-    return explainer  # type: ignore[return-value]
+class _RandomizationMetric(ReexplainingMetric):
+    """Shared by both tests: the explainer given at construction (optional) and the one each ``update`` uses,
+    ``update(explainer=...)``, else ``context.explainer``, else the constructor's."""
+
+    higher_is_better: bool = False
+    plot_lower_bound: float = -1.0
+    plot_upper_bound: float = 1.0
+
+    def __init__(self, explainer: Callable[..., Tensor] | None = None, *, keep_per_sample: bool = False, **kwargs: Any) -> None:
+        super().__init__(keep_per_sample=keep_per_sample, **kwargs)
+        if explainer is not None:
+            _check_explainer(explainer)
+        self.explainer = explainer
+
+    def _options(self, context: BatchContext | None, explainer: Callable[..., Tensor] | None = None) -> dict[str, Any]:
+        if explainer is None and context is not None:
+            explainer = context.explainer
+        if explainer is None:
+            explainer = self.explainer
+        _check_explainer(explainer)
+        return {**super()._options(context), "explainer": explainer}
 
 
-class ModelParameterRandomization(SampleScoreMetric):
+class ModelParameterRandomization(_RandomizationMetric):
     r"""Cascading model-parameter randomization (Adebayo et al., NeurIPS 2018, "Sanity checks for
     saliency maps"); **lower is better**.
 
@@ -89,12 +98,11 @@ class ModelParameterRandomization(SampleScoreMetric):
         (['3', '0'], torch.Size([2]), torch.Size([]))
     """
 
-    higher_is_better: bool = False
-    plot_lower_bound: float = -1.0
-    plot_upper_bound: float = 1.0
     curve_label: str = "layers randomized"
 
     layer_scores: list[Tensor]
+    layers: str | Sequence[str] | None
+    similarity: Similarity
 
     def __init__(
         self,
@@ -111,14 +119,14 @@ class ModelParameterRandomization(SampleScoreMetric):
         keep_per_sample: bool = False,
         **kwargs: Any,
     ) -> None:
-        super().__init__(keep_per_sample=keep_per_sample, **kwargs)
-        if explainer is not None:
-            _check_explainer(explainer)
+        super().__init__(explainer, keep_per_sample=keep_per_sample, **kwargs)
         check_randomization_args(mode, similarity, abs, seed, ssim_kernel_size, ssim_sigma)
         check_choice("aggregate", aggregate, AGGREGATES)
-        self.explainer, self.layers, self.mode, self.similarity = explainer, layers, mode, similarity
-        self.abs, self.seed, self.aggregate = abs, seed, aggregate
-        self.ssim_kernel_size, self.ssim_sigma = ssim_kernel_size, ssim_sigma
+        self.aggregate = aggregate
+        self._set_options(
+            layers=layers, mode=mode, similarity=similarity, abs=abs, seed=seed, ssim_kernel_size=ssim_kernel_size,
+            ssim_sigma=ssim_sigma,
+        )  # fmt: skip
         self.add_state("layer_scores", [], dist_reduce_fx="cat")
         self.layer_names: list[str] = []
         self._last_curve: Tensor | None = None
@@ -133,29 +141,16 @@ class ModelParameterRandomization(SampleScoreMetric):
             "layers": "all" if self.layers is None else list(self.layers),
         }
 
-    def update(
-        self,
-        model: nn.Module,
-        inputs: Tensor,
-        saliency: Tensor,
-        target: Tensor,
-        context: BatchContext | None = None,
-        *,
-        explainer: Callable[..., Tensor] | None = None,
-    ) -> None:
-        sims, names = _mprt_update(
-            model, inputs, target, _pick_explainer(explainer, self.explainer, context), saliency, layers=self.layers,
-            mode=self.mode, similarity=self.similarity, abs=self.abs, seed=self.seed,
-            ssim_kernel_size=self.ssim_kernel_size, ssim_sigma=self.ssim_sigma,
-        )  # fmt: skip
+    def _scores(self, model: Any, inputs: Tensor, saliency: Tensor, target: Tensor, options: dict[str, Any]) -> Tensor:
+        sims, names = model_parameter_randomization(model, inputs, target, saliency=saliency, **options)
         if self.layer_names and names != self.layer_names:
             raise ValueError(
                 f"Argument `model` must keep its layers between updates, but the layers changed from "
                 f"{self.layer_names} to {names}; call `reset()` first."
             )
         self.layer_names = names
-        self._accumulate(_aggregate_layers(sims, self.aggregate))
         self.layer_scores.append(sims.detach().float())
+        return _aggregate_layers(sims, self.aggregate)
 
     def reset(self) -> None:
         super().reset()
@@ -181,7 +176,7 @@ class ModelParameterRandomization(SampleScoreMetric):
         return torch.arange(1, len(self.layer_names) + 1, dtype=torch.float32)
 
 
-class RandomLogit(SampleScoreMetric):
+class RandomLogit(_RandomizationMetric):
     r"""Random logit test (Sixt, Granz & Landgraf, ICML 2020, "When explanations lie: why many
     modified BP attributions fail"); **lower is better**.
 
@@ -213,9 +208,8 @@ class RandomLogit(SampleScoreMetric):
         True
     """
 
-    higher_is_better: bool = False
-    plot_lower_bound: float = -1.0
-    plot_upper_bound: float = 1.0
+    function = random_logit
+    similarity: Similarity
 
     def __init__(
         self,
@@ -232,32 +226,14 @@ class RandomLogit(SampleScoreMetric):
         keep_per_sample: bool = False,
         **kwargs: Any,
     ) -> None:
-        super().__init__(keep_per_sample=keep_per_sample, **kwargs)
-        if explainer is not None:
-            _check_explainer(explainer)
+        super().__init__(explainer, keep_per_sample=keep_per_sample, **kwargs)
         check_randomization_args("cascading", similarity, abs, seed, ssim_kernel_size, ssim_sigma)
         if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2):
             raise ValueError(f"Argument `num_classes` must be an int >= 2 or None, but got {num_classes!r}.")
-        self.explainer, self.num_classes, self.similarity, self.abs = explainer, num_classes, similarity, abs
-        self.seed, self.generator, self.output_transform = seed, generator, output_transform
-        self.ssim_kernel_size, self.ssim_sigma = ssim_kernel_size, ssim_sigma
+        self._set_options(
+            num_classes=num_classes, similarity=similarity, abs=abs, seed=seed, generator=generator,
+            ssim_kernel_size=ssim_kernel_size, ssim_sigma=ssim_sigma, output_transform=output_transform,
+        )  # fmt: skip
 
     def _definition_items(self) -> dict[str, Any]:
         return {"similarity": similarity_name(self.similarity), "abs": self.abs, "seed": self.seed}
-
-    def update(
-        self,
-        model: Any,
-        inputs: Tensor,
-        saliency: Tensor,
-        target: Tensor,
-        context: BatchContext | None = None,
-        *,
-        explainer: Callable[..., Tensor] | None = None,
-    ) -> None:
-        sims, _ = _random_logit_update(
-            model, inputs, target, _pick_explainer(explainer, self.explainer, context), saliency, num_classes=self.num_classes,
-            similarity=self.similarity, abs=self.abs, seed=self.seed, generator=self.generator,
-            ssim_kernel_size=self.ssim_kernel_size, ssim_sigma=self.ssim_sigma, output_transform=self.output_transform,
-        )  # fmt: skip
-        self._accumulate(sims)

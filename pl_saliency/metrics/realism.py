@@ -8,14 +8,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from pl_saliency.functional.realism import _removal_realism_update
-from pl_saliency.metrics.base import SampleScoreMetric
-from pl_saliency.perturbation.engine import BatchContext
+from pl_saliency._keywords import keyword_only
+from pl_saliency.functional.realism import removal_realism
+from pl_saliency.metrics.base import FunctionalMetric
 from pl_saliency.perturbation.engine import check_fractions
+from pl_saliency.perturbation.fillers import Filler
 from pl_saliency.perturbation.fillers import get_filler
 
 
-class RemovalRealism(SampleScoreMetric):
+class RemovalRealism(FunctionalMetric):
     r"""How far a filler's perturbed inputs drift from the originals: mean LPIPS at given removal
     fractions (Zhang et al. 2018 LPIPS; the out-of-distribution concern of Rong et al. 2022 and
     Agarwal & Nguyen 2020); **lower is better**.
@@ -41,9 +42,13 @@ class RemovalRealism(SampleScoreMetric):
     curve_label: str = "fraction removed"
 
     curve_sum: Tensor
+    filler: Filler
+    fractions: tuple[float, ...]
 
+    @keyword_only
     def __init__(
         self,
+        *,
         filler: Any = "zeros",
         fractions: Any = (0.1, 0.25, 0.5),
         order: str = "morf",
@@ -60,12 +65,10 @@ class RemovalRealism(SampleScoreMetric):
         **kwargs: Any,
     ) -> None:
         super().__init__(keep_per_sample=keep_per_sample, **kwargs)
-        self.filler = get_filler(filler)
-        self.fractions = tuple(float(q) for q in check_fractions(fractions))
-        self.settings = dict(
-            filler=self.filler, fractions=self.fractions, order=order, patch_size=patch_size, tie_break=tie_break,
-            tie_seed=tie_seed, generator=generator, input_range=input_range, net=net, pnet_rand=pnet_rand,
-            upsample_to=upsample_to, chunk_size=chunk_size,
+        self._set_options(
+            filler=get_filler(filler), fractions=tuple(float(q) for q in check_fractions(fractions)), order=order,
+            patch_size=patch_size, tie_break=tie_break, tie_seed=tie_seed, generator=generator, input_range=input_range,
+            net=net, pnet_rand=pnet_rand, upsample_to=upsample_to, chunk_size=chunk_size,
         )  # fmt: skip
         self.add_state("curve_sum", torch.zeros(len(self.fractions), dtype=torch.float64), dist_reduce_fx="sum")
         self._last_curve: Tensor | None = None
@@ -74,16 +77,16 @@ class RemovalRealism(SampleScoreMetric):
         return {
             "filler": self.filler.key,
             "fractions": list(self.fractions),
-            "order": self.settings["order"],
-            "patch_size": self.settings["patch_size"],
-            "net": self.settings["net"],
-            "pnet_rand": self.settings["pnet_rand"],
+            "order": self.order,
+            "patch_size": self.patch_size,
+            "net": self.net,
+            "pnet_rand": self.pnet_rand,
         }
 
-    def update(self, model: Any, inputs: Tensor, saliency: Tensor, target: Tensor, context: BatchContext | None = None) -> None:
-        curves = _removal_realism_update(inputs, saliency, **self.settings)
-        self._accumulate(curves.mean(dim=1))
+    def _scores(self, model: Any, inputs: Tensor, saliency: Tensor, target: Tensor, options: dict[str, Any]) -> Tensor:
+        _, curves = removal_realism(inputs, saliency, reduction="none", return_curves=True, **options)
         self.curve_sum += curves.sum(0).to(self.curve_sum)
+        return curves.mean(dim=1)
 
     def compute(self) -> Tensor:
         # states are synced across processes only inside compute: keep the mean curve from here

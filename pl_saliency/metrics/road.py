@@ -10,8 +10,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from pl_saliency._keywords import keyword_only
 from pl_saliency.functional.road import DEFAULT_PERCENTAGES
-from pl_saliency.functional.road import _road_update
 from pl_saliency.functional.road import check_percentages
 from pl_saliency.functional.road import road_fractions
 from pl_saliency.metrics.aopc import CurveMetric
@@ -25,8 +25,10 @@ class _ROAD(CurveMetric):
     default_filler = "noisy_linear"
     _order: str = "morf"
 
+    @keyword_only
     def __init__(
         self,
+        *,
         percentages: Sequence[float] = DEFAULT_PERCENTAGES,
         filler: Any = None,
         patch_size: int = 1,
@@ -46,12 +48,6 @@ class _ROAD(CurveMetric):
             output_transform=output_transform, keep_per_sample=keep_per_sample, **kwargs,
         )  # fmt: skip
 
-    def _values(self, model, inputs, saliency, target, context):  # type: ignore[no-untyped-def]
-        return _road_update(
-            model, inputs, saliency, target, order=self.order, percentages=self.percentages,
-            patch_size=self.patch_size, context=context, **self._common_kwargs(),
-        )  # fmt: skip
-
     def _positions(self, inputs: Tensor) -> Tensor:
         h, w = inputs.shape[-2:]
         return curve_fractions(h, w, self.patch_size, 1, fractions=road_fractions(self.percentages))
@@ -68,7 +64,7 @@ class _ROAD(CurveMetric):
         items.update(steps=None, percentages=self.percentages, summary="mean score over percentages")
         return items
 
-    def control_spec(self, inputs: Tensor) -> CurveSpec:
+    def curve_spec(self, inputs: Tensor) -> CurveSpec:
         return self.spec.replace(fractions=tuple(road_fractions(self.percentages).tolist()))
 
     def scores_from_curves(self, curves: Tensor, inputs: Tensor) -> Tensor:

@@ -9,20 +9,21 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from pl_saliency._keywords import keyword_only
 from pl_saliency.functional.robustness import _check_bool
-from pl_saliency.functional.robustness import _infidelity_compute
-from pl_saliency.functional.robustness import _infidelity_update
-from pl_saliency.functional.robustness import _sensitivity_compute
-from pl_saliency.functional.robustness import _sensitivity_update
+from pl_saliency.functional.robustness import avg_sensitivity
 from pl_saliency.functional.robustness import check_positive_float
-from pl_saliency.metrics.base import SampleScoreMetric
+from pl_saliency.functional.robustness import infidelity
+from pl_saliency.functional.robustness import max_sensitivity
+from pl_saliency.metrics.base import FunctionalMetric
+from pl_saliency.metrics.base import ReexplainingMetric
 from pl_saliency.perturbation.engine import BatchContext
 from pl_saliency.utils import SCORES
 from pl_saliency.utils import check_choice
 from pl_saliency.utils import check_positive_int
 
 
-class Infidelity(SampleScoreMetric):
+class Infidelity(FunctionalMetric):
     r"""Infidelity (Yeh et al., NeurIPS 2019, "On the (in)fidelity and sensitivity of explanations")
     under Gaussian input noise; **lower is better**.
 
@@ -54,9 +55,12 @@ class Infidelity(SampleScoreMetric):
     higher_is_better: bool = False
     plot_lower_bound: float = 0.0
     plot_upper_bound: float | None = None
+    function = infidelity
 
+    @keyword_only
     def __init__(
         self,
+        *,
         n_samples: int = 10,
         noise_std: float = 0.1,
         normalize: bool = True,
@@ -68,14 +72,16 @@ class Infidelity(SampleScoreMetric):
         **kwargs: Any,
     ) -> None:
         super().__init__(keep_per_sample=keep_per_sample, **kwargs)
-        self.n_samples = check_positive_int("n_samples", n_samples)
-        self.noise_std = check_positive_float("noise_std", noise_std)
-        self.normalize = _check_bool("normalize", normalize)
         check_choice("score", score, SCORES)
-        self.score = score
-        self.chunk_size = check_positive_int("chunk_size", chunk_size)
-        self.generator = generator
-        self.output_transform = output_transform
+        self._set_options(
+            n_samples=check_positive_int("n_samples", n_samples),
+            noise_std=check_positive_float("noise_std", noise_std),
+            normalize=_check_bool("normalize", normalize),
+            score=score,
+            chunk_size=check_positive_int("chunk_size", chunk_size),
+            generator=generator,
+            output_transform=output_transform,
+        )
 
     def _definition_items(self) -> dict[str, Any]:
         return {
@@ -85,29 +91,17 @@ class Infidelity(SampleScoreMetric):
             "score": self.score,
         }
 
-    def update(
-        self,
-        model: Callable[[Tensor], Any],
-        inputs: Tensor,
-        saliency: Tensor,
-        target: Tensor,
-        context: BatchContext | None = None,
-    ) -> None:
-        stats, count = _infidelity_update(
-            model, inputs, saliency, target, n_samples=self.n_samples, noise_std=self.noise_std, score=self.score,
-            chunk_size=self.chunk_size, generator=self.generator, output_transform=self.output_transform,
-        )  # fmt: skip
-        self._accumulate(_infidelity_compute(stats, count, self.normalize))
 
-
-class _Sensitivity(SampleScoreMetric):
+class _Sensitivity(ReexplainingMetric):
     higher_is_better: bool = False
     plot_lower_bound: float = 0.0
     plot_upper_bound: float | None = None
-    aggregate: str = "max"
+    function = max_sensitivity
 
+    @keyword_only
     def __init__(
         self,
+        *,
         n_samples: int = 10,
         radius: float = 0.02,
         chunk_size: int = 64,
@@ -116,29 +110,18 @@ class _Sensitivity(SampleScoreMetric):
         **kwargs: Any,
     ) -> None:
         super().__init__(keep_per_sample=keep_per_sample, **kwargs)
-        self.n_samples = check_positive_int("n_samples", n_samples)
-        self.radius = check_positive_float("radius", radius)
-        self.chunk_size = check_positive_int("chunk_size", chunk_size)
-        self.generator = generator
+        self._set_options(
+            n_samples=check_positive_int("n_samples", n_samples),
+            radius=check_positive_float("radius", radius),
+            chunk_size=check_positive_int("chunk_size", chunk_size),
+            generator=generator,
+        )
 
     def _definition_items(self) -> dict[str, Any]:
         return {"n_samples": self.n_samples, "radius": self.radius}
 
-    def update(
-        self,
-        model: Callable[[Tensor], Any],
-        inputs: Tensor,
-        saliency: Tensor,
-        target: Tensor,
-        context: BatchContext | None = None,
-        *,
-        explainer: Callable[..., Tensor] | None = None,
-    ) -> None:
-        ratios = _sensitivity_update(
-            model, inputs, saliency, target, explainer=explainer, n_samples=self.n_samples, radius=self.radius,
-            chunk_size=self.chunk_size, generator=self.generator, context=context,
-        )  # fmt: skip
-        self._accumulate(_sensitivity_compute(ratios, self.aggregate))
+    def _options(self, context: BatchContext | None, explainer: Callable[..., Tensor] | None = None) -> dict[str, Any]:
+        return {**super()._options(context), "explainer": explainer, "context": context}
 
 
 class MaxSensitivity(_Sensitivity):
@@ -167,7 +150,7 @@ class MaxSensitivity(_Sensitivity):
         0.0
     """
 
-    aggregate = "max"
+    function = max_sensitivity
 
 
 class AvgSensitivity(_Sensitivity):
@@ -187,4 +170,4 @@ class AvgSensitivity(_Sensitivity):
         True
     """
 
-    aggregate = "mean"
+    function = avg_sensitivity

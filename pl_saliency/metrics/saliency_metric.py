@@ -11,18 +11,19 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from pl_saliency._keywords import keyword_only
 from pl_saliency.functional.saliency_metric import _check_unit
 from pl_saliency.functional.saliency_metric import _object_localization_update
-from pl_saliency.functional.saliency_metric import _saliency_metric_update
+from pl_saliency.functional.saliency_metric import _SaliencyMetricOptions
 from pl_saliency.functional.saliency_metric import check_thresholds
+from pl_saliency.metrics.base import FunctionalMetric
 from pl_saliency.metrics.base import SampleScoreMetric
 from pl_saliency.perturbation.engine import BatchContext
 from pl_saliency.utils import check_inputs
-from pl_saliency.utils import check_positive_int
 from pl_saliency.utils import check_saliency
 
 
-class SaliencyMetric(SampleScoreMetric):
+class SaliencyMetric(FunctionalMetric):
     r"""Saliency Metric (Dabkowski & Gal, NeurIPS 2017); **lower is better**.
 
     Definition, per sample: the salient region is :math:`\{a \ge \alpha \max a\}` (``threshold`` α,
@@ -60,8 +61,10 @@ class SaliencyMetric(SampleScoreMetric):
     plot_lower_bound: float = math.log(0.05)
     plot_upper_bound: float | None = None
 
+    @keyword_only
     def __init__(
         self,
+        *,
         threshold: float = 0.5,
         area_floor: float = 0.05,
         chunk_size: int = 64,
@@ -70,29 +73,15 @@ class SaliencyMetric(SampleScoreMetric):
         **kwargs: Any,
     ) -> None:
         super().__init__(keep_per_sample=keep_per_sample, **kwargs)
-        self.threshold = _check_unit("threshold", threshold)
-        self.area_floor = _check_unit("area_floor", area_floor, low_open=True)
-        self.chunk_size = check_positive_int("chunk_size", chunk_size)
-        self.output_transform = output_transform
-        object.__setattr__(self, "plot_lower_bound", math.log(self.area_floor))
+        options = _SaliencyMetricOptions(threshold, area_floor, chunk_size, output_transform)
+        self._set_options(**vars(options))
+        object.__setattr__(self, "plot_lower_bound", math.log(options.area_floor))
 
     def _definition_items(self) -> dict[str, Any]:
         return {"threshold": self.threshold, "area_floor": self.area_floor, "score": "probability"}
 
-    def update(
-        self,
-        model: Callable[[Tensor], Any],
-        inputs: Tensor,
-        saliency: Tensor,
-        target: Tensor,
-        context: BatchContext | None = None,
-    ) -> None:
-        scores, _, _ = _saliency_metric_update(
-            model, inputs, saliency, target, threshold=self.threshold, area_floor=self.area_floor,
-            chunk_size=self.chunk_size, output_transform=self.output_transform,
-        )  # fmt: skip
-        self._accumulate(scores)
-
+    def _scores(self, model: Any, inputs: Tensor, saliency: Tensor, target: Tensor, options: dict[str, Any]) -> Tensor:
+        return _SaliencyMetricOptions(**options).scores(model, inputs, saliency, target)
 
 
 class ObjectLocalizationError(SampleScoreMetric):
@@ -136,8 +125,10 @@ class ObjectLocalizationError(SampleScoreMetric):
     level_errors: Tensor
     level_total: Tensor
 
+    @keyword_only
     def __init__(
         self,
+        *,
         thresholds: float | Sequence[float] = 0.5,
         iou_threshold: float = 0.5,
         keep_per_sample: bool = False,

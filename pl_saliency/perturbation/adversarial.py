@@ -119,15 +119,16 @@ def check_mask(mask: Any, inputs: Tensor, name: str = "mask") -> Tensor:
     return mask
 
 
-def resolve_iterations(iterations: Any, steps: Any, default: int, owner: str) -> tuple[int, str]:
-    """The attack's iteration count from ``iterations`` or the deprecated ``steps`` (which warns);
-    returns ``(value, name used)`` so that errors name the argument the caller passed."""
+def resolve_iterations(iterations: Any, steps: Any, default: int, owner: str, stacklevel: int = 3) -> tuple[int, str]:
+    """The attack's iteration count from ``iterations`` or the deprecated ``steps`` (which warns, at
+    ``stacklevel`` counted from here); returns ``(value, name used)`` so that errors name the argument
+    the caller passed."""
     if steps is not None:
         warnings.warn(
             f"Argument `steps` of {owner} is deprecated: it counts attack iterations, and in pl_saliency `steps` "
             "means curve points. Pass `iterations=` instead; `steps=` will be removed in the next release.",
             DeprecationWarning,
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
         if iterations is not None:
             raise ValueError(
@@ -136,6 +137,22 @@ def resolve_iterations(iterations: Any, steps: Any, default: int, owner: str) ->
             )
         return check_positive_int("steps", steps), "steps"
     return check_positive_int("iterations", default if iterations is None else iterations), "iterations"
+
+
+def check_attack(
+    eps: Any, iterations: Any, step_size: Any, norm: Any, flags: dict[str, Any], *, steps: Any = None, owner: str
+) -> tuple[float, int, float]:
+    """Checked ``(eps, iterations, step_size)`` of the PGD attack (``iterations`` default 10, ``step_size``
+    default ``2.5 * eps / iterations``), ``norm`` and the bool ``flags`` (name: value); ``steps`` is the
+    deprecated alias of ``iterations`` (``owner`` names the caller in its warning)."""
+    eps = check_positive_float("eps", eps)
+    iterations, _ = resolve_iterations(iterations, steps, 10, owner, stacklevel=4)
+    step_size = 2.5 * eps / iterations if step_size is None else check_positive_float("step_size", step_size)
+    check_choice("norm", norm, NORMS)
+    for name, flag in flags.items():
+        if not isinstance(flag, bool):
+            raise TypeError(f"Argument `{name}` must be a bool, but got {type(flag).__name__} {flag!r}.")
+    return eps, iterations, step_size
 
 
 def warn_unbounded(inputs: Tensor, adversarial: Tensor, bounds: Any) -> None:
@@ -276,14 +293,11 @@ def adversarial_perturbation(
     check_model(model)
     inputs = check_inputs(inputs)
     target = check_target(target, inputs.shape[0]).to(inputs.device)
-    eps = check_positive_float("eps", eps)
-    iterations, _ = resolve_iterations(iterations, steps, 10, "adversarial_perturbation")
-    step_size = 2.5 * eps / iterations if step_size is None else check_positive_float("step_size", step_size)
-    check_choice("norm", norm, NORMS)
+    eps, iterations, step_size = check_attack(
+        eps, iterations, step_size, norm, {"targeted": targeted, "random_start": random_start}, steps=steps,
+        owner="adversarial_perturbation",
+    )  # fmt: skip
     chunk_size = check_positive_int("chunk_size", chunk_size)
-    for name, flag in (("targeted", targeted), ("random_start", random_start)):
-        if not isinstance(flag, bool):
-            raise TypeError(f"Argument `{name}` must be a bool, but got {type(flag).__name__} {flag!r}.")
     mask = torch.ones_like(inputs[:1, :1]) if mask is None else check_mask(mask, inputs)
     limits = check_bounds(bounds, inputs)
     n = inputs.shape[0]

@@ -35,6 +35,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from dataclasses import field
 from typing import Any
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -46,26 +47,20 @@ from pl_saliency.perturbation.orders import feature_grid
 from pl_saliency.perturbation.orders import feature_scores
 from pl_saliency.perturbation.orders import removal_order
 from pl_saliency.perturbation.orders import removal_rank
-from pl_saliency.spec import AMP_DTYPES  # the speed-option checks and MODES are re-exported here, where they lived  # noqa: F401
-from pl_saliency.spec import AUTO  # the speed-option checks and MODES are re-exported here, where they lived
-from pl_saliency.spec import (  # the speed-option checks and MODES are re-exported here, where they lived
-    DEFAULT_CPU_BUDGET_MB,
-)
-from pl_saliency.spec import MODES  # the speed-option checks and MODES are re-exported here, where they lived  # noqa: F401
-from pl_saliency.spec import CurveSpec  # the speed-option checks and MODES are re-exported here, where they lived
-from pl_saliency.spec import SpeedOptions  # the speed-option checks and MODES are re-exported here, where they lived
-from pl_saliency.spec import check_amp_dtype  # the speed-option checks and MODES are re-exported here, where they lived
-from pl_saliency.spec import (  # the speed-option checks and MODES are re-exported here, where they lived
-    check_chunk_size,  # noqa: F401
-)
-from pl_saliency.spec import check_fractions  # the speed-option checks and MODES are re-exported here, where they lived
-from pl_saliency.spec import (  # the speed-option checks and MODES are re-exported here, where they lived
-    check_memory_budget,
-)
-from pl_saliency.spec import (  # the speed-option checks and MODES are re-exported here, where they lived
-    check_speed_options,  # noqa: F401
-)
-from pl_saliency.spec import sample_seeds  # the speed-option checks and MODES are re-exported here, where they lived
+
+# the speed-option checks and MODES are re-exported here, where they lived
+from pl_saliency.spec import AMP_DTYPES  # noqa: F401
+from pl_saliency.spec import AUTO
+from pl_saliency.spec import DEFAULT_CPU_BUDGET_MB
+from pl_saliency.spec import MODES  # noqa: F401
+from pl_saliency.spec import CurveSpec
+from pl_saliency.spec import SpeedOptions
+from pl_saliency.spec import check_amp_dtype
+from pl_saliency.spec import check_chunk_size  # noqa: F401
+from pl_saliency.spec import check_fractions
+from pl_saliency.spec import check_memory_budget
+from pl_saliency.spec import check_speed_options  # noqa: F401
+from pl_saliency.spec import sample_seeds
 from pl_saliency.utils import check_inputs
 from pl_saliency.utils import check_model
 from pl_saliency.utils import check_positive_int
@@ -112,6 +107,20 @@ class BatchContext:
 
     def clear(self) -> None:
         self.entries.clear()
+
+
+def memoized(
+    context: BatchContext | None, key: tuple[Any, ...], refs: tuple[Any, ...], compute: Callable[[], Tensor], keep: Any = None
+) -> Tensor:
+    """``compute()``, memoized in ``context`` (when given) under ``key``: the entry stored there is returned
+    while ``refs`` are the same objects (see :meth:`BatchContext.get` / :meth:`BatchContext.put`)."""
+    if context is None:
+        return compute()
+    cached = context.get(key, refs)
+    if cached is None:
+        cached = compute()
+        context.put(key, refs, cached, keep=keep)
+    return cached
 
 
 def removal_counts(num_features: int, steps: int, fractions: Any = None) -> Tensor:
@@ -431,9 +440,18 @@ def perturbation_curves(
     return spec_curves(model, inputs, saliency, target, spec, speed, context=context)
 
 
-def _check_problem(
-    model: Any, inputs: Tensor, target: Tensor, spec: CurveSpec
-) -> tuple[Tensor, Tensor, Tensor, int, Tensor]:
+class _Problem(NamedTuple):
+    """A validated curve problem: the images (N, C, H, W) and targets (N,) on their device, the feature of
+    each pixel (H, W), the number of features and the features removed at each curve point (points,)."""
+
+    inputs: Tensor
+    target: Tensor
+    feature_id: Tensor
+    num_features: int
+    counts: Tensor
+
+
+def _check_problem(model: Any, inputs: Tensor, target: Tensor, spec: CurveSpec) -> _Problem:
     """Validated inputs and target, the feature grid and the removal counts of ``spec``."""
     check_model(model)
     inputs = check_inputs(inputs)
@@ -448,7 +466,7 @@ def _check_problem(
             f"patch_size={spec.patch_size}), but got {spec.steps}."
         )
     counts = removal_counts(num_features, spec.steps, spec.fractions)  # (points,) on the CPU
-    return inputs, target, feature_id, num_features, counts
+    return _Problem(inputs, target, feature_id, num_features, counts)
 
 
 def spec_curves(
@@ -468,20 +486,15 @@ def spec_curves(
     """
     speed = speed or SpeedOptions()
     refs = (model, inputs, saliency)  # the caller's objects: cache entries are keyed by their identity
-    inputs, target, feature_id, num_features, counts = _check_problem(model, inputs, target, spec)
-    key = ("curve", spec.key(counts.tolist()), speed.amp_dtype, *map(id, refs))
-    if context is not None:
-        cached = context.get(key, refs)
-        if cached is not None:
-            return cached
-    saliency = check_saliency(saliency, inputs)
-    order_idx = removal_order(
-        feature_scores(saliency, feature_id, num_features), spec.order, spec.tie_break, spec.tie_seed, spec.generator
-    )
-    curves = _score_ranks(model, inputs, target, removal_rank(order_idx), feature_id, counts, spec, speed, context)
-    if context is not None:
-        context.put(key, refs, curves, keep=spec)
-    return curves
+    problem = _check_problem(model, inputs, target, spec)
+    key = ("curve", spec.key(problem.counts.tolist()), speed.amp_dtype, *map(id, refs))
+
+    def compute() -> Tensor:
+        scores = feature_scores(check_saliency(saliency, problem.inputs), problem.feature_id, problem.num_features)
+        order_idx = removal_order(scores, spec.order, spec.tie_break, spec.tie_seed, spec.generator)
+        return _score_ranks(model, problem, removal_rank(order_idx), spec, speed, context)
+
+    return memoized(context, key, refs, compute, keep=spec)
 
 
 def random_order_curves(
@@ -515,40 +528,29 @@ def random_order_curves(
         )
     base = spec.replace(order="random", generator=None)
     refs = (model, inputs)
-    checked, target, feature_id, num_features, counts = _check_problem(model, inputs, target, base)
-    key = ("random", base.key(counts.tolist()), repeats, seed, tuple(sample_ids.tolist()), speed.amp_dtype, id(model), id(inputs))
-    if context is not None:
-        cached = context.get(key, refs)
-        if cached is not None:
-            return cached
-    inputs = checked
-    n = inputs.shape[0]
-    orders = torch.empty(n, repeats, num_features, dtype=torch.int64)
-    for r in range(repeats):
-        for i, s in enumerate(sample_seeds(sample_ids, seed, r)):
-            orders[i, r] = torch.randperm(num_features, generator=torch.Generator().manual_seed(s))
-    ranks = removal_rank(orders.reshape(n * repeats, num_features)).to(inputs.device)
-    rep = torch.arange(n, device=inputs.device).repeat_interleave(repeats)
-    curves = _score_ranks(
-        model, inputs.index_select(0, rep), target.index_select(0, rep), ranks, feature_id, counts, base, speed, context
-    ).view(n, repeats, -1)
-    if context is not None:
-        context.put(key, refs, curves, keep=base)
-    return curves
+    problem = _check_problem(model, inputs, target, base)
+    key = ("random", base.key(problem.counts.tolist()), repeats, seed, tuple(sample_ids.tolist()), speed.amp_dtype, id(model), id(inputs))
+
+    def compute() -> Tensor:
+        n, f = problem.inputs.shape[0], problem.num_features
+        orders = torch.empty(n, repeats, f, dtype=torch.int64)
+        for r in range(repeats):
+            for i, s in enumerate(sample_seeds(sample_ids, seed, r)):
+                orders[i, r] = torch.randperm(f, generator=torch.Generator().manual_seed(s))
+        ranks = removal_rank(orders.reshape(n * repeats, f)).to(problem.inputs.device)
+        rep = torch.arange(n, device=problem.inputs.device).repeat_interleave(repeats)
+        repeated = problem._replace(inputs=problem.inputs.index_select(0, rep), target=problem.target.index_select(0, rep))
+        return _score_ranks(model, repeated, ranks, base, speed, context).view(n, repeats, -1)
+
+    return memoized(context, key, refs, compute, keep=base)
 
 
 def _score_ranks(
-    model: Callable[[Tensor], Any],
-    inputs: Tensor,
-    target: Tensor,
-    ranks: Tensor,
-    feature_id: Tensor,
-    counts: Tensor,
-    spec: CurveSpec,
-    speed: SpeedOptions,
+    model: Callable[[Tensor], Any], problem: _Problem, ranks: Tensor, spec: CurveSpec, speed: SpeedOptions,
     context: BatchContext | None,
 ) -> Tensor:
-    """Score every image along the removal path given by per-feature ranks (N, F): (N, points)."""
+    """Score every image of ``problem`` along the removal path given by per-feature ranks (N, F): (N, points)."""
+    inputs, target, feature_id, _, counts = problem
     n, num_features = ranks.shape
     rank_dtype = torch.int32 if num_features < 2**31 else torch.int64  # half the bytes of the per-chunk gather
     removed_count = counts.to(inputs.device, rank_dtype)

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from pl_saliency._keywords import keyword_only
 from pl_saliency.perturbation.filler_base import Filler
 from pl_saliency.perturbation.filler_base import _check_number
 from pl_saliency.perturbation.filler_base import check_mask
@@ -102,7 +103,8 @@ class Blur(Filler):
     kernel's half width), so image borders are not darkened.
     """
 
-    def __init__(self, sigma: float = 5.0, kernel_size: int | None = 11) -> None:
+    @keyword_only
+    def __init__(self, *, sigma: float = 5.0, kernel_size: int | None = 11) -> None:
         if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not sigma > 0:
             raise ValueError(f"Argument `sigma` must be a positive number, but got {sigma!r}.")
         if kernel_size is None:
@@ -131,7 +133,8 @@ class Blur(Filler):
 class FunctionFiller(Filler):
     """Wrap a plain function ``fn(inputs) -> substrate`` (same shape) as a mask-independent filler."""
 
-    def __init__(self, fn: Callable[[Tensor], Tensor], name: str | None = None) -> None:
+    @keyword_only
+    def __init__(self, fn: Callable[[Tensor], Tensor], *, name: str | None = None) -> None:
         self.fn = fn
         self.name = name or getattr(fn, "__name__", "function")
 
@@ -143,7 +146,40 @@ class FunctionFiller(Filler):
         return out
 
 
-class UniformNoise(Filler):
+def _check_additive(additive: Any) -> bool:
+    if not isinstance(additive, bool):
+        raise TypeError(f"Argument `additive` must be a bool, but got {type(additive).__name__}.")
+    return additive
+
+
+class _NoiseFiller(Filler):
+    """What the noise fillers share: the substrate ``offset + scale · ε`` with ε drawn once per batch
+    from ``distribution`` (``"uniform"`` U[0, 1) or ``"normal"`` N(0, 1), :func:`draw`), added to the
+    image when ``additive``; the key ``<_key_name>(a,b[,add])`` of the two values of :meth:`_key_values`."""
+
+    _key_name: str = "noise"
+    distribution: str = "uniform"
+    additive: bool = False
+
+    def _affine(self) -> tuple[float, float]:
+        """``(offset, scale)`` of the noise."""
+        raise NotImplementedError
+
+    def _key_values(self) -> tuple[float, float]:
+        raise NotImplementedError
+
+    @property
+    def key(self) -> str:
+        a, b = self._key_values()
+        return f"{self._key_name}({a:g},{b:g}{',add' if self.additive else ''})"
+
+    def substrate(self, inputs: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        offset, scale = self._affine()
+        noise = offset + scale * draw(self.distribution, tuple(inputs.shape), generator, inputs)
+        return inputs + noise if self.additive else noise
+
+
+class UniformNoise(_NoiseFiller):
     """Replace removed pixels by samples of the uniform distribution U[``low``, ``high``).
 
     This is Samek et al.'s region perturbation ("replace by samples from a uniform distribution",
@@ -168,24 +204,24 @@ class UniformNoise(Filler):
         (True, (2, 3, 4, 4))
     """
 
-    def __init__(self, low: float = 0.0, high: float = 1.0, additive: bool = False) -> None:
+    _key_name = "uniform_noise"
+    distribution = "uniform"
+
+    @keyword_only
+    def __init__(self, *, low: float = 0.0, high: float = 1.0, additive: bool = False) -> None:
         low, high = _check_number("low", low), _check_number("high", high)
         if not low < high:
             raise ValueError(f"Argument `high` must be greater than `low` ({low:g}), but got {high:g}.")
-        if not isinstance(additive, bool):
-            raise TypeError(f"Argument `additive` must be a bool, but got {type(additive).__name__}.")
-        self.low, self.high, self.additive = low, high, additive
+        self.low, self.high, self.additive = low, high, _check_additive(additive)
 
-    @property
-    def key(self) -> str:
-        return f"uniform_noise({self.low:g},{self.high:g}{',add' if self.additive else ''})"
+    def _affine(self) -> tuple[float, float]:
+        return self.low, self.high - self.low
 
-    def substrate(self, inputs: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        noise = self.low + (self.high - self.low) * draw("uniform", tuple(inputs.shape), generator, inputs)
-        return inputs + noise if self.additive else noise
+    def _key_values(self) -> tuple[float, float]:
+        return self.low, self.high
 
 
-class GaussianNoise(Filler):
+class GaussianNoise(_NoiseFiller):
     """Replace removed pixels by samples of the normal distribution N(``mean``, ``std``²).
 
     The defaults (0, 1) are the marginal distribution of standardized inputs (per-channel
@@ -208,21 +244,21 @@ class GaussianNoise(Filler):
         1
     """
 
-    def __init__(self, std: float = 1.0, mean: float = 0.0, additive: bool = False) -> None:
+    _key_name = "gaussian_noise"
+    distribution = "normal"
+
+    @keyword_only
+    def __init__(self, *, std: float = 1.0, mean: float = 0.0, additive: bool = False) -> None:
         std, mean = _check_number("std", std), _check_number("mean", mean)
         if not std > 0:
             raise ValueError(f"Argument `std` must be a positive number, but got {std:g}.")
-        if not isinstance(additive, bool):
-            raise TypeError(f"Argument `additive` must be a bool, but got {type(additive).__name__}.")
-        self.std, self.mean, self.additive = std, mean, additive
+        self.std, self.mean, self.additive = std, mean, _check_additive(additive)
 
-    @property
-    def key(self) -> str:
-        return f"gaussian_noise({self.mean:g},{self.std:g}{',add' if self.additive else ''})"
+    def _affine(self) -> tuple[float, float]:
+        return self.mean, self.std
 
-    def substrate(self, inputs: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        noise = self.mean + self.std * draw("normal", tuple(inputs.shape), generator, inputs)
-        return inputs + noise if self.additive else noise
+    def _key_values(self) -> tuple[float, float]:
+        return self.mean, self.std
 
 
 _NAMED: dict[str, Callable[[], Filler]] = {
