@@ -49,7 +49,7 @@ from torch import Tensor
 from pl_saliency.functional.complexity import REDUCTIONS
 from pl_saliency.functional.complexity import _reduce
 from pl_saliency.functional.randomization import pearson_correlation
-from pl_saliency.perturbation.engine import constant_fill_value
+from pl_saliency.perturbation.engine import Removal
 from pl_saliency.perturbation.engine import resolve_chunk_size
 from pl_saliency.perturbation.engine import score_images
 from pl_saliency.perturbation.fillers import get_filler
@@ -172,8 +172,7 @@ def _faithfulness_correlation_update(
 
     relevance = feature_scores(saliency, feature_id, num_features)  # (N, F) float64
     att_sums = relevance.unsqueeze(0).expand(runs, n, num_features).gather(2, subsets).sum(dim=2)  # (R, N)
-    substrate = None if fill.mask_dependent else fill.substrate(inputs, generator)
-    constant = constant_fill_value(fill)  # zeros / constant: filled in place, no substrate gather
+    removal = Removal(fill, inputs, generator)
     flat_id = feature_id.reshape(-1)
 
     scores = torch.empty(total, dtype=torch.float32, device=inputs.device)
@@ -191,13 +190,7 @@ def _faithfulness_correlation_update(
             chosen.scatter_(1, subset_of_row[start:stop], True)
             chosen &= kept_row[start:stop]
             removed = (chosen if patch_size == 1 else chosen.index_select(1, flat_id)).view(-1, 1, h, w)
-            x = inputs.index_select(0, i)
-            if substrate is None:
-                x = fill(x, removed, generator)
-            elif constant is not None:
-                x = x.masked_fill_(removed, constant)
-            else:
-                x = torch.where(removed, substrate.index_select(0, i), x)
+            x = removal(inputs.index_select(0, i), removed, i)
             scores[start:stop] = score_images(
                 model, x, target_of_row[start:stop], score, output_transform, amp_dtype, check=target if start == 0 else None
             )

@@ -199,6 +199,27 @@ def constant_fill_value(fill: Any) -> float | None:
     return None
 
 
+class Removal:
+    """How one batch's removed positions are filled, set up once per batch: the mask-independent
+    filler's substrate (drawn once, so a curve does not depend on ``chunk_size``) and, for zeros /
+    constants, the value to fill in place without gathering a substrate.
+
+    ``removal(x, removed, rows)`` fills ``removed`` (B, 1, H, W) bool of ``x`` (B, C, H, W), a fresh
+    copy of the batch's rows ``rows`` (B,), and returns it (in place where it can)."""
+
+    def __init__(self, fill: Filler, inputs: Tensor, generator: torch.Generator | None) -> None:
+        self.fill, self.generator = fill, generator
+        self.substrate = None if fill.mask_dependent else fill.substrate(inputs, generator)
+        self.constant = constant_fill_value(fill)
+
+    def __call__(self, x: Tensor, removed: Tensor, rows: Tensor) -> Tensor:
+        if self.substrate is None:
+            return self.fill(x, removed, self.generator)
+        if self.constant is not None:
+            return x.masked_fill_(removed, self.constant)
+        return torch.where(removed, self.substrate.index_select(0, rows), x)
+
+
 def default_memory_budget_mb(device: torch.device) -> float:
     """Half the free memory of a CUDA device (``torch.cuda.mem_get_info``); 1024 MiB elsewhere."""
     if device.type == "cuda" and torch.cuda.is_available():
@@ -355,8 +376,7 @@ def perturbed_chunks(
     of tensor ops; mask-independent fillers are computed once, zeros / constants filled in place.
     """
     n, points = inputs.shape[0], counts.numel()
-    substrate = None if fill.mask_dependent else fill.substrate(inputs, generator)
-    constant = constant_fill_value(fill)
+    removal = Removal(fill, inputs, generator)
     total = n * points
     image_of_row = torch.arange(total, device=inputs.device) // points
     threshold_of_row = counts.to(inputs.device, pixel_rank.dtype).repeat(n).view(-1, 1, 1, 1)
@@ -365,14 +385,7 @@ def perturbed_chunks(
         i, threshold = image_of_row[start:stop], threshold_of_row[start:stop]
         rank_i = pixel_rank.index_select(0, i)
         removed = rank_i < threshold if mode == "deletion" else rank_i >= threshold
-        x = inputs.index_select(0, i)
-        if substrate is None:
-            x = fill(x, removed, generator)
-        elif constant is not None:
-            x = x.masked_fill_(removed, constant)
-        else:
-            x = torch.where(removed, substrate.index_select(0, i), x)
-        yield start, stop, i, x
+        yield start, stop, i, removal(inputs.index_select(0, i), removed, i)
 
 
 def perturbation_curves(
