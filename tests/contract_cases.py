@@ -362,7 +362,8 @@ NOT_COVERED: dict[str, str] = {
     "SampleScoreMetric": "base class: no `update` (subclasses define the per-sample score)",
     "CurveAUCMetric": "base class of the curve metrics: no `higher_is_better`; DeletionAUC / InsertionAUC are its "
                       "concrete forms and are covered",
-    "CurveMetric": "base class: `_values` is abstract (raises NotImplementedError)",
+    "CurveMetric": "base class of the curve metrics whose direction follows their order: no `higher_is_better` of "
+                   "its own; its concrete forms (AOPC, ABPC, region perturbation, selectivity, ROAD) are covered",
     "LocalizationMetric": "base class: `_score` is abstract (raises NotImplementedError)",
 }  # fmt: skip
 

@@ -241,3 +241,33 @@ def test_load_state_dict_leaves_the_given_state_dict_unchanged(tmp_path):
         warnings.simplefilter("ignore")
         resumed.load_state_dict(state)
     assert state["history"] == before
+
+
+class WarningScore(ConstantScore):
+    """Warns the same thing at every update, and something new at the third."""
+
+    calls = 0
+
+    def update(self, model, inputs, saliency, target, context=None):
+        WarningScore.calls += 1
+        warnings.warn("the same degenerate thing", UserWarning)
+        if WarningScore.calls == 3:
+            warnings.warn("a new thing", UserWarning)
+        super().update(model, inputs, saliency, target, context=context)
+
+
+def test_a_warning_raised_while_scoring_is_shown_once_per_run(tmp_path):
+    """Scoring every epoch does not repeat the same warning every epoch (Python's once-per-location
+    registry is reset by every `catch_warnings` Lightning enters); a new warning is still shown."""
+    WarningScore.calls = 0
+    mon = monitor(metrics={"constant": WarningScore()}, controls=False)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        trainer(tmp_path, [mon], 4).fit(LitTiny(), loader(), loader(seed=1))
+    assert WarningScore.calls >= 4  # scored every epoch
+    texts = [str(w.message) for w in record]
+    assert texts.count("the same degenerate thing") == 1
+    assert texts.count("a new thing") == 1
+    # shown where it was raised, not in the callback
+    (same,) = [w for w in record if str(w.message) == "the same degenerate thing"]
+    assert same.filename == __file__

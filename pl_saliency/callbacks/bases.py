@@ -3,7 +3,9 @@ rank-zero warning the callbacks share."""
 
 from __future__ import annotations
 
+import contextlib
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 try:  # Lightning >= 2.1 re-exports typing_extensions' decorator
@@ -12,7 +14,28 @@ except ImportError:  # pragma: no cover
     def override(fn: Any) -> Any:  # type: ignore[misc]
         return fn
 
-__all__ = ["callback_bases", "override", "rank_zero_warn"]
+__all__ = ["callback_bases", "override", "rank_zero_warn", "replay_once"]
+
+
+@contextlib.contextmanager
+def replay_once(seen: set[str]) -> Iterator[None]:
+    """Record the warnings raised inside the block and re-emit, where they were raised, those whose
+    category and text are not in ``seen`` (then add them): a callback that scores every epoch says a
+    thing once, not once per epoch (Python's own once-per-location registry is reset by every
+    ``warnings.catch_warnings``, which Lightning and torch enter often). Every process replays its own:
+    a failure is reported by the process it happened on. The user's filters apply when they are
+    re-emitted; warnings raised before an exception leaves the block are re-emitted too."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            recorded = list(caught)
+    for w in recorded:
+        key = f"{w.category.__name__}:{w.message}"
+        if key not in seen:
+            seen.add(key)
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
 
 
 def rank_zero_warn(trainer: Any, message: str) -> None:

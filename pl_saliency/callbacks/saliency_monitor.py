@@ -25,6 +25,7 @@ from torch import Tensor
 from pl_saliency.callbacks.bases import callback_bases
 from pl_saliency.callbacks.bases import override
 from pl_saliency.callbacks.bases import rank_zero_warn
+from pl_saliency.callbacks.bases import replay_once
 from pl_saliency.callbacks.probe import Probe
 from pl_saliency.callbacks.probe import default_batch_transform
 from pl_saliency.callbacks.probe import split_batch
@@ -33,6 +34,7 @@ from pl_saliency.callbacks.reports import report_options
 from pl_saliency.callbacks.reports import run_reports
 from pl_saliency.evaluation import ON_ERROR
 from pl_saliency.evaluation import TARGETS
+from pl_saliency.evaluation import Evaluator
 from pl_saliency.evaluation import ScoreGrid
 from pl_saliency.evaluation import Sync
 from pl_saliency.evaluation import distributed_sync
@@ -501,15 +503,14 @@ class SaliencyMonitor(*callback_bases()):  # type: ignore[misc]
         )  # fmt: skip
         explainers = getattr(self, "_explainers_in_use", self.explainers)
         try:
-            if len(inputs):
-                grid = evaluate(
-                    pl_module, inputs.to(device), labels.to(device), explainers, self.metric_templates, extras=extras,
-                    sample_ids=ids, batch_size=self.batch_size, sync=sync, **options,
-                )  # fmt: skip
-            else:  # an empty probe on this process: join the collectives with nothing
-                from pl_saliency.evaluation import Evaluator
-
-                grid = Evaluator(pl_module, explainers, self.metric_templates, **options).finish(sync)
+            with replay_once(self._warned):  # a warning once per run, not once per epoch
+                if len(inputs):
+                    grid = evaluate(
+                        pl_module, inputs.to(device), labels.to(device), explainers, self.metric_templates, extras=extras,
+                        sample_ids=ids, batch_size=self.batch_size, sync=sync, **options,
+                    )  # fmt: skip
+                else:  # an empty probe on this process: join the collectives with nothing
+                    grid = Evaluator(pl_module, explainers, self.metric_templates, **options).finish(sync)
         except Exception as err:
             if self.on_error == "raise":
                 raise
