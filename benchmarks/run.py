@@ -1075,24 +1075,12 @@ def bench_gpu(args: argparse.Namespace, device: torch.device) -> list[dict[str, 
 
 # --------------------------------------------------------------------------- 13. host reads of the curve loop
 def bench_syncs(args: argparse.Namespace, device: torch.device) -> list[dict[str, Any]]:
-    """Host reads per curve call, counted by a dispatch mode (``.item()``/``bool()`` and data-dependent
-    shapes, which stall a CUDA stream) on any device, and on CUDA also by ``set_sync_debug_mode``."""
-    from torch.utils._python_dispatch import TorchDispatchMode
-
+    """Host reads per curve call (:mod:`pl_saliency.syncs`): counted by a dispatch mode on any device,
+    and on CUDA also by ``set_sync_debug_mode``."""
     from pl_saliency.perturbation import BatchContext
     from pl_saliency.perturbation import perturbation_curves
-
-    ops = ("_local_scalar_dense", "nonzero", "masked_select", "unique", "is_nonzero", "equal")
-
-    class Counter(TorchDispatchMode):
-        def __init__(self) -> None:
-            super().__init__()
-            self.count = 0
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
-            name = func.overloadpacket.__name__
-            self.count += any(name == op or name.startswith(op + "_") or name.startswith("_" + op) for op in ops)
-            return func(*args, **(kwargs or {}))
+    from pl_saliency.syncs import count_host_reads
+    from pl_saliency.syncs import cuda_syncs
 
     model = demo_cnn().to(device).eval()
     x, s, y = batch(16, (1, 32, 32), device, seed=3)
@@ -1100,21 +1088,12 @@ def bench_syncs(args: argparse.Namespace, device: torch.device) -> list[dict[str
     for filler in ("zeros", "blur", "uniform_noise"):
         for steps, chunk in ((4, 64), (32, 16), (128, 8)):
             kwargs = dict(steps=steps, chunk_size=chunk, filler=filler, generator=torch.Generator(device).manual_seed(0))
-            counter = Counter()
-            with counter:
-                perturbation_curves(model, x, s, y, context=BatchContext(), **kwargs)
+            _, ops = count_host_reads(perturbation_curves, model, x, s, y, context=BatchContext(), **kwargs)
             row = {"filler": filler, "steps": steps, "chunk": chunk, "model calls": math.ceil(16 * (steps + 1) / chunk),
-                   "host reads (dispatch count)": counter.count}  # fmt: skip
+                   "host reads (dispatch count)": len(ops)}  # fmt: skip
             if device.type == "cuda":
-                torch.cuda.synchronize()
-                torch.cuda.set_sync_debug_mode("warn")
-                try:
-                    with warnings.catch_warnings(record=True) as caught:
-                        warnings.simplefilter("always")
-                        perturbation_curves(model, x, s, y, context=BatchContext(), **kwargs)
-                finally:
-                    torch.cuda.set_sync_debug_mode("default")
-                row["CUDA syncs (sync debug mode)"] = sum("synchroniz" in str(w.message).lower() for w in caught)
+                _, syncs = cuda_syncs(perturbation_curves, model, x, s, y, context=BatchContext(), **kwargs)
+                row["CUDA syncs (sync debug mode)"] = len(syncs)
             rows.append(row)
     return rows
 
@@ -1187,8 +1166,8 @@ NOTES: dict[str, str] = {
         "same either way. Scoring seconds are on the loaded machine (see the load above)."
     ),
     "syncs": (
-        "Counted with a `TorchDispatchMode` that records the ops which read a value back to the host or size "
-        "their output from the data (`.item()`/`bool()`, `nonzero`, `masked_select`, `unique`): each would stall a "
+        "Counted with `pl_saliency.syncs.count_host_reads` (a `TorchDispatchMode`) over the ops that read a value back to the host or size "
+        "their output from the data (`.item()`/`bool()`, `nonzero`, `masked_select`, `unique`, `x[mask]`): each would stall a "
         "CUDA stream. The count is the three input checks (inputs and map finite, targets in range) and the first "
         "chunk's target-vs-logits check, the same for 2 or 258 model calls: nothing inside the curve loop reads "
         "back per chunk or per point (`tests/test_performance.py` asserts it; `tests/test_cuda.py` checks the same "

@@ -5,8 +5,6 @@ Skipped without a CUDA device (this project's CI has none; run them where a GPU 
 
 from __future__ import annotations
 
-import warnings
-
 import pytest
 import torch
 
@@ -24,6 +22,7 @@ from pl_saliency import evaluate  # noqa: E402
 from pl_saliency.perturbation import BatchContext  # noqa: E402
 from pl_saliency.perturbation import perturbation_curves  # noqa: E402
 from pl_saliency.perturbation.fillers import get_filler  # noqa: E402
+from pl_saliency.syncs import cuda_syncs  # noqa: E402
 
 
 @pytest.fixture()
@@ -73,15 +72,7 @@ def test_evaluate_with_controls_on_cuda_equals_cpu(problem):
 
 
 def _cuda_syncs(model, x, sal, y, **kwargs) -> list[str]:
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("warn")
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            perturbation_curves(model, x, sal, y, context=BatchContext(), **kwargs)
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
-    return [str(w.message) for w in caught if "synchroniz" in str(w.message).lower()]
+    return cuda_syncs(perturbation_curves, model, x, sal, y, context=BatchContext(), **kwargs)[1]
 
 
 def test_curve_loop_synchronisations_do_not_grow(problem):

@@ -311,34 +311,12 @@ def test_speed_option_errors_name_the_argument():
 
 
 # ---------------------------------------------------------------- host synchronisations in the curve loop
-#: ops that make a CUDA stream wait for the host: a scalar read back (.item(), bool(t), int(t)) and
-#: ops whose output size depends on the data (nonzero, masked_select, unique)
-_SYNC_OPS = ("_local_scalar_dense", "nonzero", "masked_select", "unique", "is_nonzero", "equal")
-
-
-class _HostSyncCounter(TorchDispatchMode):
-    """Counts the ops that would synchronise a CUDA stream with the host, on any device: the
-    measurement tests/test_cuda.py makes with ``torch.cuda.set_sync_debug_mode``, available on the CPU."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.ops: list[str] = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
-        name = func.overloadpacket.__name__
-        if any(name == op or name.startswith(op + "_") or name.startswith("_" + op) for op in _SYNC_OPS):
-            self.ops.append(name)
-        return func(*args, **(kwargs or {}))
-
-
 def _host_reads(model, x, s, y, **kwargs):
     from pl_saliency.perturbation import BatchContext
     from pl_saliency.perturbation import perturbation_curves
+    from pl_saliency.syncs import count_host_reads
 
-    counter = _HostSyncCounter()
-    with counter:
-        curves = perturbation_curves(model, x, s, y, context=BatchContext(), **kwargs)
-    return curves, counter.ops
+    return count_host_reads(perturbation_curves, model, x, s, y, context=BatchContext(), **kwargs)
 
 
 @pytest.mark.parametrize("filler", ["zeros", "blur", "uniform_noise", "noisy_linear"])
@@ -366,9 +344,12 @@ def test_curve_loop_host_reads_do_not_grow_with_chunks_or_points(filler):
 
 
 def test_host_read_counter_sees_a_per_point_read():
-    """The counter is not blind: reading a curve point by point is one host read per point."""
+    """The counter is not blind: reading a curve point by point is one host read per point, and a
+    data-dependent shape is a read too."""
+    from pl_saliency.syncs import count_host_reads
+
     curve = torch.rand(9)
-    probe = _HostSyncCounter()
-    with probe:
-        [float(c) for c in curve]
-    assert probe.ops == ["_local_scalar_dense"] * 9
+    _, ops = count_host_reads(lambda: [float(c) for c in curve])
+    assert ops == ["_local_scalar_dense"] * 9
+    _, ops = count_host_reads(lambda: curve[curve > 0.5])
+    assert len(ops) == 1
