@@ -22,7 +22,10 @@ ScoreKind = Literal["probability", "logit", "sigmoid"]
 #: raw output; ``"sigmoid"``: the target output's sigmoid (multi-label classifiers, one independent
 #: probability per label)
 SCORES: tuple[str, ...] = ("probability", "logit", "sigmoid")
-REDUCTIONS: tuple[str, ...] = ("sum", "mean", "max", "none")
+#: how a (N, C, H, W) map becomes (N, 1, H, W): the channel reductions (argument `reduce`)
+CHANNEL_REDUCTIONS: tuple[str, ...] = ("sum", "mean", "max", "none")
+#: how per-sample scores (N,) become one (argument `reduction`): the score reductions
+SCORE_REDUCTIONS: tuple[str, ...] = ("mean", "sum", "none")
 
 _warned_upsample: set[tuple[int, int, int, int]] = set()
 
@@ -83,7 +86,7 @@ def reduce_channels(saliency: Tensor, reduce: str = "sum", abs: bool = False) ->
     The rule, in this order: take the absolute value when ``abs`` is True, then reduce over channels
     by ``reduce`` (``"sum"``, ``"mean"``, ``"max"``; ``"none"`` requires C == 1).
     """
-    check_choice("reduce", reduce, REDUCTIONS)
+    check_choice("reduce", reduce, CHANNEL_REDUCTIONS)
     if abs:
         saliency = saliency.abs()
     if saliency.shape[1] == 1:

@@ -32,7 +32,7 @@ from torch import Tensor
 from pl_saliency._keywords import keyword_only
 from pl_saliency.explainers.layers import eager
 from pl_saliency.explainers.layers import unwrap_compiled
-from pl_saliency.utils import REDUCTIONS
+from pl_saliency.utils import CHANNEL_REDUCTIONS
 from pl_saliency.utils import check_choice
 from pl_saliency.utils import check_inputs
 from pl_saliency.utils import check_model
@@ -124,7 +124,7 @@ class Explainer:
         name: str | None = None,
         output_transform: Callable[[Any], Tensor] | None = None,
     ) -> None:
-        check_choice("reduce", reduce, REDUCTIONS)
+        check_choice("reduce", reduce, CHANNEL_REDUCTIONS)
         if not isinstance(abs, bool):
             raise TypeError(f"Argument `abs` must be a bool, but got {type(abs).__name__} {abs!r}.")
         if name is not None and (not isinstance(name, str) or not name or "/" in name):

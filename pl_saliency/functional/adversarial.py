@@ -77,7 +77,6 @@ from pl_saliency.functional.cleaning import CleanedSaliency
 from pl_saliency.functional.cleaning import SimplifiedImage
 from pl_saliency.functional.cleaning import clean_saliency
 from pl_saliency.functional.cleaning import simplified_image
-from pl_saliency.functional.deletion import REDUCTIONS
 from pl_saliency.functional.deletion import _check_bool
 from pl_saliency.functional.deletion import _reduce
 from pl_saliency.functional.flip_budget import FLIP_BASELINES
@@ -88,6 +87,7 @@ from pl_saliency.perturbation.engine import BatchContext
 from pl_saliency.perturbation.orders import feature_scores
 from pl_saliency.perturbation.orders import removal_order
 from pl_saliency.perturbation.orders import removal_rank
+from pl_saliency.utils import SCORE_REDUCTIONS
 from pl_saliency.utils import check_choice
 from pl_saliency.utils import check_positive_int
 from pl_saliency.utils import eval_mode
@@ -194,7 +194,7 @@ def adversarial_reliability(
         (torch.Size([]), ['least', 'random', 'relevant'], torch.Size([2, 3]))
     """
     _check_bool("return_curves", return_curves)
-    check_choice("reduction", reduction, REDUCTIONS)
+    check_choice("reduction", reduction, SCORE_REDUCTIONS)
     fractions = check_fractions(fractions)
     eps, iterations, step_size, chunk_size = _check_confined(
         eps, iterations, step_size, norm, random_start, outcome=outcome, score=score, rank=rank, patch_size=patch_size,

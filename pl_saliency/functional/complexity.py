@@ -40,11 +40,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from pl_saliency.utils import SCORE_REDUCTIONS
 from pl_saliency.utils import check_choice
 from pl_saliency.utils import check_saliency
 from pl_saliency.utils import reduce_scores
-
-REDUCTIONS: tuple[str, ...] = ("mean", "sum", "none")
 
 
 def _check_maps(saliency: Any, size: tuple[int, int] | None = None, name: str = "saliency") -> Tensor:
@@ -72,7 +71,7 @@ def _check_maps(saliency: Any, size: tuple[int, int] | None = None, name: str = 
 def _reduce(values: Tensor, reduction: str) -> Tensor:
     """``"mean"`` / ``"sum"`` over the finite values (NaN marks an undefined sample, counted in a
     warning), or ``"none"``: the package's one reduction rule (:func:`pl_saliency.utils.reduce_scores`)."""
-    return reduce_scores(values, reduction, choices=REDUCTIONS)
+    return reduce_scores(values, reduction, choices=SCORE_REDUCTIONS)
 
 
 def _check_eps(eps: Any) -> float:
@@ -122,7 +121,7 @@ def gini_sparseness(saliency: Tensor, *, eps: float = 1e-7, reduction: str = "me
         0.0
     """
     eps = _check_eps(eps)
-    check_choice("reduction", reduction, REDUCTIONS)
+    check_choice("reduction", reduction, SCORE_REDUCTIONS)
     return _reduce(_gini_sparseness_update(_check_maps(saliency), eps), reduction)
 
 
@@ -141,5 +140,5 @@ def entropy_complexity(saliency: Tensor, *, reduction: str = "mean") -> Tensor:
         >>> entropy_complexity(torch.zeros(1, 1, 4, 4))  # no mass: undefined
         tensor(nan)
     """
-    check_choice("reduction", reduction, REDUCTIONS)
+    check_choice("reduction", reduction, SCORE_REDUCTIONS)
     return _reduce(_entropy_complexity_update(_check_maps(saliency)), reduction)

@@ -60,7 +60,8 @@ from pl_saliency.utils import model_logits
 from pl_saliency.utils import reduce_scores
 
 NORMALIZATIONS: tuple[str, ...] = ("positive_minmax", "minmax", "none")
-REDUCTIONS: tuple[str, ...] = ("mean", "none")
+#: average drop and increase in confidence are defined as means over the samples (Chattopadhay et al.): no "sum"
+CONFIDENCE_REDUCTIONS: tuple[str, ...] = ("mean", "none")
 
 
 def check_percentile(percentile: Any) -> float | None:
@@ -95,7 +96,7 @@ def explanation_maps(saliency: Tensor, normalize: str = "positive_minmax", perce
 
 def _reduce(values: Tensor, reduction: str) -> Tensor:
     """The package's one reduction rule (:func:`pl_saliency.utils.reduce_scores`)."""
-    return reduce_scores(values, reduction, choices=REDUCTIONS)
+    return reduce_scores(values, reduction, choices=CONFIDENCE_REDUCTIONS)
 
 
 def _confidence_function(value: str, doc: str) -> Callable[..., Tensor]:

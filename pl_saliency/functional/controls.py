@@ -38,13 +38,13 @@ import torch
 from torch import Tensor
 
 from pl_saliency.functional.aopc import morf_lerf_curves
-from pl_saliency.functional.deletion import REDUCTIONS
 from pl_saliency.functional.deletion import _reduce
 from pl_saliency.perturbation.engine import BatchContext
 from pl_saliency.perturbation.engine import curve_fractions
 from pl_saliency.spec import CurveSpec
 from pl_saliency.spec import SpeedOptions
 from pl_saliency.spec import spec_from_kwargs
+from pl_saliency.utils import SCORE_REDUCTIONS
 from pl_saliency.utils import auc
 from pl_saliency.utils import check_choice
 from pl_saliency.utils import check_positive_int
@@ -90,7 +90,7 @@ def gain_over_random(
         >>> gain_over_random(torch.tensor([0.1, 0.3]), torch.tensor([0.4, 0.4]), higher_is_better=False)
         tensor(0.2000, dtype=torch.float64)
     """
-    check_choice("reduction", reduction, REDUCTIONS)
+    check_choice("reduction", reduction, SCORE_REDUCTIONS)
     m, r = _check_pair(map_scores, random_scores)
     gains = _sign(higher_is_better) * (m - r)
     if reduction == "none":

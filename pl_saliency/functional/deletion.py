@@ -36,11 +36,10 @@ from pl_saliency.perturbation.engine import curve_fractions
 from pl_saliency.perturbation.engine import spec_curves
 from pl_saliency.spec import CurveSpec
 from pl_saliency.spec import spec_from_kwargs
+from pl_saliency.utils import SCORE_REDUCTIONS
 from pl_saliency.utils import auc
 from pl_saliency.utils import check_choice
 from pl_saliency.utils import reduce_scores
-
-REDUCTIONS: tuple[str, ...] = ("mean", "sum", "none")
 
 Model = Callable[[Tensor], Any]
 
@@ -100,7 +99,7 @@ def _reduce(values: Tensor, reduction: str, where: str | None = None) -> Tensor:
     (default: the calling function, e.g. ``deletion_auc``)."""
     if where is None:
         where = sys._getframe(1).f_code.co_name
-    return reduce_scores(values, reduction, where, REDUCTIONS)
+    return reduce_scores(values, reduction, where, SCORE_REDUCTIONS)
 
 
 def curve_metric(
@@ -112,7 +111,7 @@ def curve_metric(
     settings = {**arguments, **fixed}
     reduction, return_curves = settings.pop("reduction"), settings.pop("return_curves")
     _check_bool("return_curves", return_curves)
-    check_choice("reduction", reduction, REDUCTIONS)
+    check_choice("reduction", reduction, SCORE_REDUCTIONS)
     problem = [settings.pop(name) for name in ("model", "inputs", "saliency", "target")]
     scores, curves = update(*problem, **settings)
     out = _reduce(scores, reduction, sys._getframe(1).f_code.co_name)  # the warning names the public function

@@ -46,7 +46,6 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from pl_saliency.functional.complexity import REDUCTIONS
 from pl_saliency.functional.complexity import _reduce
 from pl_saliency.functional.randomization import pearson_correlation
 from pl_saliency.perturbation.engine import Removal
@@ -56,6 +55,7 @@ from pl_saliency.perturbation.fillers import get_filler
 from pl_saliency.perturbation.orders import feature_grid
 from pl_saliency.perturbation.orders import feature_scores
 from pl_saliency.spec import check_speed_options
+from pl_saliency.utils import SCORE_REDUCTIONS
 from pl_saliency.utils import SCORES
 from pl_saliency.utils import check_choice
 from pl_saliency.utils import check_inputs
@@ -255,7 +255,7 @@ def faithfulness_correlation(
         >>> faithfulness_correlation(model, x, grad_x_input, y, n_runs=10, subset_size=4, reduction="none")
         tensor([1., 1.])
     """
-    check_choice("reduction", reduction, REDUCTIONS)
+    check_choice("reduction", reduction, SCORE_REDUCTIONS)
     att_sums, drops = _faithfulness_correlation_update(
         model, inputs, saliency, target, n_runs=n_runs, subset_size=subset_size, filler=filler, patch_size=patch_size,
         score=score, subsets=subsets, chunk_size=chunk_size, generator=generator, output_transform=output_transform,

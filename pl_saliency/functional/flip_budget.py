@@ -50,10 +50,10 @@ from torch import Tensor
 from pl_saliency.functional.adversarial_base import _clean_outputs
 from pl_saliency.functional.adversarial_base import _loss_gradient
 from pl_saliency.functional.adversarial_base import check_baselines
-from pl_saliency.functional.deletion import REDUCTIONS
 from pl_saliency.functional.deletion import _check_bool
 from pl_saliency.functional.deletion import _reduce
 from pl_saliency.perturbation.adversarial import check_positive_float
+from pl_saliency.utils import SCORE_REDUCTIONS
 from pl_saliency.utils import check_choice
 from pl_saliency.utils import check_inputs
 from pl_saliency.utils import check_model
@@ -307,7 +307,7 @@ def adversarial_flip_budget(
     """
     _check_bool("return_baselines", return_baselines)
     _check_bool("return_linf", return_linf)
-    check_choice("reduction", reduction, REDUCTIONS)
+    check_choice("reduction", reduction, SCORE_REDUCTIONS)
     max_budget, resolution, baselines, shuffles, chunk_size = check_flip_options(
         max_budget, resolution, baselines, shuffles, chunk_size, protocol=protocol, preprocess=preprocess,
         search=search, shuffle=shuffle,

@@ -49,9 +49,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from pl_saliency.functional.complexity import REDUCTIONS
 from pl_saliency.functional.complexity import _check_maps
 from pl_saliency.functional.complexity import _reduce
+from pl_saliency.utils import SCORE_REDUCTIONS
 from pl_saliency.utils import check_choice
 
 TIES: tuple[str, ...] = ("mean", "any")
@@ -268,7 +268,7 @@ def pointing_game(
     """
     tolerance = check_tolerance(tolerance)
     check_choice("ties", ties, TIES)
-    check_choice("reduction", reduction, REDUCTIONS)
+    check_choice("reduction", reduction, SCORE_REDUCTIONS)
     sal, gt = _prepare(saliency, masks, boxes)
     return _reduce(_pointing_game_update(sal, gt, tolerance, ties), reduction)
 
@@ -287,7 +287,7 @@ def energy_pointing_game(
         >>> energy_pointing_game(sal, boxes=torch.tensor([[0, 0, 1, 1]]))  # 3 of 4 positive units
         tensor(0.7500)
     """
-    check_choice("reduction", reduction, REDUCTIONS)
+    check_choice("reduction", reduction, SCORE_REDUCTIONS)
     sal, gt = _prepare(saliency, masks, boxes)
     return _reduce(_energy_pointing_game_update(sal, gt), reduction)
 
@@ -313,7 +313,7 @@ def relevance_mass_accuracy(
         tensor(0.5000)
     """
     check_choice("relevance", relevance, RELEVANCE)
-    check_choice("reduction", reduction, REDUCTIONS)
+    check_choice("reduction", reduction, SCORE_REDUCTIONS)
     sal, gt = _prepare(saliency, masks, boxes)
     return _reduce(_relevance_mass_accuracy_update(sal, gt, relevance), reduction)
 
@@ -339,6 +339,6 @@ def relevance_rank_accuracy(
         tensor(0.5000)
     """
     check_choice("relevance", relevance, RELEVANCE)
-    check_choice("reduction", reduction, REDUCTIONS)
+    check_choice("reduction", reduction, SCORE_REDUCTIONS)
     sal, gt = _prepare(saliency, masks, boxes)
     return _reduce(_relevance_rank_accuracy_update(sal, gt, relevance), reduction)

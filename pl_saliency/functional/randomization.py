@@ -71,6 +71,7 @@ import torch
 from torch import Tensor
 from torch import nn
 
+from pl_saliency.utils import SCORE_REDUCTIONS
 from pl_saliency.utils import check_choice
 from pl_saliency.utils import check_inputs
 from pl_saliency.utils import check_model
@@ -84,7 +85,6 @@ from pl_saliency.utils import model_logits
 SIMILARITIES: tuple[str, ...] = ("spearman", "pearson", "ssim")
 RANDOMIZATION_MODES: tuple[str, ...] = ("cascading", "independent")
 AGGREGATES: tuple[str, ...] = ("last", "mean")
-_REDUCTIONS: tuple[str, ...] = ("mean", "sum", "none")
 
 Similarity = str | Callable[[Tensor, Tensor], Tensor]
 
@@ -471,7 +471,7 @@ def random_logit(
         >>> random_logit(model, x, y, Gradient(), reduction="none").shape
         torch.Size([2])
     """
-    check_choice("reduction", reduction, _REDUCTIONS)
+    check_choice("reduction", reduction, SCORE_REDUCTIONS)
     target = _check_batch(model, inputs, target, explainer, "cascading", similarity, abs, seed, ssim_kernel_size, ssim_sigma)
     if num_classes is None:
         with torch.no_grad(), eval_mode(model):

@@ -41,12 +41,11 @@ from pl_saliency.perturbation.orders import feature_grid
 from pl_saliency.perturbation.orders import feature_scores
 from pl_saliency.perturbation.orders import removal_order
 from pl_saliency.perturbation.orders import removal_rank
+from pl_saliency.utils import SCORE_REDUCTIONS
 from pl_saliency.utils import check_choice
 from pl_saliency.utils import check_inputs
 from pl_saliency.utils import check_positive_int
 from pl_saliency.utils import check_saliency
-
-REDUCTIONS: tuple[str, ...] = ("mean", "sum", "none")
 
 
 def removal_realism(
@@ -87,7 +86,7 @@ def removal_realism(
         >>> removal_realism(x, s, fractions=(0.0,), pnet_rand=True).item()
         0.0
     """
-    check_choice("reduction", reduction, REDUCTIONS)
+    check_choice("reduction", reduction, SCORE_REDUCTIONS)
     if not isinstance(return_curves, bool):
         raise TypeError(f"Argument `return_curves` must be a bool, but got {type(return_curves).__name__}.")
     inputs = check_inputs(inputs)

@@ -58,9 +58,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from pl_saliency.functional.complexity import REDUCTIONS
 from pl_saliency.functional.complexity import _reduce
 from pl_saliency.perturbation.engine import BatchContext
+from pl_saliency.utils import SCORE_REDUCTIONS
 from pl_saliency.utils import SCORES
 from pl_saliency.utils import check_choice
 from pl_saliency.utils import check_inputs
@@ -241,7 +241,7 @@ def infidelity(
         True
     """
     _check_bool("normalize", normalize)
-    check_choice("reduction", reduction, REDUCTIONS)
+    check_choice("reduction", reduction, SCORE_REDUCTIONS)
     check_model(model)
     inputs = check_inputs(inputs)
     check_choice("score", score, SCORES)
@@ -294,7 +294,7 @@ def _sensitivity_function(aggregate: str, doc: str) -> Callable[..., Tensor]:
         context: BatchContext | None = None,
         reduction: str = "mean",
     ) -> Tensor:
-        check_choice("reduction", reduction, REDUCTIONS)
+        check_choice("reduction", reduction, SCORE_REDUCTIONS)
         check_model(model)
         inputs = check_inputs(inputs)
         radius = check_positive_float("radius", radius)

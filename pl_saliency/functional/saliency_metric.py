@@ -42,6 +42,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from pl_saliency.utils import SCORE_REDUCTIONS
 from pl_saliency.utils import check_choice
 from pl_saliency.utils import check_inputs
 from pl_saliency.utils import check_model
@@ -50,9 +51,6 @@ from pl_saliency.utils import check_saliency
 from pl_saliency.utils import check_target
 from pl_saliency.utils import eval_mode
 from pl_saliency.utils import model_logits
-
-REDUCTIONS: tuple[str, ...] = ("mean", "sum", "none")
-
 
 # --------------------------------------------------------------------------------------------------
 # Checks
@@ -119,7 +117,7 @@ def check_gt_boxes(boxes: Any, batch_size: int, size: tuple[int, int], name: str
 
 
 def _check_reduction(reduction: str) -> None:
-    check_choice("reduction", reduction, REDUCTIONS)
+    check_choice("reduction", reduction, SCORE_REDUCTIONS)
 
 
 def _reduce(values: Tensor, reduction: str) -> Tensor:
