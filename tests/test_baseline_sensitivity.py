@@ -202,7 +202,8 @@ def test_custom_metric_factory_gets_declared_arguments_only():
         ({"fillers": "zeros"}, TypeError, "`fillers` must be a dict"),
         ({"fillers": {"g": "gray"}}, ValueError, "`filler`"),
         ({"fillers": ["zeros", "zeros"]}, ValueError, "two fillers are named 'zeros'"),
-        ({"metrics": ("deletion",)}, ValueError, "`metrics` must name metrics among"),
+        ({"metrics": ("deletion_aucc",)}, ValueError, "`metrics` must name metrics among"),
+        ({"metrics": ("infidelity",)}, ValueError, "`metrics` must name metrics among"),  # not a filler metric
         ({"metrics": ()}, ValueError, "`metrics` must hold at least one metric"),
         ({"metrics": {"m": 3}}, TypeError, "`metrics`: 'm' must be a metric name"),
         ({"metrics": {"m": lambda: "no metric"}}, TypeError, "`metrics`: 'm' must build a torchmetrics Metric"),
@@ -315,3 +316,11 @@ def test_leakage_warning_when_the_generating_filler_scores_the_map():
     model, x, y, _ = _problem()
     with pytest.warns(UserWarning, match="explainer 'occ' removes pixels with the filler 'zeros' that metric 'd' scores with"):
         evaluate(model, x[:4], y[:4], {"occ": SlidingPatchOcclusion(patch_size=2, stride=2, filler="zeros")}, {"d": DeletionAUC(steps=4)})
+
+
+def test_metric_names_come_from_the_registry_aliases_included():
+    """The analysis names metrics as the registry does: the CLI's alias `deletion` is `deletion_auc`."""
+    model, x, y, maps = _flip_setup()
+    a = baseline_sensitivity(model, x, y, maps, ["zeros"], metrics=("deletion",), steps=4)
+    b = baseline_sensitivity(model, x, y, maps, ["zeros"], metrics=("deletion_auc",), steps=4)
+    torch.testing.assert_close(a.scores["deletion"], b.scores["deletion_auc"])

@@ -39,35 +39,21 @@ from torchmetrics import Metric
 from pl_saliency.evaluation import evaluate
 from pl_saliency.evaluation import noop_warnings
 from pl_saliency.evaluation import removal_context
-from pl_saliency.metrics import ABPC
-from pl_saliency.metrics import AOPCLerf
-from pl_saliency.metrics import AOPCMorf
-from pl_saliency.metrics import DeletionAUC
-from pl_saliency.metrics import InsertionAUC
-from pl_saliency.metrics import PixelFlipping
-from pl_saliency.metrics import RegionPerturbation
-from pl_saliency.metrics import ROADLerf
-from pl_saliency.metrics import ROADMorf
-from pl_saliency.metrics import Selectivity
 from pl_saliency.perturbation.fillers import get_filler
+from pl_saliency.registry import METRIC_ALIASES
+from pl_saliency.registry import canonical_metric_name
+from pl_saliency.registry import metric_class
 from pl_saliency.registry import named_items
 from pl_saliency.utils import check_inputs
 from pl_saliency.utils import check_model
 from pl_saliency.utils import check_positive_int
 from pl_saliency.utils import check_target
 
-METRICS: dict[str, Callable[..., Metric]] = {
-    "deletion_auc": DeletionAUC,
-    "insertion_auc": InsertionAUC,
-    "aopc_morf": AOPCMorf,
-    "aopc_lerf": AOPCLerf,
-    "abpc": ABPC,
-    "pixel_flipping": PixelFlipping,
-    "region_perturbation": RegionPerturbation,
-    "selectivity": Selectivity,
-    "road_morf": ROADMorf,
-    "road_lerf": ROADLerf,
-}
+#: the registry's curve metrics (those built on a removal ``filler``): the names ``metrics=`` accepts
+FILLER_METRICS: tuple[str, ...] = (
+    "deletion_auc", "insertion_auc", "aopc_morf", "aopc_lerf", "abpc", "pixel_flipping", "region_perturbation",
+    "selectivity", "road_morf", "road_lerf",
+)  # fmt: skip
 DEFAULT_FILLERS: tuple[str, ...] = ("zeros", "mean", "blur")
 _SETTING_KWARGS = ("filler", "steps", "patch_size")
 _COMMON_KWARGS = ("score", "chunk_size", "tie_break", "tie_seed", "generator", "output_transform")
@@ -340,9 +326,10 @@ def _named_metric_factories(metrics: Any) -> dict[str, Callable[..., Metric]]:
 
     def check(name: Any, spec: Any) -> Callable[..., Metric]:
         if isinstance(spec, str):
-            if spec not in METRICS:
-                raise ValueError(f"Argument `metrics` must name metrics among {tuple(METRICS)}, but got {spec!r}.")
-            spec = METRICS[spec]
+            name_ = canonical_metric_name(spec) if spec in METRIC_ALIASES else spec
+            if name_ not in FILLER_METRICS:
+                raise ValueError(f"Argument `metrics` must name metrics among {FILLER_METRICS}, but got {spec!r}.")
+            spec = metric_class(name_)
         if not callable(spec):
             raise TypeError(
                 f"Argument `metrics`: {name!r} must be a metric name, a Metric class or a factory, "
@@ -399,7 +386,7 @@ def baseline_sensitivity(
         fillers: dict name -> filler spec (anything :func:`~pl_saliency.perturbation.get_filler`
             takes: ``"zeros"``, ``"mean"``, ``"blur"``, a number, a Filler, a function), or a list of
             specs (named by their key). Default: zeros, mean, blur.
-        metrics: names among ``METRICS`` (``"deletion_auc"``, ``"insertion_auc"``, ``"aopc_morf"``,
+        metrics: names among ``FILLER_METRICS`` (``"deletion_auc"``, ``"insertion_auc"``, ``"aopc_morf"``,
             ``"aopc_lerf"``, ``"abpc"``, ``"pixel_flipping"``, ``"region_perturbation"``,
             ``"selectivity"``, ``"road_morf"``, ``"road_lerf"``), Metric classes, or a dict name ->
             name / class / factory. Each is built per setting with those of ``filler``, ``steps``,
