@@ -39,9 +39,10 @@ from torchmetrics import Metric
 from pl_saliency.evaluation import evaluate
 from pl_saliency.evaluation import noop_warnings
 from pl_saliency.evaluation import removal_context
+from pl_saliency.metrics import CurveAUCMetric
 from pl_saliency.perturbation.fillers import get_filler
 from pl_saliency.registry import METRIC_ALIASES
-from pl_saliency.registry import canonical_metric_name
+from pl_saliency.registry import METRICS as REGISTERED
 from pl_saliency.registry import metric_class
 from pl_saliency.registry import named_items
 from pl_saliency.utils import check_inputs
@@ -49,11 +50,9 @@ from pl_saliency.utils import check_model
 from pl_saliency.utils import check_positive_int
 from pl_saliency.utils import check_target
 
-#: the registry's curve metrics (those built on a removal ``filler``): the names ``metrics=`` accepts
-FILLER_METRICS: tuple[str, ...] = (
-    "deletion_auc", "insertion_auc", "aopc_morf", "aopc_lerf", "abpc", "pixel_flipping", "region_perturbation",
-    "selectivity", "road_morf", "road_lerf",
-)  # fmt: skip
+#: the registry's curve metrics (the :class:`~pl_saliency.metrics.CurveAUCMetric` family, built on a removal
+#: ``filler``): the names ``metrics=`` accepts
+FILLER_METRICS: tuple[str, ...] = tuple(n for n in REGISTERED if issubclass(metric_class(n), CurveAUCMetric))
 DEFAULT_FILLERS: tuple[str, ...] = ("zeros", "mean", "blur")
 _SETTING_KWARGS = ("filler", "steps", "patch_size")
 _COMMON_KWARGS = ("score", "chunk_size", "tie_break", "tie_seed", "generator", "output_transform")
@@ -326,10 +325,9 @@ def _named_metric_factories(metrics: Any) -> dict[str, Callable[..., Metric]]:
 
     def check(name: Any, spec: Any) -> Callable[..., Metric]:
         if isinstance(spec, str):
-            name_ = canonical_metric_name(spec) if spec in METRIC_ALIASES else spec
-            if name_ not in FILLER_METRICS:
+            if METRIC_ALIASES.get(spec, spec) not in FILLER_METRICS:
                 raise ValueError(f"Argument `metrics` must name metrics among {FILLER_METRICS}, but got {spec!r}.")
-            spec = metric_class(name_)
+            spec = metric_class(spec)
         if not callable(spec):
             raise TypeError(
                 f"Argument `metrics`: {name!r} must be a metric name, a Metric class or a factory, "
