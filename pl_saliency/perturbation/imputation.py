@@ -200,21 +200,22 @@ def _solve_banded(inputs: Tensor, removed: Tensor, neighbors: int) -> Tensor:
     inside = np.zeros((h + 2, row))
     inside[1:-1, 1:-1] = 1.0
     inside = inside.ravel()
+    weights = np.zeros(area)  # per grid cell: the sum of its in-image neighbours' weights (one table)
     vidx = np.full(n * area, -1, dtype=np.int64)
     own = np.arange(num)
     vidx[pos] = own
-    cell = pos % area
     rhs = np.zeros((num, c))  # sum over kept neighbours of w_pq x_q
-    diag = np.zeros(num)  # sum of the in-image neighbours' weights
     upper = []  # (distance in the ordering or -1, weight) per later neighbour
     for off, later, wt in _offsets(neighbors, row):
         at = pos + off
         rhs += wt * kept[at]
-        diag += wt * inside[cell + off]
+        weights[row + 1 : area - row - 1] += wt * inside[row + 1 + off : area - row - 1 + off]
         if later:
             j = vidx[at]
             upper.append((np.where(j >= 0, j - own, -1), wt))
     dist = np.maximum.reduce([d for d, _ in upper]).clip(min=0)
+    cell = pos % area
+    diag = weights[cell]
     image = pos // area
     counts = np.bincount(image, minlength=n)
     starts = np.concatenate([[0], np.cumsum(counts)])
