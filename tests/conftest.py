@@ -28,6 +28,37 @@ class TinyCNN(nn.Module):
         return self.head(h.mean(dim=(2, 3)))
 
 
+#: the region :class:`RegionModel` looks at: rows 3-6, columns 4-8, 4 x 5 = 20 of 144 pixels
+ROWS, COLS = slice(3, 7), slice(4, 9)
+
+
+class RegionModel(nn.Module):
+    """Linear classifier (5 classes) of the pixels in rows 3-6, columns 4-8 of a (3, 12, 12) image."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.lin = nn.Linear(3 * 4 * 5, 5)
+        with torch.no_grad():
+            self.lin.weight.copy_(torch.randn(5, 60, generator=g))
+            self.lin.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lin(x[:, :, ROWS, COLS].flatten(1))
+
+
+@pytest.fixture()
+def problem():
+    """(TinyCNN, 6 RGB 12×12 images, their maps, targets), seeded."""
+    torch.manual_seed(0)
+    model = TinyCNN().eval()
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(6, 3, 12, 12, generator=g)
+    sal = torch.rand(6, 1, 12, 12, generator=g)
+    y = torch.randint(0, 5, (6,), generator=g)
+    return model, x, sal, y
+
+
 @pytest.fixture
 def tiny_cnn() -> TinyCNN:
     torch.manual_seed(0)

@@ -16,6 +16,9 @@ import torch
 import torch.nn.functional as F
 from captum.robust import FGSM
 from captum.robust import PGD
+from conftest import COLS
+from conftest import ROWS
+from conftest import RegionModel
 from torch import nn
 
 from pl_saliency.functional import adversarial_flip_budget
@@ -27,23 +30,6 @@ from pl_saliency.perturbation import BatchContext
 from pl_saliency.perturbation import adversarial_perturbation
 
 pytestmark = pytest.mark.filterwarnings("ignore:Input Tensor 0 did not already require gradients")
-
-ROWS, COLS = slice(3, 7), slice(4, 9)  # the region the region model looks at: 4 x 5 = 20 of 144 pixels
-
-
-class RegionModel(nn.Module):
-    """Linear classifier (5 classes) of the pixels in rows 3-6, columns 4-8 of a (3, 12, 12) image."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        g = torch.Generator().manual_seed(0)
-        self.lin = nn.Linear(3 * 4 * 5, 5)
-        with torch.no_grad():
-            self.lin.weight.copy_(torch.randn(5, 60, generator=g))
-            self.lin.bias.zero_()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.lin(x[:, :, ROWS, COLS].flatten(1))
 
 
 def _ce(out, y):

@@ -18,9 +18,9 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from conftest import TinyCNN
+from monitor_helpers import LitTiny
+from monitor_helpers import loader
 from torch import nn
-from torch.utils.data import DataLoader
-from torch.utils.data import TensorDataset
 
 from pl_saliency import AOPCMorf
 from pl_saliency import CaptumExplainer
@@ -485,42 +485,16 @@ def test_monitor_constructor_rejects(kw, exc, names):
     check_error(lambda: SaliencyMonitor(**opts), exc, names)
 
 
-class LitTiny(pl.LightningModule):
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.net = TinyCNN(channels=1, num_classes=4)
-
-    def forward(self, x):
-        return self.net(x)
-
-    def training_step(self, batch, _):
-        x, y = batch
-        return F.cross_entropy(self(x), y)
-
-    def validation_step(self, batch, _):
-        x, y = batch
-        self.log("val_loss", F.cross_entropy(self(x), y))
-
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.1)
-
-
-def _loader(n=8, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return DataLoader(TensorDataset(torch.rand(n, 1, 8, 8, generator=g), torch.randint(0, 4, (n,), generator=g)), batch_size=4)
-
-
 def _fit(monitor, epochs=1, validate=False):
     trainer = pl.Trainer(
         max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
         enable_model_summary=False, num_sanity_val_steps=0, callbacks=[monitor],
     )  # fmt: skip
-    model = LitTiny()
+    model = LitTiny(lr=0.1)
     if validate:
-        trainer.validate(model, _loader())
+        trainer.validate(model, loader())
     else:
-        trainer.fit(model, _loader(), _loader(seed=1))
+        trainer.fit(model, loader(), loader(seed=1))
     return model
 
 
@@ -532,9 +506,9 @@ def test_monitor_in_fit_bad_batch_transform_warns_and_training_continues():
     monitor = SaliencyMonitor([Gradient()], [DeletionAUC(steps=4)], num_samples=4, batch_transform=_bad_transform)
     with pytest.warns(UserWarning, match="probe failed.*KeyError"):
         model = _fit(monitor)
-    reference = LitTiny()
+    reference = LitTiny(lr=0.1)
     pl.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-               enable_model_summary=False, num_sanity_val_steps=0).fit(reference, _loader(), _loader(seed=1))  # fmt: skip
+               enable_model_summary=False, num_sanity_val_steps=0).fit(reference, loader(), loader(seed=1))  # fmt: skip
     for (k, a), b in zip(model.state_dict().items(), reference.state_dict().values()):
         assert torch.equal(a, b), k
     assert monitor.history == []

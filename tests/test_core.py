@@ -7,7 +7,6 @@ import sys
 
 import pytest
 import torch
-from conftest import TinyCNN
 
 from pl_saliency import DeletionAUC
 from pl_saliency import Gradient
@@ -32,18 +31,6 @@ from pl_saliency.spec import CurveSpec
 from pl_saliency.spec import SpeedOptions
 from pl_saliency.spec import filler_key
 from pl_saliency.spec import generator_key
-
-
-@pytest.fixture()
-def problem():
-    torch.manual_seed(0)
-    model = TinyCNN().eval()
-    g = torch.Generator().manual_seed(1)
-    x = torch.rand(6, 3, 12, 12, generator=g)
-    sal = torch.rand(6, 1, 12, 12, generator=g)
-    y = torch.randint(0, 5, (6,), generator=g)
-    return model, x, sal, y
-
 
 # ------------------------------------------------------------------------------------------ cache keys
 

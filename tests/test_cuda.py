@@ -10,7 +10,6 @@ import torch
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
-from conftest import TinyCNN  # noqa: E402
 
 from pl_saliency import DeletionAUC  # noqa: E402
 from pl_saliency import GradCAM  # noqa: E402
@@ -23,17 +22,6 @@ from pl_saliency.perturbation import BatchContext  # noqa: E402
 from pl_saliency.perturbation import perturbation_curves  # noqa: E402
 from pl_saliency.perturbation.fillers import get_filler  # noqa: E402
 from pl_saliency.syncs import cuda_syncs  # noqa: E402
-
-
-@pytest.fixture()
-def problem():
-    torch.manual_seed(0)
-    model = TinyCNN().eval()
-    g = torch.Generator().manual_seed(1)
-    x = torch.rand(6, 3, 12, 12, generator=g)
-    sal = torch.rand(6, 1, 12, 12, generator=g)
-    y = torch.randint(0, 5, (6,), generator=g)
-    return model, x, sal, y
 
 
 @pytest.mark.parametrize("filler", ["zeros", "mean", "blur", "uniform_noise", "noisy_linear"])

@@ -12,13 +12,11 @@ from types import SimpleNamespace
 import pytest
 import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
-from conftest import TinyCNN
+from monitor_helpers import LitTiny
+from monitor_helpers import loader
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.callbacks import EarlyStopping
 from pytorch_lightning.callbacks import ModelCheckpoint
-from torch.utils.data import DataLoader
-from torch.utils.data import TensorDataset
 
 from pl_saliency import DeletionAUC
 from pl_saliency import Gradient
@@ -33,27 +31,6 @@ except ImportError:  # pragma: no cover
 
 KEY = "val/saliency/gradient/constant"
 NO_OP_MESSAGES = ("limit_val_batches=0", "is larger than the trainer's", "no epoch was scored", "validates every")
-
-
-class LitTiny(pl.LightningModule):
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.net = TinyCNN(channels=1, num_classes=4)
-
-    def forward(self, x):
-        return self.net(x)
-
-    def training_step(self, batch, _):
-        x, y = batch
-        return F.cross_entropy(self(x), y)
-
-    def validation_step(self, batch, _):
-        x, y = batch
-        self.log("val_loss", F.cross_entropy(self(x), y))
-
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.05)
 
 
 class ConstantScore(SampleScoreMetric):
@@ -74,11 +51,6 @@ class KeyPresence(Callback):
     def on_validation_end(self, trainer, pl_module):
         if not trainer.sanity_checking:
             self.present.append(KEY in trainer.callback_metrics)
-
-
-def loader(n=8, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return DataLoader(TensorDataset(torch.rand(n, 1, 8, 8, generator=g), torch.randint(0, 4, (n,), generator=g)), batch_size=4)
 
 
 def trainer(tmp_path, callbacks, epochs, **kw):
