@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import functools
 import inspect
+import typing
 import warnings
 from collections.abc import Callable
+from collections.abc import Mapping
 from typing import Any
 from typing import TypeVar
 
@@ -73,4 +75,169 @@ def keyword_only(init: F) -> F:
             args = args[:n_positional]
         init(self, *args, **kwargs)
 
+    return wrapper  # type: ignore[return-value]
+
+
+def declared_options(
+    keywords: Any,
+    defaults: Mapping[str, Any],
+    /,
+    *,
+    leading: tuple[str, ...] = (),
+    forwarded: Any = None,
+    **overrides: Any,
+) -> Callable[[F], F]:
+    """Give ``fn(…, **settings: Unpack[keywords])`` the explicit signature of its options, declared once.
+
+    ``keywords`` is a ``TypedDict`` (the option names and types, which type checkers read through
+    ``Unpack``); ``defaults`` is the one table of defaults those names share (e.g.
+    :data:`pl_saliency.spec.OPTION_DEFAULTS`), ``overrides`` the defaults where this function differs.
+    ``**settings`` is replaced by the options as keyword-only parameters; the keyword-only parameters
+    (the function's own, such as ``return_curves``, and the options) are listed in the table's order,
+    the names of ``leading`` first, names not in the table before the others. A call is bound against that signature: an
+    unknown keyword raises ``TypeError`` as for any function, and a missing option gets its default,
+    so ``fn`` always receives every option. ``help()``, ``inspect.signature``, Sphinx and Lightning's
+    CLI (``jsonargparse``) read the explicit signature; type checkers read ``Unpack[keywords]``.
+    ``forwarded`` (a ``TypedDict`` whose keys ``keywords`` includes) names the keywords that ``fn``
+    only passes on, such as torchmetrics' ``Metric`` options: they are not listed, the signature ends
+    with ``**kwargs`` for them, and they reach ``fn`` in ``**settings`` with the options.
+
+    Example:
+        >>> from typing import TypedDict
+        >>> class Opts(TypedDict, total=False):
+        ...     steps: int
+        ...     order: str
+        >>> @declared_options(Opts, {"order": "morf", "steps": 50}, steps=10)
+        ... def run(x, **settings):
+        ...     return x, settings
+        >>> import inspect
+        >>> str(inspect.signature(run))
+        "(x, *, order: str = 'morf', steps: int = 10)"
+        >>> run(1, order="lerf")
+        (1, {'order': 'lerf', 'steps': 10})
+    """
+    var_keyword = None if forwarded is None else "kwargs"
+    passed_on = set(getattr(forwarded, "__annotations__", {}))
+    names = [n for n in getattr(keywords, "__annotations__", {}) if n not in passed_on]
+    try:
+        hints = typing.get_type_hints(keywords)
+    except (NameError, TypeError):  # a name only imported for type checking: keep its string
+        hints = dict(getattr(keywords, "__annotations__", {}))
+    unknown = sorted(set(overrides) - set(names))
+    missing = sorted(n for n in names if n not in defaults and n not in overrides)
+    if unknown or missing:
+        raise TypeError(
+            f"declared_options({getattr(keywords, '__name__', keywords)}): defaults for undeclared names {unknown} "
+            f"or no default for {missing}"
+        )
+    options = [
+        inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=overrides.get(n, defaults.get(n)), annotation=hints[n])
+        for n in names
+    ]
+    table = list(defaults)
+
+    def place(p: inspect.Parameter) -> tuple[int, int]:
+        if p.name in leading:
+            return (0, leading.index(p.name))
+        return (1, table.index(p.name)) if p.name in table else (1, -1)
+
+    def decorate(fn: F) -> F:
+        own, returns = _resolved(fn)
+        if not own or own[-1].kind is not inspect.Parameter.VAR_KEYWORD:
+            raise TypeError(f"declared_options: {fn.__qualname__} must end with **settings")
+        clash = {p.name for p in own} & set(names)
+        if clash:
+            raise TypeError(f"declared_options: {fn.__qualname__} declares {sorted(clash)} itself")
+        keyword = sorted([p for p in own if p.kind is inspect.Parameter.KEYWORD_ONLY] + options, key=place)
+        params = [p for p in own[:-1] if p.kind is not inspect.Parameter.KEYWORD_ONLY] + keyword
+        if var_keyword is not None:
+            params.append(inspect.Parameter(var_keyword, inspect.Parameter.VAR_KEYWORD))
+        signature = inspect.Signature(params, return_annotation=returns)
+        return _bound_to(fn, signature)
+
+    return decorate
+
+
+def options_of(
+    function: Callable[..., Any],
+    /,
+    *,
+    drop: tuple[str, ...] = ("reduction", "return_curves", "context"),
+    added: Mapping[str, Any] | None = None,
+    **overrides: Any,
+) -> Callable[[F], F]:
+    """Give a Metric's ``__init__(self, **settings)`` the options of its functional twin, declared once there.
+
+    The constructor's keyword-only parameters are ``function``'s (names, types, defaults, order), less
+    ``drop`` (what only a call returns or reduces), with the defaults of ``overrides``, followed by
+    ``added`` (default ``keep_per_sample=False``) and ``**kwargs`` for torchmetrics' options. A call is
+    bound against that signature as with :func:`declared_options`, so ``__init__`` receives every option
+    in ``**settings``; ``help()``, ``inspect.signature`` and Lightning's CLI read the explicit signature.
+
+    Example:
+        >>> def score(model, inputs, *, runs: int = 4, reduction: str = "mean"):
+        ...     pass
+        >>> class Score:
+        ...     @options_of(score, runs=8)
+        ...     def __init__(self, **settings):
+        ...         self.settings = settings
+        >>> import inspect
+        >>> str(inspect.signature(Score))
+        '(*, runs: int = 8, keep_per_sample: bool = False, **kwargs)'
+        >>> Score(sync_on_compute=False).settings
+        {'runs': 8, 'keep_per_sample': False, 'sync_on_compute': False}
+    """
+    added = {"keep_per_sample": False} if added is None else dict(added)
+    twin, _ = _resolved(function)
+    options = [p for p in twin if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in drop]
+    unknown = sorted(set(overrides) - {p.name for p in options})
+    if unknown:
+        raise TypeError(f"options_of({function.__name__}): defaults for names it does not take: {unknown}")
+    options = [p.replace(default=overrides.get(p.name, p.default)) for p in options]
+    options += [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=value, annotation=type(value))
+        for name, value in added.items()
+    ]
+
+    def decorate(init: F) -> F:
+        own, returns = _resolved(init)
+        if [p.kind for p in own] != [inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.VAR_KEYWORD]:
+            raise TypeError(f"options_of: {init.__qualname__} must be `(self, **settings)`")
+        params = [own[0], *options, inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD)]
+        return _bound_to(init, inspect.Signature(params, return_annotation=returns))
+
+    return decorate
+
+
+def _resolved(fn: Callable[..., Any]) -> tuple[list[inspect.Parameter], Any]:
+    """``fn``'s parameters and return annotation, with the annotations evaluated where they can be."""
+    try:
+        hints = typing.get_type_hints(fn)
+    except (NameError, TypeError):  # a name only imported for type checking: keep the strings
+        hints = {}
+    signature = inspect.signature(fn)
+    params = [p.replace(annotation=hints.get(p.name, p.annotation)) for p in signature.parameters.values()]
+    returns = hints.get("return", signature.return_annotation)
+    return params, None if returns is type(None) else returns
+
+
+def _bound_to(fn: F, signature: inspect.Signature) -> F:
+    """``fn`` behind ``signature``: a call is bound and completed with the defaults; positional-or-keyword
+    values are passed by position, the rest (``**`` values unpacked) by keyword."""
+    positional = [p.name for p in signature.parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    var_keyword = next((p.name for p in signature.parameters.values() if p.kind is p.VAR_KEYWORD), None)
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        arguments = bound.arguments
+        extra = arguments.pop(var_keyword, {}) if var_keyword is not None else {}
+        values = [arguments.pop(n) for n in positional if n in arguments]
+        return fn(*values, **arguments, **extra)
+
+    wrapper.__signature__ = signature  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in signature.parameters.values() if p.annotation is not p.empty}
+    if signature.return_annotation is not signature.empty:
+        wrapper.__annotations__["return"] = signature.return_annotation
     return wrapper  # type: ignore[return-value]

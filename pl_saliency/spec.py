@@ -27,6 +27,7 @@ import hashlib
 import math
 import warnings
 from collections.abc import Callable
+from collections.abc import Mapping
 from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import field
@@ -248,6 +249,32 @@ class CurveSpec:
         if self.fractions is not None:
             out["fractions"] = list(self.fractions)
         return out
+
+
+#: the default of every option that the curve functions and Metric classes share, in the order their
+#: signatures list them (:func:`pl_saliency._keywords.declared_options` builds those signatures from
+#: this table): the :class:`CurveSpec` and :class:`SpeedOptions` defaults, and the interface's own
+_DEFAULTS: dict[str, Any] = {
+    **{f.name: f.default for f in (*dataclasses.fields(CurveSpec), *dataclasses.fields(SpeedOptions))},
+    "keep_per_sample": False, "reduction": "mean", "return_curves": False, "context": None,
+}  # fmt: skip
+OPTION_DEFAULTS: dict[str, Any] = {
+    name: _DEFAULTS[name]
+    for name in (
+        "filler", "order", "steps", "patch_size", "score", "chunk_size", "tie_break", "tie_seed", "generator",
+        "output_transform", "keep_per_sample", "reduction", "return_curves", "context", "amp_dtype", "memory_budget_mb",
+    )
+}  # fmt: skip
+
+
+def split_options(settings: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Split keyword settings into the fields of a :class:`CurveSpec`, those of :class:`SpeedOptions`
+    and the rest (e.g. a Metric's own and torchmetrics' options)."""
+    spec_names = {f.name for f in dataclasses.fields(CurveSpec)}
+    speed_names = {f.name for f in dataclasses.fields(SpeedOptions)}
+    spec = {k: v for k, v in settings.items() if k in spec_names}
+    speed = {k: v for k, v in settings.items() if k in speed_names}
+    return spec, speed, {k: v for k, v in settings.items() if k not in spec_names | speed_names}
 
 
 def spec_from_kwargs(**kwargs: Any) -> tuple[CurveSpec, SpeedOptions]:

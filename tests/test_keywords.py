@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import inspect
 import warnings
+from typing import TypedDict
 
 import pytest
 
 from pl_saliency import DeletionAUC
 from pl_saliency import GradCAM
+from pl_saliency._keywords import declared_options
 from pl_saliency._keywords import keyword_only
 from pl_saliency.perturbation import Blur
 
@@ -63,3 +65,95 @@ def test_package_classes_keep_their_subject_positional():
         GradCAM("features.0")
     with pytest.warns(FutureWarning, match="`sigma`"):
         Blur(3.0)
+
+
+# ---------------------------------------------------------------- declared_options: one declaration per option
+
+class _Opts(TypedDict, total=False):
+    steps: int
+    order: str
+    extra: int
+
+
+class _Passed(TypedDict, total=False):
+    sync_on_compute: bool
+
+
+_TABLE = {"order": "morf", "steps": 50}
+
+
+def test_declared_options_signature_defaults_and_binding():
+    @declared_options(_Opts, _TABLE, extra=3)
+    def run(x, *, flag=False, **settings):
+        return x, flag, settings
+
+    sig = inspect.signature(run)
+    assert [(p.name, p.kind.name, p.default) for p in sig.parameters.values()] == [
+        ("x", "POSITIONAL_OR_KEYWORD", inspect.Parameter.empty),
+        ("flag", "KEYWORD_ONLY", False),  # names not in the table first, in their own order
+        ("extra", "KEYWORD_ONLY", 3),  # default from the override
+        ("order", "KEYWORD_ONLY", "morf"),  # then the table's order, not the TypedDict's
+        ("steps", "KEYWORD_ONLY", 50),
+    ]
+    assert sig.parameters["steps"].annotation is int
+    # every option reaches the function, defaults filled in
+    assert run(1, steps=5) == (1, False, {"extra": 3, "order": "morf", "steps": 5})
+    with pytest.raises(TypeError, match="unexpected keyword argument 'step'"):
+        run(1, step=5)
+    with pytest.raises(TypeError):
+        run(1, 2)  # options stay keyword-only
+
+
+def test_declared_options_leading_and_forwarded():
+    class Both(_Opts, _Passed, total=False):
+        pass
+
+    @declared_options(Both, _TABLE, leading=("extra",), extra=0, forwarded=_Passed)
+    def init(self, **settings):
+        return settings
+
+    names = list(inspect.signature(init).parameters)
+    assert names == ["self", "extra", "order", "steps", "kwargs"]  # forwarded names are not listed
+    assert init("s", sync_on_compute=False, anything=1) == {"extra": 0, "order": "morf", "steps": 50,
+                                                           "sync_on_compute": False, "anything": 1}
+
+
+def test_declared_options_refuses_incomplete_declarations():
+    with pytest.raises(TypeError, match=r"no default for \['extra'\]"):
+        declared_options(_Opts, _TABLE)
+    with pytest.raises(TypeError, match=r"undeclared names \['nope'\]"):
+        declared_options(_Opts, _TABLE, extra=1, nope=2)
+    with pytest.raises(TypeError, match="must end with \\*\\*settings"):
+        declared_options(_Opts, _TABLE, extra=1)(lambda x: x)
+    with pytest.raises(TypeError, match=r"declares \['steps'\] itself"):
+        declared_options(_Opts, _TABLE, extra=1)(lambda x, *, steps=1, **settings: x)
+
+
+def test_package_signatures_come_from_one_table():
+    """The curve functions and Metric classes list every option with the table's default (or their own
+    documented override), and the keyword_only deprecation path still maps positionals in that order."""
+    from pl_saliency.functional import deletion_auc
+    from pl_saliency.functional import insertion_auc
+    from pl_saliency.functional import road
+    from pl_saliency.metrics import RegionPerturbation
+    from pl_saliency.metrics import ROADMorf
+    from pl_saliency.spec import OPTION_DEFAULTS
+
+    for fn in (deletion_auc, insertion_auc):
+        params = inspect.signature(fn).parameters
+        assert [n for n in params if n in OPTION_DEFAULTS] == [n for n in OPTION_DEFAULTS if n in params]
+        assert all(params[n].default == OPTION_DEFAULTS[n] for n in params if n in OPTION_DEFAULTS and n != "filler")
+    assert inspect.signature(insertion_auc).parameters["filler"].default == "blur"
+    assert list(inspect.signature(road).parameters)[4:6] == ["order", "percentages"]
+    assert list(inspect.signature(RegionPerturbation).parameters)[:4] == ["patch_size", "order", "regions", "filler"]
+    assert "amp_dtype" in inspect.signature(ROADMorf).parameters  # speed options now listed, not hidden in **kwargs
+    with pytest.warns(FutureWarning, match="Passing `percentages`, `filler`"):
+        m = ROADMorf((20, 40), "zeros")
+    assert m.percentages == (20.0, 40.0) and m.filler.key == "zeros"
+    with pytest.warns(FutureWarning):
+        d = DeletionAUC(None, "lerf", 10)
+    assert (d.order, d.steps) == ("lerf", 10)
+    # torchmetrics' options still pass through
+    assert DeletionAUC(sync_on_compute=False).sync_on_compute is False
+    with pytest.raises(ValueError, match="Unexpected keyword arguments"):
+        DeletionAUC(not_an_option=1)

@@ -37,22 +37,22 @@ Ties in the map are broken by a seeded permutation (DESIGN), not by position.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 from typing import Literal
 from typing import Unpack
 from typing import overload
 
-import torch
 from torch import Tensor
 
+from pl_saliency._keywords import declared_options
 from pl_saliency.functional.deletion import Model
-from pl_saliency.functional.deletion import PatchKeywords
 from pl_saliency.functional.deletion import curve_metric
 from pl_saliency.functional.deletion import spec_and_curves
+from pl_saliency.options import PatchKeywords
 from pl_saliency.perturbation.engine import BatchContext
 from pl_saliency.perturbation.engine import curve_fractions
 from pl_saliency.perturbation.engine import spec_curves
+from pl_saliency.spec import OPTION_DEFAULTS
 from pl_saliency.spec import CurveSpec
 from pl_saliency.spec import SpeedOptions
 from pl_saliency.spec import spec_from_kwargs
@@ -110,26 +110,10 @@ def aopc_morf(
     model: Model, inputs: Tensor, saliency: Tensor, target: Tensor, *, return_curves: bool,
     **settings: Unpack[PatchKeywords],
 ) -> Tensor | tuple[Tensor, Tensor]: ...
+@declared_options(PatchKeywords, OPTION_DEFAULTS)
 def aopc_morf(
-    model: Callable[[Tensor], Any],
-    inputs: Tensor,
-    saliency: Tensor,
-    target: Tensor,
-    *,
-    filler: Any = "zeros",
-    steps: int = 50,
-    patch_size: int = 1,
-    score: str = "probability",
-    chunk_size: int | str = 64,
-    tie_break: str = "random",
-    tie_seed: int = 0,
-    generator: torch.Generator | None = None,
-    output_transform: Callable[[Any], Tensor] | None = None,
-    reduction: str = "mean",
-    return_curves: bool = False,
-    context: BatchContext | None = None,
-    amp_dtype: torch.dtype | None = None,
-    memory_budget_mb: float | None = None,
+    model: Model, inputs: Tensor, saliency: Tensor, target: Tensor, *, return_curves: bool = False,
+    **settings: Unpack[PatchKeywords],
 ) -> Tensor | tuple[Tensor, Tensor]:
     """AOPC, most relevant first (Samek et al. 2017): the mean drop of the target score as features
     are removed; **higher is better**.
@@ -166,26 +150,10 @@ def aopc_lerf(
     model: Model, inputs: Tensor, saliency: Tensor, target: Tensor, *, return_curves: bool,
     **settings: Unpack[PatchKeywords],
 ) -> Tensor | tuple[Tensor, Tensor]: ...
+@declared_options(PatchKeywords, OPTION_DEFAULTS)
 def aopc_lerf(
-    model: Callable[[Tensor], Any],
-    inputs: Tensor,
-    saliency: Tensor,
-    target: Tensor,
-    *,
-    filler: Any = "zeros",
-    steps: int = 50,
-    patch_size: int = 1,
-    score: str = "probability",
-    chunk_size: int | str = 64,
-    tie_break: str = "random",
-    tie_seed: int = 0,
-    generator: torch.Generator | None = None,
-    output_transform: Callable[[Any], Tensor] | None = None,
-    reduction: str = "mean",
-    return_curves: bool = False,
-    context: BatchContext | None = None,
-    amp_dtype: torch.dtype | None = None,
-    memory_budget_mb: float | None = None,
+    model: Model, inputs: Tensor, saliency: Tensor, target: Tensor, *, return_curves: bool = False,
+    **settings: Unpack[PatchKeywords],
 ) -> Tensor | tuple[Tensor, Tensor]:
     """AOPC, least relevant first (Samek et al. 2017): the mean drop of the target score as the least
     relevant features are removed first; **lower is better**. Arguments as :func:`aopc_morf`.
@@ -218,26 +186,10 @@ def abpc(
     model: Model, inputs: Tensor, saliency: Tensor, target: Tensor, *, return_curves: bool,
     **settings: Unpack[PatchKeywords],
 ) -> Tensor | tuple[Tensor, Tensor]: ...
+@declared_options(PatchKeywords, OPTION_DEFAULTS)
 def abpc(
-    model: Callable[[Tensor], Any],
-    inputs: Tensor,
-    saliency: Tensor,
-    target: Tensor,
-    *,
-    filler: Any = "zeros",
-    steps: int = 50,
-    patch_size: int = 1,
-    score: str = "probability",
-    chunk_size: int | str = 64,
-    tie_break: str = "random",
-    tie_seed: int = 0,
-    generator: torch.Generator | None = None,
-    output_transform: Callable[[Any], Tensor] | None = None,
-    reduction: str = "mean",
-    return_curves: bool = False,
-    context: BatchContext | None = None,
-    amp_dtype: torch.dtype | None = None,
-    memory_budget_mb: float | None = None,
+    model: Model, inputs: Tensor, saliency: Tensor, target: Tensor, *, return_curves: bool = False,
+    **settings: Unpack[PatchKeywords],
 ) -> Tensor | tuple[Tensor, Tensor]:
     """ABPC: trapezoid area between the LeRF and the MoRF deletion curves over the fraction removed,
     ``AUC(LeRF) - AUC(MoRF)``; **higher is better**. ``return_curves=True`` also returns the gap

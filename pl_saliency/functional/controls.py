@@ -33,14 +33,19 @@ import math
 import warnings
 from collections.abc import Callable
 from typing import Any
+from typing import Unpack
 
 import torch
 from torch import Tensor
 
+from pl_saliency._keywords import declared_options
 from pl_saliency.functional.aopc import morf_lerf_curves
+from pl_saliency.functional.deletion import Model
 from pl_saliency.functional.deletion import _reduce
+from pl_saliency.options import PatchKeywords
 from pl_saliency.perturbation.engine import BatchContext
 from pl_saliency.perturbation.engine import curve_fractions
+from pl_saliency.spec import OPTION_DEFAULTS
 from pl_saliency.spec import CurveSpec
 from pl_saliency.spec import SpeedOptions
 from pl_saliency.spec import spec_from_kwargs
@@ -161,25 +166,9 @@ def _abpc_parts(
     return auc(lerf - morf, x), morf[:, 0] - morf[:, -1]
 
 
+@declared_options(PatchKeywords, OPTION_DEFAULTS, score="logit")
 def normalized_abpc(
-    model: Callable[[Tensor], Any],
-    inputs: Tensor,
-    saliency: Tensor,
-    target: Tensor,
-    *,
-    filler: Any = "zeros",
-    steps: int = 50,
-    patch_size: int = 1,
-    score: str = "logit",
-    chunk_size: int | str = 64,
-    tie_break: str = "random",
-    tie_seed: int = 0,
-    generator: torch.Generator | None = None,
-    output_transform: Callable[[Any], Tensor] | None = None,
-    context: BatchContext | None = None,
-    amp_dtype: torch.dtype | None = None,
-    memory_budget_mb: float | None = None,
-    reduction: str = "mean",
+    model: Model, inputs: Tensor, saliency: Tensor, target: Tensor, **settings: Unpack[PatchKeywords]
 ) -> Tensor:
     """Normalised ABPC: ``Σ(AUC_LeRF - AUC_MoRF) / Σ(y_0 - y_K)``; **higher is better**, 0 for a random
     map in expectation, invariant to ``a·f + b`` (``a > 0``) of the score — hence ``score="logit"`` by
@@ -195,7 +184,7 @@ def normalized_abpc(
         >>> normalized_abpc(model, x, x.clone(), torch.tensor([0]), steps=4)
         tensor(0.2500, dtype=torch.float64)
     """
-    settings = {k: v for k, v in locals().items() if k not in ("model", "inputs", "saliency", "target", "context", "reduction")}
+    context, reduction = settings.pop("context"), settings.pop("reduction")
     check_choice("reduction", reduction, ("mean", "none"))
     spec, speed = spec_from_kwargs(**settings)
     num, den = _abpc_parts(model, inputs, saliency, target, spec, speed, context)

@@ -24,16 +24,17 @@ import sys
 from collections.abc import Callable
 from typing import Any
 from typing import Literal
-from typing import TypedDict
 from typing import Unpack
 from typing import overload
 
-import torch
 from torch import Tensor
 
+from pl_saliency._keywords import declared_options
+from pl_saliency.options import OrderedKeywords
 from pl_saliency.perturbation.engine import BatchContext
 from pl_saliency.perturbation.engine import curve_fractions
 from pl_saliency.perturbation.engine import spec_curves
+from pl_saliency.spec import OPTION_DEFAULTS
 from pl_saliency.spec import CurveSpec
 from pl_saliency.spec import spec_from_kwargs
 from pl_saliency.utils import SCORE_REDUCTIONS
@@ -42,34 +43,6 @@ from pl_saliency.utils import check_choice
 from pl_saliency.utils import reduce_scores
 
 Model = Callable[[Tensor], Any]
-
-
-class CurveKeywords(TypedDict, total=False):
-    """Keywords shared by the curve metric functions besides ``return_curves`` (for their ``@overload`` stubs)."""
-
-    filler: Any
-    score: str
-    chunk_size: int | str
-    tie_break: str
-    tie_seed: int
-    generator: torch.Generator | None
-    output_transform: Callable[[Any], Tensor] | None
-    reduction: str
-    context: BatchContext | None
-    amp_dtype: torch.dtype | None
-    memory_budget_mb: float | None
-
-
-class StepKeywords(CurveKeywords, total=False):
-    steps: int
-
-
-class PatchKeywords(StepKeywords, total=False):
-    patch_size: int
-
-
-class OrderedKeywords(PatchKeywords, total=False):
-    order: str
 
 
 def spec_and_curves(
@@ -108,7 +81,7 @@ def curve_metric(
     """The body of every public curve metric function: ``arguments`` are its parameters (``locals()``),
     ``fixed`` the settings it does not expose; checks ``return_curves`` and ``reduction``, calls its
     ``update(model, inputs, saliency, target, **settings) -> (scores (N,), curves)`` and reduces."""
-    settings = {**arguments, **fixed}
+    settings = {**arguments.get("settings", {}), **{k: v for k, v in arguments.items() if k != "settings"}, **fixed}
     reduction, return_curves = settings.pop("reduction"), settings.pop("return_curves")
     _check_bool("return_curves", return_curves)
     check_choice("reduction", reduction, SCORE_REDUCTIONS)
@@ -133,27 +106,10 @@ def deletion_auc(
     model: Model, inputs: Tensor, saliency: Tensor, target: Tensor, *, return_curves: bool,
     **settings: Unpack[OrderedKeywords],
 ) -> Tensor | tuple[Tensor, Tensor]: ...
+@declared_options(OrderedKeywords, OPTION_DEFAULTS)
 def deletion_auc(
-    model: Callable[[Tensor], Any],
-    inputs: Tensor,
-    saliency: Tensor,
-    target: Tensor,
-    *,
-    filler: Any = "zeros",
-    order: str = "morf",
-    steps: int = 50,
-    patch_size: int = 1,
-    score: str = "probability",
-    chunk_size: int | str = 64,
-    tie_break: str = "random",
-    tie_seed: int = 0,
-    generator: torch.Generator | None = None,
-    output_transform: Callable[[Any], Tensor] | None = None,
-    reduction: str = "mean",
-    return_curves: bool = False,
-    context: BatchContext | None = None,
-    amp_dtype: torch.dtype | None = None,
-    memory_budget_mb: float | None = None,
+    model: Model, inputs: Tensor, saliency: Tensor, target: Tensor, *, return_curves: bool = False,
+    **settings: Unpack[OrderedKeywords],
 ) -> Tensor | tuple[Tensor, Tensor]:
     """Deletion AUC (RISE): area under the target score as features are removed; lower is better.
 
@@ -188,27 +144,10 @@ def insertion_auc(
     model: Model, inputs: Tensor, saliency: Tensor, target: Tensor, *, return_curves: bool,
     **settings: Unpack[OrderedKeywords],
 ) -> Tensor | tuple[Tensor, Tensor]: ...
+@declared_options(OrderedKeywords, OPTION_DEFAULTS, filler="blur")
 def insertion_auc(
-    model: Callable[[Tensor], Any],
-    inputs: Tensor,
-    saliency: Tensor,
-    target: Tensor,
-    *,
-    filler: Any = "blur",
-    order: str = "morf",
-    steps: int = 50,
-    patch_size: int = 1,
-    score: str = "probability",
-    chunk_size: int | str = 64,
-    tie_break: str = "random",
-    tie_seed: int = 0,
-    generator: torch.Generator | None = None,
-    output_transform: Callable[[Any], Tensor] | None = None,
-    reduction: str = "mean",
-    return_curves: bool = False,
-    context: BatchContext | None = None,
-    amp_dtype: torch.dtype | None = None,
-    memory_budget_mb: float | None = None,
+    model: Model, inputs: Tensor, saliency: Tensor, target: Tensor, *, return_curves: bool = False,
+    **settings: Unpack[OrderedKeywords],
 ) -> Tensor | tuple[Tensor, Tensor]:
     """Insertion AUC (RISE): area under the target score as features are restored into the filler's
     image (default: Gaussian blur); higher is better. Arguments as :func:`deletion_auc`."""

@@ -38,7 +38,6 @@ Where we differ:
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 from typing import Literal
 from typing import Unpack
@@ -47,29 +46,18 @@ from typing import overload
 import torch
 from torch import Tensor
 
+from pl_saliency._keywords import declared_options
 from pl_saliency.functional.aopc import _aopc_update
-from pl_saliency.functional.deletion import CurveKeywords
 from pl_saliency.functional.deletion import Model
-from pl_saliency.functional.deletion import StepKeywords
 from pl_saliency.functional.deletion import _curve_auc_update
 from pl_saliency.functional.deletion import curve_metric
-from pl_saliency.perturbation.engine import BatchContext
+from pl_saliency.options import FlipKeywords
+from pl_saliency.options import RegionKeywords
+from pl_saliency.options import SelectivityKeywords
 from pl_saliency.perturbation.orders import feature_grid
+from pl_saliency.spec import OPTION_DEFAULTS
 from pl_saliency.utils import check_inputs
 from pl_saliency.utils import check_positive_int
-
-
-class FlipKeywords(StepKeywords, total=False):
-    order: str
-
-
-class SelectivityKeywords(CurveKeywords, total=False):
-    patch_size: int
-
-
-class RegionKeywords(SelectivityKeywords, total=False):
-    order: str
-    regions: int | None
 
 
 def num_regions(inputs: Tensor, patch_size: int) -> int:
@@ -141,26 +129,10 @@ def pixel_flipping(
     model: Model, inputs: Tensor, saliency: Tensor, target: Tensor, *, return_curves: bool,
     **settings: Unpack[FlipKeywords],
 ) -> Tensor | tuple[Tensor, Tensor]: ...
+@declared_options(FlipKeywords, OPTION_DEFAULTS)
 def pixel_flipping(
-    model: Callable[[Tensor], Any],
-    inputs: Tensor,
-    saliency: Tensor,
-    target: Tensor,
-    *,
-    filler: Any = "zeros",
-    order: str = "morf",
-    steps: int = 50,
-    score: str = "probability",
-    chunk_size: int | str = 64,
-    tie_break: str = "random",
-    tie_seed: int = 0,
-    generator: torch.Generator | None = None,
-    output_transform: Callable[[Any], Tensor] | None = None,
-    reduction: str = "mean",
-    return_curves: bool = False,
-    context: BatchContext | None = None,
-    amp_dtype: torch.dtype | None = None,
-    memory_budget_mb: float | None = None,
+    model: Model, inputs: Tensor, saliency: Tensor, target: Tensor, *, return_curves: bool = False,
+    **settings: Unpack[FlipKeywords],
 ) -> Tensor | tuple[Tensor, Tensor]:
     """Pixel flipping (Bach et al. 2015): area under the target score as single positions are replaced
     by the ``filler`` in the map's ``order`` over ``steps`` evenly spaced points; **lower is better**
@@ -201,27 +173,10 @@ def region_perturbation(
     model: Model, inputs: Tensor, saliency: Tensor, target: Tensor, *, return_curves: bool,
     **settings: Unpack[RegionKeywords],
 ) -> Tensor | tuple[Tensor, Tensor]: ...
+@declared_options(RegionKeywords, OPTION_DEFAULTS, leading=("patch_size", "order", "regions"), patch_size=8, regions=None)
 def region_perturbation(
-    model: Callable[[Tensor], Any],
-    inputs: Tensor,
-    saliency: Tensor,
-    target: Tensor,
-    *,
-    patch_size: int = 8,
-    order: str = "morf",
-    regions: int | None = None,
-    filler: Any = "zeros",
-    score: str = "probability",
-    chunk_size: int | str = 64,
-    tie_break: str = "random",
-    tie_seed: int = 0,
-    generator: torch.Generator | None = None,
-    output_transform: Callable[[Any], Tensor] | None = None,
-    reduction: str = "mean",
-    return_curves: bool = False,
-    context: BatchContext | None = None,
-    amp_dtype: torch.dtype | None = None,
-    memory_budget_mb: float | None = None,
+    model: Model, inputs: Tensor, saliency: Tensor, target: Tensor, *, return_curves: bool = False,
+    **settings: Unpack[RegionKeywords],
 ) -> Tensor | tuple[Tensor, Tensor]:
     """Region perturbation (Samek et al. 2017): AOPC of removing ``patch_size`` squares one per step
     in the map's ``order`` (squares ranked by summed saliency), for the first ``regions`` squares
@@ -262,25 +217,10 @@ def selectivity(
     model: Model, inputs: Tensor, saliency: Tensor, target: Tensor, *, return_curves: bool,
     **settings: Unpack[SelectivityKeywords],
 ) -> Tensor | tuple[Tensor, Tensor]: ...
+@declared_options(SelectivityKeywords, OPTION_DEFAULTS, leading=("patch_size",), patch_size=8)
 def selectivity(
-    model: Callable[[Tensor], Any],
-    inputs: Tensor,
-    saliency: Tensor,
-    target: Tensor,
-    *,
-    patch_size: int = 8,
-    filler: Any = "zeros",
-    score: str = "probability",
-    chunk_size: int | str = 64,
-    tie_break: str = "random",
-    tie_seed: int = 0,
-    generator: torch.Generator | None = None,
-    output_transform: Callable[[Any], Tensor] | None = None,
-    reduction: str = "mean",
-    return_curves: bool = False,
-    context: BatchContext | None = None,
-    amp_dtype: torch.dtype | None = None,
-    memory_budget_mb: float | None = None,
+    model: Model, inputs: Tensor, saliency: Tensor, target: Tensor, *, return_curves: bool = False,
+    **settings: Unpack[SelectivityKeywords],
 ) -> Tensor | tuple[Tensor, Tensor]:
     """Selectivity (Montavon et al. 2018): area under the target score as every ``patch_size`` square
     is removed, one per step, most relevant first; **lower is better**. ``return_curves=True`` also

@@ -38,7 +38,6 @@ Where we differ:
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
 from collections.abc import Sequence
 from typing import Any
 from typing import Literal
@@ -48,21 +47,16 @@ from typing import overload
 import torch
 from torch import Tensor
 
-from pl_saliency.functional.deletion import CurveKeywords
+from pl_saliency._keywords import declared_options
 from pl_saliency.functional.deletion import Model
 from pl_saliency.functional.deletion import curve_metric
 from pl_saliency.functional.deletion import spec_and_curves
-from pl_saliency.perturbation.engine import BatchContext
+from pl_saliency.options import ROADKeywords
+from pl_saliency.spec import OPTION_DEFAULTS
 from pl_saliency.utils import check_choice
 
 DEFAULT_PERCENTAGES: tuple[int, ...] = (10, 20, 30, 40, 50, 60, 70, 80, 90)
 ROAD_ORDERS: tuple[str, ...] = ("morf", "lerf")
-
-
-class ROADKeywords(CurveKeywords, total=False):
-    order: str
-    percentages: Sequence[float]
-    patch_size: int
 
 
 def check_percentages(percentages: Any, name: str = "percentages") -> tuple[float, ...]:
@@ -127,27 +121,12 @@ def road(
     model: Model, inputs: Tensor, saliency: Tensor, target: Tensor, *, return_curves: bool,
     **settings: Unpack[ROADKeywords],
 ) -> Tensor | tuple[Tensor, Tensor]: ...
+@declared_options(
+    ROADKeywords, OPTION_DEFAULTS, leading=("order", "percentages"), percentages=DEFAULT_PERCENTAGES, filler="noisy_linear"
+)
 def road(
-    model: Callable[[Tensor], Any],
-    inputs: Tensor,
-    saliency: Tensor,
-    target: Tensor,
-    *,
-    order: str = "morf",
-    percentages: Sequence[float] = DEFAULT_PERCENTAGES,
-    filler: Any = "noisy_linear",
-    patch_size: int = 1,
-    score: str = "probability",
-    chunk_size: int | str = 64,
-    tie_break: str = "random",
-    tie_seed: int = 0,
-    generator: torch.Generator | None = None,
-    output_transform: Callable[[Any], Tensor] | None = None,
-    reduction: str = "mean",
-    return_curves: bool = False,
-    context: BatchContext | None = None,
-    amp_dtype: torch.dtype | None = None,
-    memory_budget_mb: float | None = None,
+    model: Model, inputs: Tensor, saliency: Tensor, target: Tensor, *, return_curves: bool = False,
+    **settings: Unpack[ROADKeywords],
 ) -> Tensor | tuple[Tensor, Tensor]:
     """ROAD (Rong et al. 2022): the target score averaged over removal ``percentages`` with noisy
     linear imputation; ``order="morf"`` (**lower is better**) or ``"lerf"`` (**higher is better**).

@@ -4,12 +4,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
+from typing import Unpack
 
 import torch
 from torch import Tensor
 
+from pl_saliency._keywords import declared_options
 from pl_saliency._keywords import keyword_only
 from pl_saliency.functional.aopc import _aopc_from_curves
 from pl_saliency.functional.aopc import morf_lerf_curves
@@ -17,8 +18,14 @@ from pl_saliency.functional.deletion import Model
 from pl_saliency.functional.region import num_regions
 from pl_saliency.functional.region import region_fractions
 from pl_saliency.metrics.deletion import CurveAUCMetric
+from pl_saliency.options import FlipMetricOptions
+from pl_saliency.options import PatchMetricOptions
+from pl_saliency.options import RegionMetricOptions
+from pl_saliency.options import SelectivityMetricOptions
+from pl_saliency.options import TorchmetricsOptions
 from pl_saliency.perturbation.engine import BatchContext
 from pl_saliency.perturbation.engine import curve_fractions
+from pl_saliency.spec import OPTION_DEFAULTS
 from pl_saliency.spec import CurveSpec
 from pl_saliency.utils import auc
 from pl_saliency.utils import check_positive_int
@@ -65,26 +72,9 @@ class _AOPC(_AOPCSummary):
     _order: str = "morf"
 
     @keyword_only
-    def __init__(
-        self,
-        *,
-        filler: Any = None,
-        steps: int = 50,
-        patch_size: int = 1,
-        score: str = "probability",
-        chunk_size: int | str = 64,
-        tie_break: str = "random",
-        tie_seed: int = 0,
-        generator: torch.Generator | None = None,
-        output_transform: Callable[[Any], Tensor] | None = None,
-        keep_per_sample: bool = False,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(
-            filler=filler, order=self._order, steps=steps, patch_size=patch_size, score=score, chunk_size=chunk_size,
-            tie_break=tie_break, tie_seed=tie_seed, generator=generator, output_transform=output_transform,
-            keep_per_sample=keep_per_sample, **kwargs,
-        )  # fmt: skip
+    @declared_options(PatchMetricOptions, OPTION_DEFAULTS, filler=None, forwarded=TorchmetricsOptions)
+    def __init__(self, **settings: Unpack[PatchMetricOptions]) -> None:
+        super().__init__(order=self._order, **settings)
 
     def _definition_items(self) -> dict[str, Any]:
         return {**super()._definition_items(), "summary": "aopc"}
@@ -235,27 +225,10 @@ class PixelFlipping(CurveMetric):
     higher_is_better: bool | None = False
 
     @keyword_only
-    def __init__(
-        self,
-        *,
-        filler: Any = None,
-        order: str = "morf",
-        steps: int = 50,
-        score: str = "probability",
-        chunk_size: int | str = 64,
-        tie_break: str = "random",
-        tie_seed: int = 0,
-        generator: torch.Generator | None = None,
-        output_transform: Callable[[Any], Tensor] | None = None,
-        keep_per_sample: bool = False,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(
-            filler=filler, order=order, steps=steps, patch_size=1, score=score, chunk_size=chunk_size,
-            tie_break=tie_break, tie_seed=tie_seed, generator=generator, output_transform=output_transform,
-            keep_per_sample=keep_per_sample, **kwargs,
-        )  # fmt: skip
-        direction = _DIRECTION[order]
+    @declared_options(FlipMetricOptions, OPTION_DEFAULTS, filler=None, forwarded=TorchmetricsOptions)
+    def __init__(self, **settings: Unpack[FlipMetricOptions]) -> None:
+        super().__init__(patch_size=1, **settings)
+        direction = _DIRECTION[self.order]
         self._set_direction(None if direction is None else not direction)
 
 
@@ -292,31 +265,17 @@ class RegionPerturbation(_AOPCSummary):
     lazy_curve = True
 
     @keyword_only
-    def __init__(
-        self,
-        *,
-        patch_size: int = 8,
-        order: str = "morf",
-        regions: int | None = None,
-        filler: Any = None,
-        score: str = "probability",
-        chunk_size: int | str = 64,
-        tie_break: str = "random",
-        tie_seed: int = 0,
-        generator: torch.Generator | None = None,
-        output_transform: Callable[[Any], Tensor] | None = None,
-        keep_per_sample: bool = False,
-        **kwargs: Any,
-    ) -> None:
+    @declared_options(
+        RegionMetricOptions, OPTION_DEFAULTS, leading=("patch_size", "order", "regions"), filler=None, patch_size=8,
+        regions=None, forwarded=TorchmetricsOptions,
+    )
+    def __init__(self, **settings: Unpack[RegionMetricOptions]) -> None:
+        regions = settings.pop("regions")
         if regions is not None:
             check_positive_int("regions", regions)
-        super().__init__(
-            filler=filler, order=order, steps=1, patch_size=patch_size, score=score, chunk_size=chunk_size,
-            tie_break=tie_break, tie_seed=tie_seed, generator=generator, output_transform=output_transform,
-            keep_per_sample=keep_per_sample, **kwargs,
-        )  # fmt: skip
+        super().__init__(steps=1, **settings)
         self.regions = regions
-        self._set_direction(_DIRECTION[order])
+        self._set_direction(_DIRECTION[self.order])
 
     def _positions(self, inputs: Tensor) -> Tensor:
         return region_fractions(inputs, self.patch_size, self.regions)
@@ -360,25 +319,12 @@ class Selectivity(CurveMetric):
     lazy_curve = True
 
     @keyword_only
-    def __init__(
-        self,
-        *,
-        patch_size: int = 8,
-        filler: Any = None,
-        score: str = "probability",
-        chunk_size: int | str = 64,
-        tie_break: str = "random",
-        tie_seed: int = 0,
-        generator: torch.Generator | None = None,
-        output_transform: Callable[[Any], Tensor] | None = None,
-        keep_per_sample: bool = False,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(
-            filler=filler, order="morf", steps=1, patch_size=patch_size, score=score, chunk_size=chunk_size,
-            tie_break=tie_break, tie_seed=tie_seed, generator=generator, output_transform=output_transform,
-            keep_per_sample=keep_per_sample, **kwargs,
-        )  # fmt: skip
+    @declared_options(
+        SelectivityMetricOptions, OPTION_DEFAULTS, leading=("patch_size",), filler=None, patch_size=8,
+        forwarded=TorchmetricsOptions,
+    )
+    def __init__(self, **settings: Unpack[SelectivityMetricOptions]) -> None:
+        super().__init__(order="morf", steps=1, **settings)
 
     def _positions(self, inputs: Tensor) -> Tensor:
         h, w = inputs.shape[-2:]

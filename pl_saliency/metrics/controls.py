@@ -6,12 +6,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from typing import Any
+from typing import Unpack
 
 import torch
 from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities.data import dim_zero_cat
 
+from pl_saliency._keywords import declared_options
 from pl_saliency.functional.controls import _abpc_parts
 from pl_saliency.functional.controls import bootstrap_ci
 from pl_saliency.functional.controls import check_level
@@ -20,9 +22,14 @@ from pl_saliency.functional.controls import normalized_gain
 from pl_saliency.functional.controls import ratio_of_sums
 from pl_saliency.functional.controls import win_rate
 from pl_saliency.metrics.deletion import CurveAUCMetric
+from pl_saliency.options import PatchMetricOptions
+from pl_saliency.options import TorchmetricsOptions
 from pl_saliency.perturbation.engine import BatchContext
 from pl_saliency.perturbation.engine import spec_curves
+from pl_saliency.spec import OPTION_DEFAULTS
+from pl_saliency.spec import CurveSpec
 from pl_saliency.spec import SpeedOptions
+from pl_saliency.spec import split_options
 from pl_saliency.spec import stable_sample_ids
 from pl_saliency.utils import check_positive_int
 
@@ -268,35 +275,19 @@ class NormalizedABPC(Metric):
     numerators: list[Tensor]
     denominators: list[Tensor]
 
-    def __init__(
-        self,
-        *,
-        filler: Any = "zeros",
-        steps: int = 50,
-        patch_size: int = 1,
-        score: str = "logit",
-        chunk_size: int | str = 64,
-        tie_break: str = "random",
-        tie_seed: int = 0,
-        generator: torch.Generator | None = None,
-        output_transform: Callable[[Any], Tensor] | None = None,
-        amp_dtype: torch.dtype | None = None,
-        memory_budget_mb: float | None = None,
-        keep_per_sample: bool = True,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        from pl_saliency.spec import CurveSpec
-
+    @declared_options(
+        PatchMetricOptions, OPTION_DEFAULTS, score="logit", keep_per_sample=True, forwarded=TorchmetricsOptions
+    )
+    def __init__(self, **settings: Unpack[PatchMetricOptions]) -> None:
+        spec, speed, rest = split_options(settings)
+        keep_per_sample = rest.pop("keep_per_sample")
+        super().__init__(**rest)
         if not isinstance(keep_per_sample, bool):
             raise TypeError(f"Argument `keep_per_sample` must be a bool, but got {type(keep_per_sample).__name__}.")
         self.keep_per_sample = keep_per_sample  # the per-sample parts are the state: always kept
 
-        self.spec = CurveSpec(
-            filler=filler, steps=steps, patch_size=patch_size, score=score, tie_break=tie_break, tie_seed=tie_seed,
-            generator=generator, output_transform=output_transform,
-        )  # fmt: skip
-        self.speed = SpeedOptions(chunk_size=chunk_size, memory_budget_mb=memory_budget_mb, amp_dtype=amp_dtype)
+        self.spec = CurveSpec(**spec)
+        self.speed = SpeedOptions(**speed)
         self.add_state("numerators", [], dist_reduce_fx="cat")
         self.add_state("denominators", [], dist_reduce_fx="cat")
 

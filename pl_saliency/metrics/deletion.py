@@ -7,19 +7,25 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from typing import Any
+from typing import Unpack
 
 import torch
 from torch import Tensor
 
+from pl_saliency._keywords import declared_options
 from pl_saliency._keywords import keyword_only
 from pl_saliency.functional.deletion import Model
 from pl_saliency.metrics.base import SampleScoreMetric
+from pl_saliency.options import OrderedMetricOptions
+from pl_saliency.options import TorchmetricsOptions
 from pl_saliency.perturbation.engine import BatchContext
 from pl_saliency.perturbation.engine import curve_fractions
 from pl_saliency.perturbation.engine import random_order_curves
 from pl_saliency.perturbation.engine import spec_curves
+from pl_saliency.spec import OPTION_DEFAULTS
 from pl_saliency.spec import CurveSpec
 from pl_saliency.spec import SpeedOptions
+from pl_saliency.spec import split_options
 from pl_saliency.utils import auc
 
 
@@ -62,37 +68,20 @@ class CurveAUCMetric(SampleScoreMetric):
     curve_sum: Tensor
 
     @keyword_only
-    def __init__(
-        self,
-        *,
-        filler: Any = None,
-        order: str = "morf",
-        steps: int = 50,
-        patch_size: int = 1,
-        score: str = "probability",
-        chunk_size: int | str = 64,
-        tie_break: str = "random",
-        tie_seed: int = 0,
-        generator: torch.Generator | None = None,
-        output_transform: Callable[[Any], Tensor] | None = None,
-        keep_per_sample: bool = False,
-        amp_dtype: torch.dtype | None = None,
-        memory_budget_mb: float | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(keep_per_sample=keep_per_sample, **kwargs)
+    @declared_options(OrderedMetricOptions, OPTION_DEFAULTS, filler=None, forwarded=TorchmetricsOptions)
+    def __init__(self, **settings: Unpack[OrderedMetricOptions]) -> None:
+        spec, speed, rest = split_options(settings)
+        super().__init__(**rest)  # keep_per_sample and torchmetrics' options
         #: every setting that selects the curve (its ``key()`` is the batch context's cache key)
-        self.spec = CurveSpec(
-            mode=self.mode, filler=self.default_filler if filler is None else filler, order=order, steps=steps,
-            patch_size=patch_size, score=score, tie_break=tie_break, tie_seed=tie_seed, generator=generator,
-            output_transform=output_transform,
-        )  # fmt: skip
+        filler = spec.pop("filler")
+        self.spec = CurveSpec(mode=self.mode, filler=self.default_filler if filler is None else filler, **spec)
         #: how the curve is computed (never changes which images are scored)
-        self.speed = SpeedOptions(chunk_size=chunk_size, memory_budget_mb=memory_budget_mb, amp_dtype=amp_dtype)
-        if score == "logit":  # logits are unbounded: no fixed plot range (torchmetrics guards these names)
+        self.speed = SpeedOptions(**speed)
+        if self.spec.score == "logit":  # logits are unbounded: no fixed plot range (torchmetrics guards these names)
             object.__setattr__(self, "plot_lower_bound", None)
             object.__setattr__(self, "plot_upper_bound", None)
         # a lazily sized curve starts as a 0-dim zero, which broadcasts against the first batch's (P,) sum
+        steps = self.spec.steps
         curve_sum = torch.tensor(0.0, dtype=torch.float64) if self.lazy_curve else torch.zeros(steps + 1, dtype=torch.float64)
         self.add_state("curve_sum", curve_sum, dist_reduce_fx="sum")
         self._last_curve: Tensor | None = None

@@ -3,19 +3,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from collections.abc import Sequence
 from typing import Any
+from typing import Unpack
 
-import torch
 from torch import Tensor
 
+from pl_saliency._keywords import declared_options
 from pl_saliency._keywords import keyword_only
 from pl_saliency.functional.road import DEFAULT_PERCENTAGES
 from pl_saliency.functional.road import check_percentages
 from pl_saliency.functional.road import road_fractions
 from pl_saliency.metrics.aopc import CurveMetric
+from pl_saliency.options import ROADMetricOptions
+from pl_saliency.options import TorchmetricsOptions
 from pl_saliency.perturbation.engine import curve_fractions
+from pl_saliency.spec import OPTION_DEFAULTS
 from pl_saliency.spec import CurveSpec
 
 
@@ -26,27 +28,13 @@ class _ROAD(CurveMetric):
     _order: str = "morf"
 
     @keyword_only
-    def __init__(
-        self,
-        *,
-        percentages: Sequence[float] = DEFAULT_PERCENTAGES,
-        filler: Any = None,
-        patch_size: int = 1,
-        score: str = "probability",
-        chunk_size: int | str = 64,
-        tie_break: str = "random",
-        tie_seed: int = 0,
-        generator: torch.Generator | None = None,
-        output_transform: Callable[[Any], Tensor] | None = None,
-        keep_per_sample: bool = False,
-        **kwargs: Any,
-    ) -> None:
-        self.percentages = check_percentages(percentages)
-        super().__init__(
-            filler=filler, order=self._order, steps=len(self.percentages), patch_size=patch_size, score=score,
-            chunk_size=chunk_size, tie_break=tie_break, tie_seed=tie_seed, generator=generator,
-            output_transform=output_transform, keep_per_sample=keep_per_sample, **kwargs,
-        )  # fmt: skip
+    @declared_options(
+        ROADMetricOptions, OPTION_DEFAULTS, leading=("percentages",), percentages=DEFAULT_PERCENTAGES, filler=None,
+        forwarded=TorchmetricsOptions,
+    )
+    def __init__(self, **settings: Unpack[ROADMetricOptions]) -> None:
+        self.percentages = check_percentages(settings.pop("percentages"))
+        super().__init__(order=self._order, steps=len(self.percentages), **settings)
 
     def _positions(self, inputs: Tensor) -> Tensor:
         h, w = inputs.shape[-2:]
