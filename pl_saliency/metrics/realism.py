@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from pl_saliency._keywords import keyword_only
+from pl_saliency._keywords import options_of
 from pl_saliency.functional.realism import removal_realism
 from pl_saliency.metrics.base import FunctionalMetric
 from pl_saliency.perturbation.engine import check_fractions
@@ -46,30 +47,13 @@ class RemovalRealism(FunctionalMetric):
     fractions: tuple[float, ...]
 
     @keyword_only
-    def __init__(
-        self,
-        *,
-        filler: Any = "zeros",
-        fractions: Any = (0.1, 0.25, 0.5),
-        order: str = "morf",
-        patch_size: int = 1,
-        tie_break: str = "random",
-        tie_seed: int = 0,
-        generator: torch.Generator | None = None,
-        input_range: Any = (0.0, 1.0),
-        net: str = "alex",
-        pnet_rand: bool = False,
-        upsample_to: int | None = None,
-        chunk_size: int = 64,
-        keep_per_sample: bool = False,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(keep_per_sample=keep_per_sample, **kwargs)
-        self._set_options(
-            filler=get_filler(filler), fractions=tuple(float(q) for q in check_fractions(fractions)), order=order,
-            patch_size=patch_size, tie_break=tie_break, tie_seed=tie_seed, generator=generator, input_range=input_range,
-            net=net, pnet_rand=pnet_rand, upsample_to=upsample_to, chunk_size=chunk_size,
-        )  # fmt: skip
+    @options_of(removal_realism)
+    def __init__(self, **settings: Any) -> None:
+        options = self._take_options(settings, removal_realism)
+        super().__init__(**settings)
+        fractions = tuple(float(q) for q in check_fractions(options["fractions"]))
+        options.update(filler=get_filler(options["filler"]), fractions=fractions)
+        self._set_options(**options)
         self.add_state("curve_sum", torch.zeros(len(self.fractions), dtype=torch.float64), dist_reduce_fx="sum")
         self._last_curve: Tensor | None = None
 
