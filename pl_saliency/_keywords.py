@@ -194,6 +194,7 @@ def options_of(
     if unknown:
         raise TypeError(f"options_of({function.__name__}): defaults for names it does not take: {unknown}")
     options = [p.replace(default=overrides.get(p.name, p.default)) for p in options]
+    dropped = {p.name for p in twin if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name in drop}
     options += [
         inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=value, annotation=type(value))
         for name, value in added.items()
@@ -204,7 +205,15 @@ def options_of(
         if [p.kind for p in own] != [inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.VAR_KEYWORD]:
             raise TypeError(f"options_of: {init.__qualname__} must be `(self, **settings)`")
         params = [own[0], *options, inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD)]
-        return _bound_to(init, inspect.Signature(params, return_annotation=returns))
+
+        @functools.wraps(init)
+        def refusing_dropped(self: Any, **settings: Any) -> Any:
+            passed = sorted(set(settings) & dropped)
+            if passed:  # the twin's per-call keywords are no constructor options: refuse them as torchmetrics does
+                raise ValueError(f"Unexpected keyword arguments: {', '.join(f'`{n}`' for n in passed)}")
+            return init(self, **settings)
+
+        return _bound_to(refusing_dropped, inspect.Signature(params, return_annotation=returns))  # type: ignore[arg-type]
 
     return decorate
 

@@ -157,3 +157,22 @@ def test_package_signatures_come_from_one_table():
     assert DeletionAUC(sync_on_compute=False).sync_on_compute is False
     with pytest.raises(ValueError, match="Unexpected keyword arguments"):
         DeletionAUC(not_an_option=1)
+
+
+def test_options_of_takes_the_twins_options_and_refuses_its_per_call_keywords():
+    from pl_saliency.functional import removal_realism
+    from pl_saliency.metrics import FaithfulnessCorrelation
+    from pl_saliency.metrics import MaxSensitivity
+    from pl_saliency.metrics import RemovalRealism
+
+    twin = inspect.signature(removal_realism).parameters
+    own = inspect.signature(RemovalRealism).parameters
+    shared = [n for n in twin if twin[n].kind is inspect.Parameter.KEYWORD_ONLY and n not in ("reduction", "return_curves")]
+    assert [n for n in own][: len(shared)] == shared
+    assert all(own[n].default == twin[n].default for n in shared)
+    assert list(own)[-2:] == ["keep_per_sample", "kwargs"]
+    for make in (lambda: RemovalRealism(reduction="none"), lambda: FaithfulnessCorrelation(subsets=None),
+                 lambda: MaxSensitivity(perturbations=None)):
+        with pytest.raises(ValueError, match="Unexpected keyword arguments"):
+            make()
+    assert FaithfulnessCorrelation(n_runs=5, sync_on_compute=False).sync_on_compute is False

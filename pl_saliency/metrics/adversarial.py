@@ -5,20 +5,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from pl_saliency._keywords import keyword_only
+from pl_saliency._keywords import options_of
 from pl_saliency.functional.adversarial import adversarial_reliability
-from pl_saliency.functional.adversarial_base import BASELINES
-from pl_saliency.functional.adversarial_base import DEFAULT_FRACTIONS
 from pl_saliency.functional.adversarial_base import _check_confined
 from pl_saliency.functional.adversarial_base import check_baselines
 from pl_saliency.functional.adversarial_base import check_fractions
-from pl_saliency.functional.flip_budget import FLIP_BASELINES
 from pl_saliency.functional.flip_budget import adversarial_flip_budget
 from pl_saliency.functional.flip_budget import check_flip_options
 from pl_saliency.metrics.base import FunctionalMetric
@@ -73,45 +70,24 @@ class AdversarialReliability(FunctionalMetric):
     plot_upper_bound: float = 1.0
 
     curve_sum: Tensor
+    fractions: tuple[float, ...]
+    baselines: tuple[str, ...]
 
     @keyword_only
-    def __init__(
-        self,
-        *,
-        fractions: Sequence[float] = DEFAULT_FRACTIONS,
-        eps: float = 8 / 255,
-        iterations: int | None = None,
-        step_size: float | None = None,
-        norm: str = "linf",
-        random_start: bool = False,
-        bounds: tuple[Any, Any] | None = None,
-        outcome: str = "drop",
-        score: str = "probability",
-        baselines: Sequence[str] = BASELINES,
-        patch_size: int = 1,
-        tie_break: str = "random",
-        tie_seed: int = 0,
-        generator: torch.Generator | None = None,
-        chunk_size: int = 64,
-        output_transform: Callable[[Any], Tensor] | None = None,
-        keep_per_sample: bool = False,
-        rank: str = "abs",
-        steps: int | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(keep_per_sample=keep_per_sample, **kwargs)
-        fractions = check_fractions(fractions)
-        eps, iterations, step_size, chunk_size = _check_confined(
-            eps, iterations, step_size, norm, random_start, outcome=outcome, score=score, rank=rank, patch_size=patch_size,
-            tie_break=tie_break, chunk_size=chunk_size, steps=steps, owner="AdversarialReliability",
+    @options_of(adversarial_reliability)
+    def __init__(self, **settings: Any) -> None:
+        options = self._take_options(settings, adversarial_reliability)
+        super().__init__(**settings)
+        options["fractions"] = check_fractions(options["fractions"])
+        options["eps"], options["iterations"], options["step_size"], options["chunk_size"] = _check_confined(
+            options["eps"], options["iterations"], options["step_size"], options["norm"], options["random_start"],
+            outcome=options["outcome"], score=options["score"], rank=options["rank"], patch_size=options["patch_size"],
+            tie_break=options["tie_break"], chunk_size=options["chunk_size"], steps=options.pop("steps"),
+            owner="AdversarialReliability",
         )  # fmt: skip
-        self._set_options(
-            fractions=fractions, eps=eps, iterations=iterations, step_size=step_size, norm=norm, random_start=random_start,
-            bounds=bounds, outcome=outcome, score=score, baselines=check_baselines(baselines), rank=rank,
-            patch_size=patch_size, tie_break=tie_break, tie_seed=tie_seed, generator=generator, chunk_size=chunk_size,
-            output_transform=output_transform,
-        )  # fmt: skip
-        if outcome == "drop" and score == "logit":  # logits are unbounded (torchmetrics guards these names)
+        options["baselines"] = check_baselines(options["baselines"])
+        self._set_options(**options)
+        if self.outcome == "drop" and self.score == "logit":  # logits are unbounded (torchmetrics guards these names)
             object.__setattr__(self, "plot_lower_bound", None)
             object.__setattr__(self, "plot_upper_bound", None)
         sets = 1 + len(self.baselines)
@@ -208,35 +184,24 @@ class AdversarialFlipBudget(FunctionalMetric):
     plot_lower_bound: float = 0.0
 
     baseline_sum: Tensor
+    linf_sum: Tensor
+    linf_count: Tensor
+    baselines: tuple[str, ...]
+    max_budget: float
+    resolution: int
 
     @keyword_only
-    def __init__(
-        self,
-        *,
-        max_budget: float = 10000.0,
-        resolution: int = 10000,
-        baselines: Sequence[str] = FLIP_BASELINES,
-        shuffles: int = 10,
-        generator: torch.Generator | None = None,
-        chunk_size: int = 64,
-        output_transform: Callable[[Any], Tensor] | None = None,
-        keep_per_sample: bool = False,
-        protocol: str = "package",
-        preprocess: str | None = None,
-        search: str | None = None,
-        shuffle: str | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(keep_per_sample=keep_per_sample, **kwargs)
-        max_budget, resolution, baselines, shuffles, chunk_size = check_flip_options(
-            max_budget, resolution, baselines, shuffles, chunk_size, protocol=protocol, preprocess=preprocess,
-            search=search, shuffle=shuffle,
+    @options_of(adversarial_flip_budget, drop=("reduction", "return_baselines", "return_linf"))
+    def __init__(self, **settings: Any) -> None:
+        options = self._take_options(settings, adversarial_flip_budget)
+        super().__init__(**settings)
+        names = ("max_budget", "resolution", "baselines", "shuffles", "chunk_size")
+        checked = check_flip_options(
+            *(options[name] for name in names), protocol=options["protocol"], preprocess=options["preprocess"],
+            search=options["search"], shuffle=options["shuffle"],
         )  # fmt: skip
-        self._set_options(
-            max_budget=max_budget, resolution=resolution, baselines=baselines, shuffles=shuffles, protocol=protocol,
-            preprocess=preprocess, search=search, shuffle=shuffle, generator=generator, chunk_size=chunk_size,
-            output_transform=output_transform,
-        )  # fmt: skip
+        options.update(zip(names, checked))
+        self._set_options(**options)
         object.__setattr__(self, "plot_upper_bound", self.max_budget * (1 + 1 / self.resolution))
         self.add_state("baseline_sum", torch.zeros(len(self.baselines), dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("linf_sum", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from pl_saliency._keywords import options_of
 from pl_saliency.functional.confidence import NORMALIZATIONS
 from pl_saliency.functional.confidence import average_drop
 from pl_saliency.functional.confidence import check_percentile
@@ -35,33 +36,20 @@ class _ConfidenceMetric(FunctionalMetric):
 
     filler: Filler
 
-    def __init__(
-        self,
-        *,
-        percentile: float | None = None,
-        normalize: str = "positive_minmax",
-        filler: Any = "zeros",
-        chunk_size: int = 64,
-        output_transform: Callable[[Any], Tensor] | None = None,
-        keep_per_sample: bool = False,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(keep_per_sample=keep_per_sample, **kwargs)
-        percentile = check_percentile(percentile)
-        check_choice("normalize", normalize, NORMALIZATIONS)
-        fill = get_filler(filler)
-        if fill.mask_dependent and percentile is None:
+    @options_of(average_drop, drop=("reduction", "generator"))  # increase_in_confidence takes the same options
+    def __init__(self, **settings: Any) -> None:
+        options = self._take_options(settings, average_drop)
+        super().__init__(**settings)
+        options["percentile"] = check_percentile(options["percentile"])
+        check_choice("normalize", options["normalize"], NORMALIZATIONS)
+        fill = options["filler"] = get_filler(options["filler"])
+        if fill.mask_dependent and options["percentile"] is None:
             raise ValueError(
                 f"Argument `filler` {fill.key!r} fills binary holes only: pass a mask-independent filler for the "
                 "continuous variant, or binarize with `percentile=`."
             )
-        self._set_options(
-            percentile=percentile,
-            normalize=normalize,
-            filler=fill,
-            chunk_size=check_positive_int("chunk_size", chunk_size),
-            output_transform=output_transform,
-        )
+        options["chunk_size"] = check_positive_int("chunk_size", options["chunk_size"])
+        self._set_options(**options)
 
     def _definition_items(self) -> dict[str, Any]:
         return {"percentile": self.percentile, "normalize": self.normalize, "filler": self.filler.key, "score": "probability"}

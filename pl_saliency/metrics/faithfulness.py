@@ -3,13 +3,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-import torch
-from torch import Tensor
-
 from pl_saliency._keywords import keyword_only
+from pl_saliency._keywords import options_of
 from pl_saliency.functional.faithfulness import DEFAULT_RUNS
 from pl_saliency.functional.faithfulness import DEFAULT_SUBSET_SIZE
 from pl_saliency.functional.faithfulness import faithfulness_correlation
@@ -65,33 +62,20 @@ class FaithfulnessCorrelation(FunctionalMetric):
     filler: Filler
 
     @keyword_only
-    def __init__(
-        self,
-        *,
-        n_runs: int = DEFAULT_RUNS,
-        subset_size: int = DEFAULT_SUBSET_SIZE,
-        filler: Any = "zeros",
-        patch_size: int = 1,
-        score: str = "logit",
-        chunk_size: int | str = 64,
-        generator: torch.Generator | None = None,
-        output_transform: Callable[[Any], Tensor] | None = None,
-        amp_dtype: torch.dtype | None = None,
-        memory_budget_mb: float | None = None,
-        keep_per_sample: bool = False,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(keep_per_sample=keep_per_sample, **kwargs)
-        n_runs = check_positive_int("n_runs", n_runs, minimum=2)
-        subset_size = check_positive_int("subset_size", subset_size)
-        fill = get_filler(filler)
-        patch_size = check_positive_int("patch_size", patch_size)
-        check_choice("score", score, SCORES)
-        chunk_size, memory_budget_mb, amp_dtype = check_speed_options(chunk_size, memory_budget_mb, amp_dtype)
-        self._set_options(
-            n_runs=n_runs, subset_size=subset_size, filler=fill, patch_size=patch_size, score=score, chunk_size=chunk_size,
-            generator=generator, output_transform=output_transform, amp_dtype=amp_dtype, memory_budget_mb=memory_budget_mb,
-        )  # fmt: skip
+    @options_of(faithfulness_correlation, drop=("reduction", "subsets"), n_runs=DEFAULT_RUNS, subset_size=DEFAULT_SUBSET_SIZE)
+    def __init__(self, **settings: Any) -> None:
+        options = self._take_options(settings, faithfulness_correlation)
+        super().__init__(**settings)
+        n_runs, subset_size = options["n_runs"], options["subset_size"]  # None: the default, as the function
+        options["n_runs"] = DEFAULT_RUNS if n_runs is None else check_positive_int("n_runs", n_runs, minimum=2)
+        options["subset_size"] = DEFAULT_SUBSET_SIZE if subset_size is None else check_positive_int("subset_size", subset_size)
+        options["filler"] = get_filler(options["filler"])
+        check_positive_int("patch_size", options["patch_size"])
+        check_choice("score", options["score"], SCORES)
+        options["chunk_size"], options["memory_budget_mb"], options["amp_dtype"] = check_speed_options(
+            options["chunk_size"], options["memory_budget_mb"], options["amp_dtype"]
+        )
+        self._set_options(**options)
 
     def _definition_items(self) -> dict[str, Any]:
         items: dict[str, Any] = {

@@ -6,10 +6,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from pl_saliency._keywords import keyword_only
+from pl_saliency._keywords import options_of
+from pl_saliency.functional.robustness import DEFAULT_SAMPLES
 from pl_saliency.functional.robustness import _check_bool
 from pl_saliency.functional.robustness import avg_sensitivity
 from pl_saliency.functional.robustness import check_positive_float
@@ -21,6 +22,11 @@ from pl_saliency.perturbation.engine import BatchContext
 from pl_saliency.utils import SCORES
 from pl_saliency.utils import check_choice
 from pl_saliency.utils import check_positive_int
+
+
+def _check_samples(n_samples: Any) -> int:
+    """``n_samples`` as the functionals read it without given perturbations: None is the default (10)."""
+    return DEFAULT_SAMPLES if n_samples is None else check_positive_int("n_samples", n_samples)
 
 
 class Infidelity(FunctionalMetric):
@@ -58,30 +64,18 @@ class Infidelity(FunctionalMetric):
     function = infidelity
 
     @keyword_only
-    def __init__(
-        self,
-        *,
-        n_samples: int = 10,
-        noise_std: float = 0.1,
-        normalize: bool = True,
-        score: str = "logit",
-        chunk_size: int = 64,
-        generator: torch.Generator | None = None,
-        output_transform: Callable[[Any], Tensor] | None = None,
-        keep_per_sample: bool = False,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(keep_per_sample=keep_per_sample, **kwargs)
-        check_choice("score", score, SCORES)
-        self._set_options(
-            n_samples=check_positive_int("n_samples", n_samples),
-            noise_std=check_positive_float("noise_std", noise_std),
-            normalize=_check_bool("normalize", normalize),
-            score=score,
-            chunk_size=check_positive_int("chunk_size", chunk_size),
-            generator=generator,
-            output_transform=output_transform,
+    @options_of(infidelity, drop=("reduction", "perturbations"), n_samples=DEFAULT_SAMPLES)
+    def __init__(self, **settings: Any) -> None:
+        options = self._take_options(settings, infidelity)
+        super().__init__(**settings)
+        check_choice("score", options["score"], SCORES)
+        options.update(
+            n_samples=_check_samples(options["n_samples"]),
+            noise_std=check_positive_float("noise_std", options["noise_std"]),
+            normalize=_check_bool("normalize", options["normalize"]),
+            chunk_size=check_positive_int("chunk_size", options["chunk_size"]),
         )
+        self._set_options(**options)
 
     def _definition_items(self) -> dict[str, Any]:
         return {
@@ -99,23 +93,16 @@ class _Sensitivity(ReexplainingMetric):
     function = max_sensitivity
 
     @keyword_only
-    def __init__(
-        self,
-        *,
-        n_samples: int = 10,
-        radius: float = 0.02,
-        chunk_size: int = 64,
-        generator: torch.Generator | None = None,
-        keep_per_sample: bool = False,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(keep_per_sample=keep_per_sample, **kwargs)
-        self._set_options(
-            n_samples=check_positive_int("n_samples", n_samples),
-            radius=check_positive_float("radius", radius),
-            chunk_size=check_positive_int("chunk_size", chunk_size),
-            generator=generator,
+    @options_of(max_sensitivity, drop=("reduction", "explainer", "perturbations", "context"), n_samples=DEFAULT_SAMPLES)
+    def __init__(self, **settings: Any) -> None:
+        options = self._take_options(settings, max_sensitivity)
+        super().__init__(**settings)
+        options.update(
+            n_samples=_check_samples(options["n_samples"]),
+            radius=check_positive_float("radius", options["radius"]),
+            chunk_size=check_positive_int("chunk_size", options["chunk_size"]),
         )
+        self._set_options(**options)
 
     def _definition_items(self) -> dict[str, Any]:
         return {"n_samples": self.n_samples, "radius": self.radius}

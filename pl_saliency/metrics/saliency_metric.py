@@ -4,7 +4,6 @@ only; the math is in :mod:`pl_saliency.functional.saliency_metric`)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,10 +11,12 @@ import torch
 from torch import Tensor
 
 from pl_saliency._keywords import keyword_only
+from pl_saliency._keywords import options_of
 from pl_saliency.functional.saliency_metric import _check_unit
 from pl_saliency.functional.saliency_metric import _object_localization_update
 from pl_saliency.functional.saliency_metric import _SaliencyMetricOptions
 from pl_saliency.functional.saliency_metric import check_thresholds
+from pl_saliency.functional.saliency_metric import saliency_metric
 from pl_saliency.metrics.base import FunctionalMetric
 from pl_saliency.metrics.base import SampleScoreMetric
 from pl_saliency.perturbation.engine import BatchContext
@@ -62,20 +63,13 @@ class SaliencyMetric(FunctionalMetric):
     plot_upper_bound: float | None = None
 
     @keyword_only
-    def __init__(
-        self,
-        *,
-        threshold: float = 0.5,
-        area_floor: float = 0.05,
-        chunk_size: int = 64,
-        output_transform: Callable[[Any], Tensor] | None = None,
-        keep_per_sample: bool = False,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(keep_per_sample=keep_per_sample, **kwargs)
-        options = _SaliencyMetricOptions(threshold, area_floor, chunk_size, output_transform)
-        self._set_options(**vars(options))
-        object.__setattr__(self, "plot_lower_bound", math.log(options.area_floor))
+    @options_of(saliency_metric)
+    def __init__(self, **settings: Any) -> None:
+        options = self._take_options(settings, saliency_metric)
+        super().__init__(**settings)
+        checked = _SaliencyMetricOptions(**options)
+        self._set_options(**vars(checked))
+        object.__setattr__(self, "plot_lower_bound", math.log(checked.area_floor))
 
     def _definition_items(self) -> dict[str, Any]:
         return {"threshold": self.threshold, "area_floor": self.area_floor, "score": "probability"}
