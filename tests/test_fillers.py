@@ -532,3 +532,42 @@ def test_call_errors():
         NoisyLinear()(x, removed, 0)
     with pytest.raises(TypeError, match=r"Argument `generator` must be a torch.Generator or None, but got int\."):
         UniformNoise().substrate(x, 0)
+
+
+def test_noisy_linear_banded_layouts_dtypes_and_autograd():
+    """The band solver writes into its own C-ordered copy: channels-last and other strided inputs give
+    the contiguous inputs' result (a copy kept in their strides would silently drop the solution);
+    float16 inputs are rounded once from the float64 solve, as the other solvers do; inputs that
+    require grad keep the graph through the kept pixels (the noise-free result is returned as is only
+    when there is no graph to keep)."""
+    x, removed = _road_chunk(2, 3, 12, 10, smooth=False, seed=7)
+    banded = NoisyLinear(noise=0.0, solver="banded")
+    ref = banded(x, removed)
+    torch.testing.assert_close(ref, NoisyLinear(noise=0.0, solver="direct")(x, removed), rtol=0, atol=1e-10)
+    assert banded(x.to(memory_format=torch.channels_last), removed).equal(ref)
+    strided = x.transpose(2, 3).contiguous().transpose(2, 3)
+    assert not strided.is_contiguous() and banded(strided, removed).equal(ref)
+    half = x.half()
+    assert banded(half, removed).dtype == torch.float16
+    assert banded(half, removed).equal(NoisyLinear(noise=0.0, solver="direct")(half, removed))
+    leaf = x.clone().requires_grad_(True)
+    out = banded(leaf, removed)
+    out.sum().backward()
+    assert out.requires_grad and leaf.grad.equal((~removed).expand_as(x).double())
+
+
+def test_noisy_linear_banded_groups_bound_the_band_buffer(monkeypatch):
+    """A chunk's bands are assembled in groups of consecutive images that fit one buffer
+    (``_BAND_BUFFER_FLOATS``; 224×224 chunks would otherwise need GiBs): any grouping, down to one image
+    per buffer (and a fully removed image between others), gives the same filled images."""
+    from pl_saliency.perturbation import imputation
+
+    x, removed = _road_chunk(5, 2, 12, 10, smooth=True, seed=3)
+    removed[2] = True  # a fully removed image inside a group
+    ref = NoisyLinear(noise=0.0, solver="banded")(x, removed)
+    assert imputation._band_groups([1, 5, 9, 9, 20], 10**6) == [(0, 4)]
+    assert imputation._band_groups([1, 5, 9, 9, 20], 4) == [(0, 1), (1, 3), (3, 4)]
+    for limit in (1, 400, 1500, 3000):
+        monkeypatch.setattr(imputation, "_BAND_BUFFER_FLOATS", limit)
+        assert NoisyLinear(noise=0.0, solver="banded")(x, removed).equal(ref)
+    torch.testing.assert_close(ref, NoisyLinear(noise=0.0, solver="direct")(x, removed), rtol=0, atol=1e-10)

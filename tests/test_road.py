@@ -199,3 +199,32 @@ def test_road_metric_options_are_keyword_only_with_a_deprecation_path():
     with pytest.warns(FutureWarning, match="`percentages`, `filler`"):
         metric = ROADLerf((20, 40), "zeros")
     assert metric.percentages == (20.0, 40.0) and metric.definition == ROADLerf(percentages=(20, 40), filler="zeros").definition
+
+
+@pytest.mark.parametrize("order", ["morf", "lerf"])
+def test_removal_order_fast_sort_equals_the_stable_sort(order):
+    """ROAD's (and every curve's) feature order: on the CPU, rows are sorted by numpy's quicksort and
+    runs of equal keys (ties, ±0, equal infinities) put back in the stable order; rows with NaN go to
+    torch's stable sort. Both routes give the stable sort of the tie-permuted scores, which is what
+    removal_order computed before the fast route."""
+    from pl_saliency.perturbation.orders import _distinct_order
+    from pl_saliency.perturbation.orders import _tie_permutation
+    from pl_saliency.perturbation.orders import removal_order
+
+    g = torch.Generator().manual_seed(0)
+    distinct = torch.rand(5, 300, generator=g, dtype=torch.float64)
+    ties = (distinct * 4).floor()
+    signed_zeros = distinct.clone()
+    signed_zeros[:, ::7], signed_zeros[:, 3::7] = 0.0, -0.0  # equal keys of different signs
+    infinite = distinct.clone()
+    infinite[:, :2] = math.inf
+    nan = distinct.clone()
+    nan[1, 5] = math.nan
+    descending = order == "morf"
+    for scores, fast in [(distinct, True), (distinct.float(), True), (-distinct, True), (ties, True),
+                         (ties.float(), True), (signed_zeros, True), (infinite, True), (nan, False)]:  # fmt: skip
+        for tie_break in ("random", "position"):
+            perm = _tie_permutation(300, tie_break, 3, scores.device)
+            reference = perm[torch.sort(scores[:, perm], dim=1, descending=descending, stable=True).indices]
+            assert (_distinct_order(scores, perm, descending) is not None) == fast
+            assert removal_order(scores, order, tie_break, 3).equal(reference)

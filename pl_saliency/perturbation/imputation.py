@@ -12,6 +12,7 @@ its removal mask (N, 1, H, W) bool, ``True`` = removed. Kept pixels are returned
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -167,82 +168,138 @@ def _single_thread_blas() -> Any:
     return _BLAS_CONTROLLER.limit(limits=1, user_api="blas")
 
 
-def _offsets(neighbors: int, row: int) -> list[tuple[int, int, float]]:
-    """``(flat offset, is_later, weight)`` of each neighbour in a row-major grid ``row`` wide; a
-    neighbour is *later* when it comes after the pixel in row-major order."""
-    return [(dy * row + dx, int(dy > 0 or (dy == 0 and dx > 0)), wt) for (dy, dx), wt in _WEIGHTS[neighbors]]
+_KEPT = -(2**62)  # the index of a kept cell in `_solve_banded`'s index grid: far below any unknown's
+
+
+@functools.lru_cache(maxsize=32)
+def _grid(h: int, w: int, neighbors: int) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per-shape tables of the zero-padded ``(h + 2) × (w + 2)`` grid, computed once per shape (read-only):
+    ``(area, padpos, diagonal, offsets, later, later_weights)``: ``padpos`` (h·w,) the padded flat
+    position of each pixel (row-major); ``diagonal`` (h·w,) the sum of each pixel's in-image neighbours'
+    weights; ``offsets`` (k, 2) the flat offset and weight of each neighbour; ``later`` (l,) and
+    ``later_weights`` (l, 1) those of the neighbours after the pixel in row-major order."""
+    row, area = w + 2, (h + 2) * (w + 2)
+    offsets = np.array([(dy * row + dx, wt) for (dy, dx), wt in _WEIGHTS[neighbors]])
+    is_later = offsets[:, 0] > 0
+    later = offsets[is_later, 0].astype(np.int64)
+    later_weights = offsets[is_later, 1:]
+    inside = np.zeros((h + 2, row))
+    inside[1:-1, 1:-1] = 1.0
+    padpos = (np.arange(1, h + 1)[:, None] * row + np.arange(1, w + 1)[None, :]).ravel()
+    diagonal = np.zeros(h * w)
+    for off, wt in offsets.tolist():
+        diagonal += wt * inside.ravel()[padpos + int(off)]
+    tables = (padpos, diagonal, offsets, later, later_weights)
+    for t in tables:
+        t.setflags(write=False)
+    return (area, *tables)
+
+
+#: the most float64 values of one band buffer (256 MiB): a chunk's images are solved in groups of
+#: consecutive images whose bands fit (at least one image per group). At 224×224 one image's band at
+#: 80 % removed is ≈ 72 MiB, so a 64-image chunk in one buffer would take ≈ 4.6 GiB.
+_BAND_BUFFER_FLOATS = 32 * 2**20
+
+
+def _band_groups(block: list[int], limit: int) -> list[tuple[int, int]]:
+    """Runs ``(g0, g1)`` of consecutive images whose bands ``block[g0] … block[g1]`` (cumulative offsets,
+    one more than images) hold at most ``limit`` values, each run at least one image long."""
+    groups, g0 = [], 0
+    for b in range(1, len(block)):
+        if b - 1 > g0 and block[b] - block[g0] > limit:
+            groups.append((g0, b - 1))
+            g0 = b - 1
+    groups.append((g0, len(block) - 1))
+    return groups
 
 
 def _solve_banded(inputs: Tensor, removed: Tensor, neighbors: int) -> Tensor:
     """Exact: per image, the system's unknowns in row-major order form a symmetric positive-definite
     band matrix (bandwidth ``kd`` = the most unknowns between a pixel and its lower-right neighbour, at
-    most W + 1), factored by LAPACK's band Cholesky (``dpbsv``, float64) with the image's own ``kd``
-    (channels as right-hand sides). Assembly is vectorized over the whole chunk with flat gathers on the
-    zero-padded grid (one index array of the unknowns, eight shifted reads); every image's band is a
-    contiguous Fortran block of one buffer, so only the LAPACK calls run per image."""
+    most W + 1), factored by LAPACK's band Cholesky (``dpbsv``, lower band storage, float64) with the
+    image's own ``kd`` (channels as right-hand sides). Assembly is vectorized over the whole chunk with
+    flat gathers on the zero-padded grid (one index array of the unknowns, a shifted read per
+    neighbour; the per-shape tables are cached) and writes every image's band, a contiguous Fortran
+    block of one buffer, in one scatter; only the LAPACK calls run per image. Returns the filled
+    images in the inputs' dtype and device; a fully removed image (no solution) is filled with 0."""
     from scipy.linalg import lapack
 
     x = inputs.detach().cpu().numpy()
-    rm = removed[:, 0].detach().cpu().numpy()
     n, c, h, w = x.shape
-    out = x.astype(np.float64, copy=True)
-    row, area = w + 2, (h + 2) * (w + 2)
-    padded = np.zeros((n, h + 2, row), dtype=bool)
-    padded[:, 1:-1, 1:-1] = rm & ~rm.all(axis=(1, 2), keepdims=True)  # a fully removed image: set by the caller
-    pos = np.flatnonzero(padded)  # the unknowns' flat padded positions, image-major then row-major
-    num = pos.size
+    hw = h * w
+    rm = removed.detach().cpu().numpy().reshape(n, hw)
+    out = x.astype(x.dtype if x.dtype in (np.float32, np.float64) else np.float64, order="C", copy=True)
+    flat = np.flatnonzero(rm)  # the unknowns, image-major then row-major
+    starts = np.searchsorted(flat, np.arange(n + 1) * hw)  # each image's first unknown
+    counts = np.diff(starts)
+    full = counts == hw
+    if full.any():
+        out[full] = 0.0
+        rm = rm & ~full[:, None]
+        flat = np.flatnonzero(rm)
+        starts = np.searchsorted(flat, np.arange(n + 1) * hw)
+        counts = np.diff(starts)
+    num = flat.size
     if num == 0:
-        return torch.from_numpy(out)
-    kept = np.zeros((n, h + 2, row, c))  # the kept values, channels last, zero-padded
-    kept[:, 1:-1, 1:-1] = x.transpose(0, 2, 3, 1)
-    kept = kept.reshape(n * area, c)
-    kept[pos] = 0.0
-    inside = np.zeros((h + 2, row))
-    inside[1:-1, 1:-1] = 1.0
-    inside = inside.ravel()
-    weights = np.zeros(area)  # per grid cell: the sum of its in-image neighbours' weights (one table)
-    vidx = np.full(n * area, -1, dtype=np.int64)
+        return torch.from_numpy(out).to(device=inputs.device, dtype=inputs.dtype)
+    area, padpos, diagonal, offsets, later, later_weights = _grid(h, w, neighbors)
+    image = np.repeat(np.arange(n), counts)  # the image of each unknown
+    pixel = flat - image * hw  # its flat position in its image
+    pos = image * area + padpos[pixel]  # and on the padded grid
+    kept = np.zeros((c, n, h + 2, w + 2))  # the kept values, zero-padded, zero at the unknowns
+    np.multiply(x.transpose(1, 0, 2, 3), ~rm.reshape(1, n, h, w), out=kept[:, :, 1:-1, 1:-1])
+    kept = kept.reshape(c, n * area)
+    rhs = np.zeros((c, num))  # sum over kept neighbours of w_pq x_q
+    for off, wt in offsets.tolist():
+        rhs += wt * kept.take(pos + int(off), axis=1)
     own = np.arange(num)
+    vidx = np.full(n * area, _KEPT, dtype=np.int64)  # the unknowns' indices on the padded grid
     vidx[pos] = own
-    rhs = np.zeros((num, c))  # sum over kept neighbours of w_pq x_q
-    upper = []  # (distance in the ordering or -1, weight) per later neighbour
-    for off, later, wt in _offsets(neighbors, row):
-        at = pos + off
-        rhs += wt * kept[at]
-        weights[row + 1 : area - row - 1] += wt * inside[row + 1 + off : area - row - 1 + off]
-        if later:
-            j = vidx[at]
-            upper.append((np.where(j >= 0, j - own, -1), wt))
-    dist = np.maximum.reduce([d for d, _ in upper]).clip(min=0)
-    cell = pos % area
-    diag = weights[cell]
-    image = pos // area
-    counts = np.bincount(image, minlength=n)
-    starts = np.concatenate([[0], np.cumsum(counts)])
-    rows = np.nonzero(counts)[0]
-    kd_row = np.zeros(n, dtype=np.int64)
-    kd_row[rows] = np.maximum.reduceat(dist, starts[rows])
-    sizes = (kd_row + 1) * counts
-    offsets = np.concatenate([[0], np.cumsum(sizes)])
-    kd_u = kd_row[image]
-    base = offsets[image] + (own - starts[image]) * (kd_u + 1)  # column `local` of the image's Fortran block
-    buf = np.zeros(int(offsets[-1]))  # LAPACK upper band storage per image: ab[kd + i - j, j] = A[i, j]
-    buf[base + kd_u] = diag
-    for d, wt in upper:  # A[g, g + d] sits in column g + d, row kd - d: flat base + d (kd + 1) + kd - d
-        has = np.flatnonzero(d >= 0)
-        buf[base[has] + kd_u[has] * (d[has] + 1)] = -wt
-    sol = np.empty((num, c))
+    # LAPACK lower band storage, ab[i - j, j] = A[i, j]: row 0 of `index` the diagonal's flat position in
+    # `buf`, row 1 + k that of A[g + d, g] for the k-th later neighbour at distance d in the ordering
+    index = np.empty((1 + later.size, num), dtype=np.int64)
+    dist = index[1:]
+    for k, off in enumerate(later.tolist()):
+        np.subtract(vidx.take(pos + off), own, out=dist[k])  # below -num for a kept neighbour
+    rows = np.flatnonzero(counts)
+    kd_img = np.zeros(n, dtype=np.int64)
+    kd_img[rows] = np.maximum.reduceat(np.maximum.reduce(dist, axis=0), starts[rows]).clip(min=0)
+    blocks = np.ones(n + 1, dtype=np.int64)  # image b's band: buf[blocks[b] : blocks[b + 1]]; buf[0]: a dump slot
+    np.cumsum((kd_img + 1) * counts, out=blocks[1:])
+    blocks[1:] += 1
+    base = own * np.repeat(kd_img + 1, counts)
+    base += np.repeat(blocks[:-1] - starts[:-1] * (kd_img + 1), counts)  # where each unknown's column starts
+    index[0] = base
+    dist += base
+    np.maximum(dist, 0, out=dist)  # a kept neighbour's entry goes to the dump slot
+    values = np.empty(index.shape)
+    values[0] = diagonal[pixel]
+    values[1:] = -later_weights
+    first, block, bandwidth = starts.tolist(), blocks.tolist(), kd_img.tolist()
     with _single_thread_blas():
-        for b, kd in zip(rows.tolist(), kd_row[rows].tolist()):
-            lo, hi = int(starts[b]), int(starts[b + 1])
-            ab = buf[offsets[b] : offsets[b + 1]].reshape(kd + 1, hi - lo, order="F")
-            _, xb, info = lapack.dpbsv(ab, rhs[lo:hi], lower=0, overwrite_ab=1)
-            if info != 0:  # pragma: no cover - the matrix is positive definite by construction
-                raise RuntimeError(f"`NoisyLinear(solver='banded')`: LAPACK dpbsv failed with info={info} on image {b}.")
-            sol[lo:hi] = xb
-    out_cl = out.transpose(0, 2, 3, 1)  # a view, channels last
-    out_cl[image, (cell // row) - 1, (cell % row) - 1] = sol
-    return torch.from_numpy(out)
+        for g0, g1 in _band_groups(block, _BAND_BUFFER_FLOATS):  # images g0 … g1 - 1, one band buffer
+            # the group's bands, shifted so that its first band starts at 1 (0 stays the dump slot)
+            u0, u1, shift = first[g0], first[g1], block[g0] - 1
+            part = index[:, u0:u1] if shift == 0 else np.where(index[:, u0:u1] > 0, index[:, u0:u1] - shift, 0)
+            buf = np.zeros(block[g1] - shift)
+            buf[part] = values[:, u0:u1]
+            for b in range(g0, g1):
+                lo, hi = first[b], first[b + 1]
+                if lo == hi:
+                    continue
+                ab = buf[block[b] - shift : block[b + 1] - shift].reshape(bandwidth[b] + 1, hi - lo, order="F")
+                rb = rhs[:, lo:hi].T
+                _, xb, info = lapack.dpbsv(ab, rb, lower=1, overwrite_ab=1, overwrite_b=1)
+                if info != 0:  # pragma: no cover - the matrix is positive definite by construction
+                    raise RuntimeError(f"`NoisyLinear(solver='banded')`: LAPACK dpbsv failed with info={info} on image {b}.")
+                if xb is not rb:  # several channels: LAPACK solved a copy
+                    rb[...] = xb
+    at = flat if c == 1 else flat + image * ((c - 1) * hw)  # flat position in `out` of channel 0
+    flat_out = out.reshape(-1)
+    solved = rhs.astype(out.dtype, copy=False)  # rounded to the output's dtype
+    for ch in range(c):
+        flat_out[at + ch * hw] = solved[ch]
+    return torch.from_numpy(out).to(device=inputs.device, dtype=inputs.dtype)
 
 
 class NoisyLinear(Filler):
@@ -331,26 +388,29 @@ class NoisyLinear(Filler):
         if solver == "auto":
             solver = "banded" if inputs.device.type == "cpu" else "cg"
         with torch.no_grad():
-            if solver == "banded":
+            if solver == "banded":  # already in the inputs' dtype and device, fully removed images 0
                 filled = _solve_banded(inputs, mask, self.neighbors)
-            elif solver == "direct":
-                filled = _solve_direct(inputs, mask, self.neighbors)
             else:
-                h, w = inputs.shape[-2:]
-                max_iter = self.max_iter if self.max_iter is not None else 20 * max(h, w) + 100
-                filled, worst = _solve_cg(inputs, mask, self.neighbors, self.tol, max_iter)
-                if worst > self.tol:
-                    warnings.warn(
-                        f"`NoisyLinear`: conjugate gradients stopped after {max_iter} iterations with a relative "
-                        f"residual of {worst:.2e} > `tol` {self.tol:g}; raise `max_iter` or use solver='direct'.",
-                        RuntimeWarning,
-                        stacklevel=2,
-                    )
-            filled = filled.to(device=inputs.device, dtype=inputs.dtype)
-            full = mask.flatten(1).all(dim=1).view(-1, 1, 1, 1)
-            filled = torch.where(full, torch.zeros_like(filled), filled)
+                if solver == "direct":
+                    filled = _solve_direct(inputs, mask, self.neighbors)
+                else:
+                    h, w = inputs.shape[-2:]
+                    max_iter = self.max_iter if self.max_iter is not None else 20 * max(h, w) + 100
+                    filled, worst = _solve_cg(inputs, mask, self.neighbors, self.tol, max_iter)
+                    if worst > self.tol:
+                        warnings.warn(
+                            f"`NoisyLinear`: conjugate gradients stopped after {max_iter} iterations with a relative "
+                            f"residual of {worst:.2e} > `tol` {self.tol:g}; raise `max_iter` or use solver='direct'.",
+                            RuntimeWarning,
+                            stacklevel=2,
+                        )
+                filled = filled.to(device=inputs.device, dtype=inputs.dtype)
+                full = mask.flatten(1).all(dim=1).view(-1, 1, 1, 1)
+                filled = torch.where(full, torch.zeros_like(filled), filled)
             if self.noise > 0:
                 filled = filled + self.noise * draw("normal", tuple(inputs.shape), generator, inputs)
+            elif not inputs.requires_grad:
+                return filled  # every solver returns the kept pixels as they are in `inputs`
         return torch.where(mask, filled, inputs)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -60,6 +61,10 @@ def removal_order(
     ``"random"``: an independent uniform permutation per sample drawn from ``generator``
     (CPU generator; the draw is the same on every device). Without a generator a fresh one seeded
     with 0 is used: the global RNG is never touched.
+
+    Ties are broken by the fixed permutation and then by position in it (a stable sort). On the CPU,
+    the rows are sorted by numpy's quicksort (3-6x faster than torch's sort for maps of a thousand
+    features) and runs of equal keys put back in the stable order: the same indices.
     """
     check_choice("order", order, ORDERS)
     check_choice("tie_break", tie_break, TIE_BREAKS)
@@ -70,9 +75,36 @@ def removal_order(
         keys = torch.rand(n, f, generator=generator).to(scores.device)
         return keys.argsort(dim=1)
     perm = _tie_permutation(f, tie_break, tie_seed, scores.device)
+    if scores.device.type == "cpu" and scores.dtype in (torch.float32, torch.float64):
+        fast = _distinct_order(scores, perm, order == "morf")
+        if fast is not None:
+            return fast
     permuted = scores[:, perm]
     idx = torch.sort(permuted, dim=1, descending=(order == "morf"), stable=True).indices
     return perm[idx]
+
+
+def _distinct_order(scores: Tensor, perm: Tensor, descending: bool) -> Tensor | None:
+    """The stable sort of :func:`removal_order` by numpy's (unstable, much faster) quicksort on the CPU,
+    or None when a row holds NaN (numpy and torch place NaN differently; the caller's torch sort decides).
+    With distinct keys the sorted order is unique, so both sorts agree. Equal keys (ties, ``±0``, equal
+    infinities) are then put in the stable sort's order, ascending position in ``perm``: one more
+    quicksort of the unique keys ``run * F + position``, ``run`` the index of each run of equal keys."""
+    p = perm.numpy()
+    keys = scores.detach().numpy()[:, p]
+    if descending:
+        keys = np.negative(keys, out=keys)  # ascending of -v = descending of v; equal stays equal
+    idx = np.argsort(keys, axis=1)
+    ordered = np.take_along_axis(keys, idx, axis=1)
+    if np.isnan(ordered[:, -1:]).any():  # numpy sorts NaN last
+        return None
+    tied = ordered[:, 1:] == ordered[:, :-1]
+    if tied.any():
+        n, f = idx.shape
+        run = np.zeros(idx.shape, dtype=np.int64)
+        np.cumsum(~tied, axis=1, out=run[:, 1:])
+        idx = np.take_along_axis(idx, np.argsort(run * f + idx, axis=1), axis=1)
+    return torch.from_numpy(p[idx])
 
 
 def removal_rank(order_idx: Tensor) -> Tensor:
