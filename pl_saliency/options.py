@@ -19,7 +19,7 @@ from typing import TypedDict
 import torch
 from torch import Tensor
 
-from pl_saliency.perturbation.engine import BatchContext
+from pl_saliency.spec import BatchContext
 
 
 class CurveOptions(TypedDict, total=False):
@@ -130,3 +130,13 @@ class RegionMetricOptions(MetricOptions, PatchOption, OrderOption, RegionsOption
 
 class ROADMetricOptions(MetricOptions, PatchOption, PercentagesOption, total=False):
     """``ROADMorf``, ``ROADLerf``."""
+
+
+# the engine
+class PathOptions(CurveOptions, StepsOption, PatchOption, OrderOption, total=False):
+    """``perturbation_curves``: every setting of a curve (a :class:`~pl_saliency.spec.CurveSpec` and
+    :class:`~pl_saliency.spec.SpeedOptions`) and the batch ``context``."""
+
+    mode: str
+    fractions: Any
+    context: BatchContext | None

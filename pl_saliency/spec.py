@@ -261,8 +261,9 @@ _DEFAULTS: dict[str, Any] = {
 OPTION_DEFAULTS: dict[str, Any] = {
     name: _DEFAULTS[name]
     for name in (
-        "filler", "order", "steps", "patch_size", "score", "chunk_size", "tie_break", "tie_seed", "generator",
-        "output_transform", "keep_per_sample", "reduction", "return_curves", "context", "amp_dtype", "memory_budget_mb",
+        "mode", "filler", "order", "steps", "patch_size", "score", "chunk_size", "tie_break", "tie_seed", "generator",
+        "output_transform", "keep_per_sample", "reduction", "return_curves", "context", "fractions", "amp_dtype",
+        "memory_budget_mb",
     )
 }  # fmt: skip
 
@@ -282,6 +283,60 @@ def spec_from_kwargs(**kwargs: Any) -> tuple[CurveSpec, SpeedOptions]:
     speed_names = {f.name for f in dataclasses.fields(SpeedOptions)}
     speed = SpeedOptions(**{k: kwargs.pop(k) for k in list(kwargs) if k in speed_names})
     return CurveSpec(**kwargs), speed
+
+
+@dataclass
+class BatchContext:
+    """What the metrics of one batch share: computed curves, the explainer, and extra batch data.
+
+    The monitor creates one context per batch and hands it to every metric; a user may do the same.
+
+    * Curves: entries are keyed by the identity of the model, inputs and saliency tensors and by
+      every setting that changes the curve; the context keeps references to those tensors, so
+      identities stay valid while it lives. ``model_calls`` counts the model calls made through it,
+      ``hits`` the curves served from it.
+    * ``explainer``: the explainer that produced the saliency being scored (set by the monitor before
+      each explainer's metrics), for metrics that re-explain perturbed inputs.
+    * ``extras``: further per-batch data, e.g. ground truth ``"masks"`` (N, 1, H, W) or ``"boxes"``
+      (N, 4) for localization metrics.
+    """
+
+    entries: dict[tuple[Any, ...], tuple[tuple[Any, ...], Tensor, Any]] = field(default_factory=dict)
+    model_calls: int = 0
+    hits: int = 0
+    explainer: Callable[..., Tensor] | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def get(self, key: tuple[Any, ...], refs: tuple[Any, ...]) -> Tensor | None:
+        hit = self.entries.get(key)
+        if hit is not None and all(a is b for a, b in zip(hit[0], refs)):
+            self.hits += 1
+            return hit[1]
+        return None
+
+    def put(self, key: tuple[Any, ...], refs: tuple[Any, ...], curves: Tensor, keep: Any = None) -> None:
+        """Store ``curves`` under ``key``; ``refs`` (whose identities the key holds) are checked on
+        :meth:`get`, ``keep`` (e.g. the spec whose filler or generator the key names by identity) is
+        only kept alive, so that no identity in a live key can be reused by another object."""
+        self.entries[key] = (refs, curves, keep)
+
+    def clear(self) -> None:
+        self.entries.clear()
+
+
+def memoized(
+    context: BatchContext | None, key: tuple[Any, ...], refs: tuple[Any, ...], compute: Callable[[], Tensor], keep: Any = None
+) -> Tensor:
+    """``compute()``, memoized in ``context`` (when given) under ``key``: the entry stored there is returned
+    while ``refs`` are the same objects (see :meth:`BatchContext.get` / :meth:`BatchContext.put`)."""
+    if context is None:
+        return compute()
+    cached = context.get(key, refs)
+    if cached is None:
+        cached = compute()
+        context.put(key, refs, cached, keep=keep)
+    return cached
+
 
 
 def stable_sample_ids(inputs: Tensor) -> Tensor:

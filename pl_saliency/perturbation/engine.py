@@ -32,14 +32,15 @@ import math
 import weakref
 from collections.abc import Callable
 from collections.abc import Iterator
-from dataclasses import dataclass
-from dataclasses import field
 from typing import Any
 from typing import NamedTuple
+from typing import Unpack
 
 import torch
 from torch import Tensor
 
+from pl_saliency._keywords import declared_options
+from pl_saliency.options import PathOptions
 from pl_saliency.perturbation.fillers import Constant
 from pl_saliency.perturbation.fillers import Filler
 from pl_saliency.perturbation.fillers import Zeros
@@ -48,11 +49,13 @@ from pl_saliency.perturbation.orders import feature_scores
 from pl_saliency.perturbation.orders import removal_order
 from pl_saliency.perturbation.orders import removal_rank
 
-# the speed-option checks and MODES are re-exported here, where they lived
+# the speed-option checks, MODES, BatchContext and memoized are re-exported here, where they lived
 from pl_saliency.spec import AMP_DTYPES  # noqa: F401
 from pl_saliency.spec import AUTO
 from pl_saliency.spec import DEFAULT_CPU_BUDGET_MB
 from pl_saliency.spec import MODES  # noqa: F401
+from pl_saliency.spec import OPTION_DEFAULTS
+from pl_saliency.spec import BatchContext
 from pl_saliency.spec import CurveSpec
 from pl_saliency.spec import SpeedOptions
 from pl_saliency.spec import check_amp_dtype
@@ -60,7 +63,9 @@ from pl_saliency.spec import check_chunk_size  # noqa: F401
 from pl_saliency.spec import check_fractions
 from pl_saliency.spec import check_memory_budget
 from pl_saliency.spec import check_speed_options  # noqa: F401
+from pl_saliency.spec import memoized
 from pl_saliency.spec import sample_seeds
+from pl_saliency.spec import spec_from_kwargs
 from pl_saliency.utils import check_inputs
 from pl_saliency.utils import check_model
 from pl_saliency.utils import check_positive_int
@@ -68,59 +73,6 @@ from pl_saliency.utils import check_saliency
 from pl_saliency.utils import check_target
 from pl_saliency.utils import eval_mode
 from pl_saliency.utils import model_logits
-
-
-@dataclass
-class BatchContext:
-    """What the metrics of one batch share: computed curves, the explainer, and extra batch data.
-
-    The monitor creates one context per batch and hands it to every metric; a user may do the same.
-
-    * Curves: entries are keyed by the identity of the model, inputs and saliency tensors and by
-      every setting that changes the curve; the context keeps references to those tensors, so
-      identities stay valid while it lives. ``model_calls`` counts the model calls made through it,
-      ``hits`` the curves served from it.
-    * ``explainer``: the explainer that produced the saliency being scored (set by the monitor before
-      each explainer's metrics), for metrics that re-explain perturbed inputs.
-    * ``extras``: further per-batch data, e.g. ground truth ``"masks"`` (N, 1, H, W) or ``"boxes"``
-      (N, 4) for localization metrics.
-    """
-
-    entries: dict[tuple[Any, ...], tuple[tuple[Any, ...], Tensor, Any]] = field(default_factory=dict)
-    model_calls: int = 0
-    hits: int = 0
-    explainer: Callable[..., Tensor] | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
-
-    def get(self, key: tuple[Any, ...], refs: tuple[Any, ...]) -> Tensor | None:
-        hit = self.entries.get(key)
-        if hit is not None and all(a is b for a, b in zip(hit[0], refs)):
-            self.hits += 1
-            return hit[1]
-        return None
-
-    def put(self, key: tuple[Any, ...], refs: tuple[Any, ...], curves: Tensor, keep: Any = None) -> None:
-        """Store ``curves`` under ``key``; ``refs`` (whose identities the key holds) are checked on
-        :meth:`get`, ``keep`` (e.g. the spec whose filler or generator the key names by identity) is
-        only kept alive, so that no identity in a live key can be reused by another object."""
-        self.entries[key] = (refs, curves, keep)
-
-    def clear(self) -> None:
-        self.entries.clear()
-
-
-def memoized(
-    context: BatchContext | None, key: tuple[Any, ...], refs: tuple[Any, ...], compute: Callable[[], Tensor], keep: Any = None
-) -> Tensor:
-    """``compute()``, memoized in ``context`` (when given) under ``key``: the entry stored there is returned
-    while ``refs`` are the same objects (see :meth:`BatchContext.get` / :meth:`BatchContext.put`)."""
-    if context is None:
-        return compute()
-    cached = context.get(key, refs)
-    if cached is None:
-        cached = compute()
-        context.put(key, refs, cached, keep=keep)
-    return cached
 
 
 def removal_counts(num_features: int, steps: int, fractions: Any = None) -> Tensor:
@@ -388,27 +340,9 @@ def perturbed_chunks(
         yield start, stop, i, removal(inputs.index_select(0, i), removed, i)
 
 
+@declared_options(PathOptions, OPTION_DEFAULTS)
 def perturbation_curves(
-    model: Callable[[Tensor], Any],
-    inputs: Tensor,
-    saliency: Tensor,
-    target: Tensor,
-    *,
-    mode: str = "deletion",
-    filler: Any = "zeros",
-    order: str = "morf",
-    steps: int = 50,
-    patch_size: int = 1,
-    score: str = "probability",
-    chunk_size: int | str = 64,
-    tie_break: str = "random",
-    tie_seed: int = 0,
-    generator: torch.Generator | None = None,
-    output_transform: Callable[[Any], Tensor] | None = None,
-    context: BatchContext | None = None,
-    fractions: Any = None,
-    amp_dtype: torch.dtype | None = None,
-    memory_budget_mb: float | None = None,
+    model: Callable[[Tensor], Any], inputs: Tensor, saliency: Tensor, target: Tensor, **settings: Unpack[PathOptions]
 ) -> Tensor:
     """Score the target class along a removal (deletion) or restoration (insertion) path.
 
@@ -445,11 +379,8 @@ def perturbation_curves(
         unperturbed (deletion) or fully removed (insertion) image (with ``fractions``: the point at
         the first fraction).
     """
-    spec = CurveSpec(
-        mode=mode, filler=filler, order=order, steps=steps, patch_size=patch_size, score=score, tie_break=tie_break,
-        tie_seed=tie_seed, generator=generator, output_transform=output_transform, fractions=fractions,
-    )  # fmt: skip
-    speed = SpeedOptions(chunk_size=chunk_size, memory_budget_mb=memory_budget_mb, amp_dtype=amp_dtype)
+    context = settings.pop("context")
+    spec, speed = spec_from_kwargs(**settings)
     return spec_curves(model, inputs, saliency, target, spec, speed, context=context)
 
 
