@@ -213,7 +213,7 @@ def options_of(
                 raise ValueError(f"Unexpected keyword arguments: {', '.join(f'`{n}`' for n in passed)}")
             return init(self, **settings)
 
-        return _bound_to(refusing_dropped, inspect.Signature(params, return_annotation=returns))  # type: ignore[arg-type]
+        return _bound_to(refusing_dropped, inspect.Signature(params, return_annotation=returns))  # type: ignore[return-value]
 
     return decorate
 

@@ -532,9 +532,8 @@ class InpainterFill(Filler):
             raise TypeError(f"Argument `name` must be a str or None, but got {type(name).__name__}.")
         self.module = module
         self.mask_convention = mask_convention
-        self.name = name or (
-            type(module).__name__ if isinstance(module, torch.nn.Module) else getattr(module, "__name__", type(module).__name__)
-        )
+        default = type(module).__name__ if isinstance(module, torch.nn.Module) else getattr(module, "__name__", None)
+        self.name: str = name or (default if isinstance(default, str) else type(module).__name__)
 
     @property
     def key(self) -> str:
