@@ -4,6 +4,7 @@ inpainters, and every filler through the batched engine against a step-by-step r
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import cv2
@@ -571,3 +572,34 @@ def test_noisy_linear_banded_groups_bound_the_band_buffer(monkeypatch):
         monkeypatch.setattr(imputation, "_BAND_BUFFER_FLOATS", limit)
         assert NoisyLinear(noise=0.0, solver="banded")(x, removed).equal(ref)
     torch.testing.assert_close(ref, NoisyLinear(noise=0.0, solver="direct")(x, removed), rtol=0, atol=1e-10)
+
+
+def test_mask_dependent_fillers_check_when_called_and_the_engine_fills_its_own_chunks():
+    """``__call__`` of a mask-dependent filler checks inputs and mask and calls ``fill``; the engine calls
+    ``fill`` itself (``Filler.filling``); a filler of the 0.1 protocol (``__call__`` overridden, no
+    ``fill``) is still called through ``__call__`` and gives the same curves."""
+    from pl_saliency.perturbation import perturbation_curves
+    from pl_saliency.perturbation.filler_base import Filler
+
+    nl = NoisyLinear(noise=0.0)
+    assert nl.filling() == nl.fill
+    x, removed = _road_chunk(2, 1, 8, 8, smooth=False, seed=1)
+    with pytest.raises(ValueError, match="must be finite"):
+        nl(torch.full_like(x, math.nan), removed)
+    with pytest.raises(ValueError, match="Argument `mask` must have shape"):
+        nl(x, removed[:1])
+
+    class OldProtocol(Filler):  # 0.1: mask-dependent by overriding __call__
+        mask_dependent = True
+        name = "old"
+
+        def __call__(self, inputs, mask, generator=None):
+            return nl(inputs, mask, generator)
+
+    old = OldProtocol()
+    assert old.filling() is old
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 3)).double()
+    x = x[::5]  # the two images (each chunk row repeats its image once per percentage)
+    s, y = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(2)), torch.tensor([0, 2])
+    torch.testing.assert_close(perturbation_curves(model, x, s, y, filler=old, steps=4),
+                               perturbation_curves(model, x, s, y, filler=nl, steps=4), rtol=0, atol=0)

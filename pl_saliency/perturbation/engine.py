@@ -163,10 +163,11 @@ class Removal:
         self.fill, self.generator = fill, generator
         self.substrate = None if fill.mask_dependent else fill.substrate(inputs, generator)
         self.constant = constant_fill_value(fill)
+        self.impute = fill.filling()  # the chunks are built from checked inputs: no second check per chunk
 
     def __call__(self, x: Tensor, removed: Tensor, rows: Tensor) -> Tensor:
         if self.substrate is None:
-            return self.fill(x, removed, self.generator)
+            return self.impute(x, removed, self.generator)
         if self.constant is not None:
             return x.masked_fill_(removed, self.constant)
         return torch.where(removed, self.substrate.index_select(0, rows), x)

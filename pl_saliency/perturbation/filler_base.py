@@ -14,12 +14,17 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from pl_saliency.utils import check_inputs
+
 
 class Filler:
     """Base class of removal strategies.
 
     Subclasses either implement ``substrate(inputs)`` (mask-independent replacement, the common case)
-    or override ``__call__`` and set ``mask_dependent = True``.
+    or set ``mask_dependent = True`` and implement :meth:`fill` (a replacement computed from the kept
+    pixels, e.g. an imputation): their ``__call__`` checks the inputs and the mask once and calls
+    ``fill``; the curve engine calls ``fill`` directly on its chunks, which it built from inputs it
+    checked itself (a filler of the 0.1 protocol, which overrides ``__call__`` instead, still works).
     """
 
     mask_dependent: bool = False
@@ -32,8 +37,21 @@ class Filler:
     def substrate(self, inputs: Tensor, generator: torch.Generator | None = None) -> Tensor:
         raise NotImplementedError
 
-    def __call__(self, inputs: Tensor, mask: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def fill(self, inputs: Tensor, mask: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """``inputs`` (N, C, H, W) with the pixels of ``mask`` (bool (N, 1, H, W) on their device,
+        ``True`` = removed) replaced; both already checked."""
         return torch.where(mask, self.substrate(inputs, generator), inputs)
+
+    def __call__(self, inputs: Tensor, mask: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        if self.mask_dependent:
+            inputs = check_inputs(inputs)
+            return self.fill(inputs, check_mask(mask, inputs), generator)
+        return torch.where(mask, self.substrate(inputs, generator), inputs)
+
+    def filling(self) -> Any:
+        """What the engine calls per chunk for a mask-dependent filler: :meth:`fill` when the class
+        implements it (no second check of the engine's own chunks), else ``__call__``."""
+        return self.fill if type(self).fill is not Filler.fill else self
 
     def __repr__(self) -> str:
         return self.key

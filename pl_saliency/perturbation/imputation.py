@@ -6,8 +6,10 @@ r"""Mask-dependent fillers: imputations that fill removed pixels from the kept o
 * :class:`InpainterFill` — any generative inpainter ``(inputs, mask) -> inputs`` (Agarwal & Nguyen,
   "Explaining image classifiers by removing input features using generative models", ACCV 2020).
 
-All three have ``mask_dependent = True``: the engine calls them per chunk with the chunk's images and
-its removal mask (N, 1, H, W) bool, ``True`` = removed. Kept pixels are returned unchanged.
+All three have ``mask_dependent = True`` and implement ``fill``: called, they check the inputs and the
+mask once (:class:`~pl_saliency.perturbation.filler_base.Filler`); the engine calls ``fill`` per chunk
+with the chunk's images and its removal mask (N, 1, H, W) bool, ``True`` = removed, built from inputs
+it checked itself. Kept pixels are returned unchanged.
 """
 
 from __future__ import annotations
@@ -26,10 +28,8 @@ from torch import Tensor
 from pl_saliency._keywords import keyword_only
 from pl_saliency.perturbation.filler_base import Filler
 from pl_saliency.perturbation.filler_base import _check_number
-from pl_saliency.perturbation.filler_base import check_mask
 from pl_saliency.perturbation.filler_base import draw
 from pl_saliency.utils import check_choice
-from pl_saliency.utils import check_inputs
 from pl_saliency.utils import check_positive_int
 from pl_saliency.utils import eval_mode
 
@@ -381,9 +381,7 @@ class NoisyLinear(Filler):
     def key(self) -> str:
         return f"noisy_linear({self.noise:g},{self.neighbors},{self.solver},{self.tol:g},{self.max_iter})"
 
-    def __call__(self, inputs: Tensor, mask: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        inputs = check_inputs(inputs)
-        mask = check_mask(mask, inputs)
+    def fill(self, inputs: Tensor, mask: Tensor, generator: torch.Generator | None = None) -> Tensor:
         solver = self.solver
         if solver == "auto":
             solver = "banded" if inputs.device.type == "cpu" else "cg"
@@ -452,13 +450,11 @@ class Telea(Filler):
     def key(self) -> str:
         return f"telea({self.radius})"
 
-    def __call__(self, inputs: Tensor, mask: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def fill(self, inputs: Tensor, mask: Tensor, generator: torch.Generator | None = None) -> Tensor:
         try:
             import cv2
         except ImportError as err:  # pragma: no cover - opencv comes with the test extras
             raise ImportError("`Telea` needs OpenCV: `pip install opencv-python-headless`.") from err
-        inputs = check_inputs(inputs)
-        mask = check_mask(mask, inputs)
         x = inputs.detach().to("cpu", torch.float64).numpy()
         rm = mask[:, 0].cpu().numpy()
         n, c, _, _ = x.shape
@@ -539,9 +535,7 @@ class InpainterFill(Filler):
     def key(self) -> str:
         return f"inpainter({self.name}@{id(self.module):x},{self.mask_convention})"
 
-    def __call__(self, inputs: Tensor, mask: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        inputs = check_inputs(inputs)
-        mask = check_mask(mask, inputs)
+    def fill(self, inputs: Tensor, mask: Tensor, generator: torch.Generator | None = None) -> Tensor:
         hole = mask.to(inputs.dtype)
         given = hole if self.mask_convention == "removed" else 1 - hole
         with torch.no_grad(), eval_mode(self.module):
