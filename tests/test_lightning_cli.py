@@ -141,3 +141,28 @@ def test_the_shipped_example_config_runs(tmp_path, monkeypatch):
     # the checkpoint callback of the example monitors a saliency key
     assert cli.trainer.checkpoint_callback.monitor == "val/saliency/gradcam/deletion_auc"
     assert cli.trainer.checkpoint_callback.best_model_path
+
+
+@pytest.mark.parametrize(
+    "cls, args, expected, bad",
+    [
+        ("DeletionAUC", ["--m.steps=7", "--m.order=lerf"], {"steps": 7, "order": "lerf"}, "--m.steps=abc"),
+        ("ROADMorf", ["--m.percentages=[20, 40]", "--m.patch_size=2"], {"percentages": (20.0, 40.0), "patch_size": 2},
+         "--m.patch_size=abc"),
+        ("FaithfulnessCorrelation", ["--m.n_runs=5", "--m.subset_size=3"], {"n_runs": 5, "subset_size": 3}, "--m.n_runs=abc"),
+    ],
+)
+def test_cli_reads_the_declared_signatures_with_their_types(cls, args, expected, bad):
+    """The options declared once (``declared_options``, ``options_of``) reach jsonargparse as typed
+    parameters: values are parsed by type, a wrong type is refused before construction."""
+    from jsonargparse import ArgumentParser
+
+    import pl_saliency
+
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(getattr(pl_saliency, cls), "m")
+    metric = parser.instantiate(parser.parse_args(args)).m
+    assert type(metric).__name__ == cls
+    assert {k: getattr(metric, k) for k in expected} == expected
+    with pytest.raises(Exception, match="abc"):
+        parser.parse_args([bad])
