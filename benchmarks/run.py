@@ -1085,7 +1085,7 @@ def bench_syncs(args: argparse.Namespace, device: torch.device) -> list[dict[str
     model = demo_cnn().to(device).eval()
     x, s, y = batch(16, (1, 32, 32), device, seed=3)
     rows = []
-    for filler in ("zeros", "blur", "uniform_noise"):
+    for filler in ("zeros", "blur", "uniform_noise", "noisy_linear"):  # noisy_linear: a mask-dependent filler
         for steps, chunk in ((4, 64), (32, 16), (128, 8)):
             kwargs = dict(steps=steps, chunk_size=chunk, filler=filler, generator=torch.Generator(device).manual_seed(0))
             _, ops = count_host_reads(perturbation_curves, model, x, s, y, context=BatchContext(), **kwargs)
@@ -1171,7 +1171,9 @@ NOTES: dict[str, str] = {
         "CUDA stream. The count is the three input checks (inputs and map finite, targets in range) and the first "
         "chunk's target-vs-logits check, the same for 2 or 258 model calls: nothing inside the curve loop reads "
         "back per chunk or per point (`tests/test_performance.py` asserts it; `tests/test_cuda.py` checks the same "
-        "with `torch.cuda.set_sync_debug_mode` where a GPU is present)."
+        "with `torch.cuda.set_sync_debug_mode` where a GPU is present). `noisy_linear` (mask-dependent): the engine "
+        "calls its `fill` on chunks it built from checked inputs, so it does not re-check each chunk; its CPU (banded) "
+        "solver copies each chunk to the host by design, which a CPU count cannot see (on a GPU the default is CG)."
     ),
     "road": (
         "ROAD at 20/40/60/80 % (MoRF) with `NoisyLinear(noise=0)`; ratio = ROAD images/s ÷ the raw batched forward "
