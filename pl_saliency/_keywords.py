@@ -94,9 +94,9 @@ def declared_options(
     :data:`pl_saliency.spec.OPTION_DEFAULTS`), ``overrides`` the defaults where this function differs.
     ``**settings`` is replaced by the options as keyword-only parameters; the keyword-only parameters
     (the function's own, such as ``return_curves``, and the options) are listed in the table's order,
-    the names of ``leading`` first, names not in the table before the others. A call is bound against that signature: an
-    unknown keyword raises ``TypeError`` as for any function, and a missing option gets its default,
-    so ``fn`` always receives every option. ``help()``, ``inspect.signature``, Sphinx and Lightning's
+    the names of ``leading`` first, names not in the table before the others. A call is bound against
+    that signature: an unknown keyword raises ``TypeError`` as for any function, and a missing option
+    gets its default, so ``fn`` always receives every option. ``help()``, ``inspect.signature``, Sphinx and Lightning's
     CLI (``jsonargparse``) read the explicit signature; type checkers read ``Unpack[keywords]``.
     ``forwarded`` (a ``TypedDict`` whose keys ``keywords`` includes) names the keywords that ``fn``
     only passes on, such as torchmetrics' ``Metric`` options: they are not listed, the signature ends
@@ -166,26 +166,30 @@ def options_of(
     added: Mapping[str, Any] | None = None,
     **overrides: Any,
 ) -> Callable[[F], F]:
-    """Give a Metric's ``__init__(self, **settings)`` the options of its functional twin, declared once there.
+    """Give a Metric's ``__init__(self, options, **settings)`` the options of its functional twin,
+    declared once there.
 
     The constructor's keyword-only parameters are ``function``'s (names, types, defaults, order), less
     ``drop`` (what only a call returns or reduces), with the defaults of ``overrides``, followed by
     ``added`` (default ``keep_per_sample=False``) and ``**kwargs`` for torchmetrics' options. A call is
-    bound against that signature as with :func:`declared_options`, so ``__init__`` receives every option
-    in ``**settings``; ``help()``, ``inspect.signature`` and Lightning's CLI read the explicit signature.
+    bound against that signature as with :func:`declared_options`; ``__init__`` receives the twin's
+    options as the dict ``options`` and the rest (``added`` and torchmetrics' options) in
+    ``**settings``. A keyword of ``drop`` is refused as torchmetrics refuses unknown ones. ``help()``,
+    ``inspect.signature`` and Lightning's CLI read the explicit signature.
 
     Example:
         >>> def score(model, inputs, *, runs: int = 4, reduction: str = "mean"):
         ...     pass
         >>> class Score:
         ...     @options_of(score, runs=8)
-        ...     def __init__(self, **settings):
-        ...         self.settings = settings
+        ...     def __init__(self, options, **settings):
+        ...         self.options, self.settings = options, settings
         >>> import inspect
         >>> str(inspect.signature(Score))
         '(*, runs: int = 8, keep_per_sample: bool = False, **kwargs)'
-        >>> Score(sync_on_compute=False).settings
-        {'runs': 8, 'keep_per_sample': False, 'sync_on_compute': False}
+        >>> s = Score(sync_on_compute=False)
+        >>> s.options, s.settings
+        ({'runs': 8}, {'keep_per_sample': False, 'sync_on_compute': False})
     """
     added = {"keep_per_sample": False} if added is None else dict(added)
     twin, _ = _resolved(function)
@@ -194,6 +198,7 @@ def options_of(
     if unknown:
         raise TypeError(f"options_of({function.__name__}): defaults for names it does not take: {unknown}")
     options = [p.replace(default=overrides.get(p.name, p.default)) for p in options]
+    names = [p.name for p in options]
     dropped = {p.name for p in twin if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name in drop}
     options += [
         inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=value, annotation=type(value))
@@ -202,18 +207,19 @@ def options_of(
 
     def decorate(init: F) -> F:
         own, returns = _resolved(init)
-        if [p.kind for p in own] != [inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.VAR_KEYWORD]:
-            raise TypeError(f"options_of: {init.__qualname__} must be `(self, **settings)`")
+        positional = [inspect.Parameter.POSITIONAL_OR_KEYWORD] * 2
+        if [p.kind for p in own] != [*positional, inspect.Parameter.VAR_KEYWORD]:
+            raise TypeError(f"options_of: {init.__qualname__} must be `(self, options, **settings)`")
         params = [own[0], *options, inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD)]
 
         @functools.wraps(init)
-        def refusing_dropped(self: Any, **settings: Any) -> Any:
+        def split(self: Any, **settings: Any) -> Any:
             passed = sorted(set(settings) & dropped)
             if passed:  # the twin's per-call keywords are no constructor options: refuse them as torchmetrics does
                 raise ValueError(f"Unexpected keyword arguments: {', '.join(f'`{n}`' for n in passed)}")
-            return init(self, **settings)
+            return init(self, {n: settings.pop(n) for n in names}, **settings)
 
-        return _bound_to(refusing_dropped, inspect.Signature(params, return_annotation=returns))  # type: ignore[return-value]
+        return _bound_to(split, inspect.Signature(params, return_annotation=returns))  # type: ignore[return-value]
 
     return decorate
 

@@ -75,8 +75,7 @@ class AdversarialReliability(FunctionalMetric):
 
     @keyword_only
     @options_of(adversarial_reliability)
-    def __init__(self, **settings: Any) -> None:
-        options = self._take_options(settings, adversarial_reliability)
+    def __init__(self, options: dict[str, Any], **settings: Any) -> None:
         super().__init__(**settings)
         options["fractions"] = check_fractions(options["fractions"])
         options["eps"], options["iterations"], options["step_size"], options["chunk_size"] = _check_confined(
@@ -192,8 +191,7 @@ class AdversarialFlipBudget(FunctionalMetric):
 
     @keyword_only
     @options_of(adversarial_flip_budget, drop=("reduction", "return_baselines", "return_linf"))
-    def __init__(self, **settings: Any) -> None:
-        options = self._take_options(settings, adversarial_flip_budget)
+    def __init__(self, options: dict[str, Any], **settings: Any) -> None:
         super().__init__(**settings)
         names = ("max_budget", "resolution", "baselines", "shuffles", "chunk_size")
         checked = check_flip_options(

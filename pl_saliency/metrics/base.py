@@ -11,7 +11,6 @@ re-explain perturbed inputs, ``context.extras`` for ground truth such as ``"mask
 from __future__ import annotations
 
 import functools
-import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 from typing import Any
@@ -189,14 +188,6 @@ class FunctionalMetric(SampleScoreMetric):
 
     function: Callable[..., Any]
     _option_names: tuple[str, ...] = ()
-
-    @staticmethod
-    def _take_options(settings: dict[str, Any], function: Callable[..., Any]) -> dict[str, Any]:
-        """Pop the keyword options of ``function`` (the functional twin) out of a constructor's
-        ``settings`` (see :func:`~pl_saliency._keywords.options_of`); what stays is ``keep_per_sample``
-        and torchmetrics' options."""
-        names = [p.name for p in inspect.signature(function).parameters.values() if p.kind is p.KEYWORD_ONLY]
-        return {name: settings.pop(name) for name in names if name in settings}
 
     def _set_options(self, **options: Any) -> None:
         """Keep validated options as attributes; their names are the functional's keywords."""

@@ -37,8 +37,7 @@ class _ConfidenceMetric(FunctionalMetric):
     filler: Filler
 
     @options_of(average_drop, drop=("reduction", "generator"))  # increase_in_confidence takes the same options
-    def __init__(self, **settings: Any) -> None:
-        options = self._take_options(settings, average_drop)
+    def __init__(self, options: dict[str, Any], **settings: Any) -> None:
         super().__init__(**settings)
         options["percentile"] = check_percentile(options["percentile"])
         check_choice("normalize", options["normalize"], NORMALIZATIONS)

@@ -63,8 +63,7 @@ class FaithfulnessCorrelation(FunctionalMetric):
 
     @keyword_only
     @options_of(faithfulness_correlation, drop=("reduction", "subsets"), n_runs=DEFAULT_RUNS, subset_size=DEFAULT_SUBSET_SIZE)
-    def __init__(self, **settings: Any) -> None:
-        options = self._take_options(settings, faithfulness_correlation)
+    def __init__(self, options: dict[str, Any], **settings: Any) -> None:
         super().__init__(**settings)
         n_runs, subset_size = options["n_runs"], options["subset_size"]  # None: the default, as the function
         options["n_runs"] = DEFAULT_RUNS if n_runs is None else check_positive_int("n_runs", n_runs, minimum=2)

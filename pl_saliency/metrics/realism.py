@@ -48,8 +48,7 @@ class RemovalRealism(FunctionalMetric):
 
     @keyword_only
     @options_of(removal_realism)
-    def __init__(self, **settings: Any) -> None:
-        options = self._take_options(settings, removal_realism)
+    def __init__(self, options: dict[str, Any], **settings: Any) -> None:
         super().__init__(**settings)
         fractions = tuple(float(q) for q in check_fractions(options["fractions"]))
         options.update(filler=get_filler(options["filler"]), fractions=fractions)

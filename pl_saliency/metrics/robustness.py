@@ -65,8 +65,7 @@ class Infidelity(FunctionalMetric):
 
     @keyword_only
     @options_of(infidelity, drop=("reduction", "perturbations"), n_samples=DEFAULT_SAMPLES)
-    def __init__(self, **settings: Any) -> None:
-        options = self._take_options(settings, infidelity)
+    def __init__(self, options: dict[str, Any], **settings: Any) -> None:
         super().__init__(**settings)
         check_choice("score", options["score"], SCORES)
         options.update(
@@ -94,8 +93,7 @@ class _Sensitivity(ReexplainingMetric):
 
     @keyword_only
     @options_of(max_sensitivity, drop=("reduction", "explainer", "perturbations", "context"), n_samples=DEFAULT_SAMPLES)
-    def __init__(self, **settings: Any) -> None:
-        options = self._take_options(settings, max_sensitivity)
+    def __init__(self, options: dict[str, Any], **settings: Any) -> None:
         super().__init__(**settings)
         options.update(
             n_samples=_check_samples(options["n_samples"]),

@@ -64,8 +64,7 @@ class SaliencyMetric(FunctionalMetric):
 
     @keyword_only
     @options_of(saliency_metric)
-    def __init__(self, **settings: Any) -> None:
-        options = self._take_options(settings, saliency_metric)
+    def __init__(self, options: dict[str, Any], **settings: Any) -> None:
         super().__init__(**settings)
         checked = _SaliencyMetricOptions(**options)
         self._set_options(**vars(checked))

@@ -45,8 +45,8 @@ class Filler:
     def __call__(self, inputs: Tensor, mask: Tensor, generator: torch.Generator | None = None) -> Tensor:
         if self.mask_dependent:
             inputs = check_inputs(inputs)
-            return self.fill(inputs, check_mask(mask, inputs), generator)
-        return torch.where(mask, self.substrate(inputs, generator), inputs)
+            mask = check_mask(mask, inputs)
+        return self.fill(inputs, mask, generator)
 
     def filling(self) -> Any:
         """What the engine calls per chunk for a mask-dependent filler: :meth:`fill` when the class
