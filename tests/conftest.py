@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 
@@ -45,6 +46,20 @@ class RegionModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.lin(x[:, :, ROWS, COLS].flatten(1))
+
+
+class NaNForFlagged(nn.Module):
+    """Linear logits over ``features`` inputs (seeded); NaN for images holding a pixel above 5 (a flag)."""
+
+    def __init__(self, features: int) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.lin = nn.Linear(features, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.lin(x.flatten(1))
+        flagged = x.flatten(1).amax(dim=1) > 5
+        return torch.where(flagged[:, None], torch.full_like(out, math.nan), out)
 
 
 @pytest.fixture()

@@ -17,6 +17,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from conftest import NaNForFlagged
 from conftest import TinyCNN
 from monitor_helpers import LitTiny
 from monitor_helpers import loader
@@ -130,27 +131,13 @@ class WithHead(nn.Module):
         return self.head(torch.relu(self.conv(x)).mean(dim=(2, 3)))
 
 
-class NaNForFlagged(nn.Module):
-    """Linear logits; NaN for images holding a pixel above 5 (a flag)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.lin = nn.Linear(64, 4)
-
-    def forward(self, x):
-        out = self.lin(x.flatten(1))
-        flagged = x.flatten(1).amax(dim=1) > 5
-        return torch.where(flagged[:, None], torch.full_like(out, math.nan), out)
-
-
 # faulty models, built once here (building one inside a case would draw from the global RNG, which the
 # cases check is left alone)
 F64 = TinyCNN(channels=1, num_classes=4).double().eval()
 META = TinyCNN(channels=1, num_classes=4).to("meta")
 DICT = ReturnsDict()
 DETACH = Detaches()
-NAN_MODEL = NaNForFlagged()
+NAN_MODEL = NaNForFlagged(64)
 
 
 # ------------------------------------------------------------------------------------------ functional

@@ -8,6 +8,7 @@ import math
 import pytest
 import pytorch_lightning as pl
 import torch
+from conftest import NaNForFlagged
 from conftest import TinyCNN
 from hypothesis import given
 from hypothesis import settings
@@ -295,24 +296,11 @@ def test_smoothgrad_noise_is_keyed_by_sample_id():
     torch.testing.assert_close(grid_two.maps["sg"], grid_one.maps["sg"], rtol=0, atol=0)
 
 
-class _NaNForFlagged(nn.Module):
-    """Linear logits, NaN while the image holds a pixel above 5."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.lin = nn.Linear(36, 4)
-
-    def forward(self, x):
-        out = self.lin(x.flatten(1))
-        return torch.where((x.flatten(1).amax(1) > 5)[:, None], torch.full_like(out, math.nan), out)
-
-
 @pytest.mark.parametrize("cls", ["DeletionAUC", "AOPCMorf"])
 def test_nan_logits_of_one_sample_compute_and_curve_agree(cls):
     from pl_saliency import metrics as M
 
-    model = _NaNForFlagged()
+    model = NaNForFlagged(36)
     g = torch.Generator().manual_seed(2)
     x, s, y = torch.rand(4, 1, 6, 6, generator=g), torch.rand(4, 1, 6, 6, generator=g), torch.tensor([0, 1, 2, 3])
     x[2, 0, 0, 0], s[2, 0, 0, 0] = 9.0, -1.0  # sample 2: NaN logits until its last pixel goes

@@ -207,7 +207,7 @@ def test_removal_order_fast_sort_equals_the_stable_sort(order):
     runs of equal keys (ties, ±0, equal infinities) put back in the stable order; rows with NaN go to
     torch's stable sort. Both routes give the stable sort of the tie-permuted scores, which is what
     removal_order computed before the fast route."""
-    from pl_saliency.perturbation.orders import _distinct_order
+    from pl_saliency.perturbation.orders import _quicksort_order
     from pl_saliency.perturbation.orders import _tie_permutation
     from pl_saliency.perturbation.orders import removal_order
 
@@ -226,5 +226,5 @@ def test_removal_order_fast_sort_equals_the_stable_sort(order):
         for tie_break in ("random", "position"):
             perm = _tie_permutation(300, tie_break, 3, scores.device)
             reference = perm[torch.sort(scores[:, perm], dim=1, descending=descending, stable=True).indices]
-            assert (_distinct_order(scores, perm, descending) is not None) == fast
+            assert (_quicksort_order(scores, perm, descending) is not None) == fast
             assert removal_order(scores, order, tie_break, 3).equal(reference)

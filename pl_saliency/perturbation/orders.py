@@ -76,7 +76,7 @@ def removal_order(
         return keys.argsort(dim=1)
     perm = _tie_permutation(f, tie_break, tie_seed, scores.device)
     if scores.device.type == "cpu" and scores.dtype in (torch.float32, torch.float64):
-        fast = _distinct_order(scores, perm, order == "morf")
+        fast = _quicksort_order(scores, perm, order == "morf")
         if fast is not None:
             return fast
     permuted = scores[:, perm]
@@ -84,7 +84,7 @@ def removal_order(
     return perm[idx]
 
 
-def _distinct_order(scores: Tensor, perm: Tensor, descending: bool) -> Tensor | None:
+def _quicksort_order(scores: Tensor, perm: Tensor, descending: bool) -> Tensor | None:
     """The stable sort of :func:`removal_order` by numpy's (unstable, much faster) quicksort on the CPU,
     or None when a row holds NaN (numpy and torch place NaN differently; the caller's torch sort decides).
     With distinct keys the sorted order is unique, so both sorts agree. Equal keys (ties, ``±0``, equal
