@@ -231,3 +231,27 @@ def test_every_metric_plots_and_declares_its_definition(cls):
     definition = metric.definition
     assert definition["metric"] == cls.__name__ and "higher_is_better" in definition
     assert metric.is_differentiable is False and metric.full_state_update is False
+
+
+def test_update_protocol_is_declared_once_and_refuses_other_keywords(tiny_cnn):
+    """Every metric class takes the monitor protocol's ``update`` from ``ProtocolMetric`` (not a copy of
+    its own); a keyword the class does not take raises ``TypeError`` naming it, before any state changes."""
+    import pl_saliency.metrics as M
+    from torchmetrics import Metric
+
+    from pl_saliency.metrics.base import ProtocolMetric
+
+    classes = [getattr(M, n) for n in M.__all__ if isinstance(getattr(M, n), type) and issubclass(getattr(M, n), Metric)]
+    assert len(classes) > 30
+    for cls in classes:
+        assert issubclass(cls, ProtocolMetric) and cls.update is ProtocolMetric.update, cls.__name__
+    x, y = torch.rand(2, 3, 8, 8), torch.tensor([0, 1])
+    metric = DeletionAUC(steps=4)
+    with pytest.raises(TypeError, match=r"DeletionAUC.update\(\) got unexpected keyword arguments \['masks'\]; its keyword extras: none"):
+        metric.update(tiny_cnn, x, torch.rand(2, 1, 8, 8), y, masks=torch.ones(2, 1, 8, 8))
+    assert metric.total == 0 and metric._update_count == 0
+    with pytest.raises(TypeError, match=r"\['explainer'\]; its keyword extras: `masks`, `boxes`"):
+        M.PointingGame().update(None, x, torch.rand(2, 1, 8, 8), y, explainer=None)
+    game = M.PointingGame()
+    game.update(None, x, torch.rand(2, 1, 8, 8), y, masks=torch.ones(2, 1, 8, 8))
+    assert game.compute() == 1.0

@@ -5,13 +5,19 @@ across processes. Subclasses hold settings and call their public functional twin
 Monitor protocol: every metric usable in :class:`~pl_saliency.SaliencyMonitor` has
 ``update(model, inputs, saliency, target, context=None)``. Metrics that need more than that read it
 from the :class:`~pl_saliency.perturbation.BatchContext` (``context.explainer`` for metrics that
-re-explain perturbed inputs, ``context.extras`` for ground truth such as ``"masks"`` / ``"boxes"``).
+re-explain perturbed inputs, ``context.extras`` for ground truth such as ``"masks"`` / ``"boxes"``),
+or from the keyword extras their class names in ``update_extras`` (``explainer=``, ``masks=``,
+``boxes=``). :class:`ProtocolMetric` declares that ``update`` once for every metric class here; a
+class implements :meth:`ProtocolMetric._update_batch`, which receives the call as one
+:class:`ScoredBatch`.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from typing import Any
 
@@ -28,7 +34,60 @@ if TYPE_CHECKING:
     from pl_saliency.perturbation.engine import BatchContext
 
 
-class SampleScoreMetric(Metric):
+@dataclass(frozen=True)
+class ScoredBatch:
+    """One call of the monitor protocol, as :meth:`ProtocolMetric.update` received it: the five
+    arguments and ``extras``, the class's keyword extras (each of its ``update_extras``, ``None``
+    where not given)."""
+
+    model: Any  # the callable (N, C, H, W) -> logits; None for the metrics of the map or ground truth alone
+    inputs: Tensor
+    saliency: Tensor
+    target: Tensor
+    context: BatchContext | None
+    extras: Mapping[str, Any]
+
+
+class ProtocolMetric(Metric):
+    """A torchmetrics ``Metric`` with the monitor protocol's ``update``, declared here once.
+
+    ``update(model, inputs, saliency, target, context=None, **extras)``: ``extras`` are the keywords
+    the class names in ``update_extras`` (e.g. ``("explainer",)`` for the metrics that re-explain,
+    ``("masks", "boxes")`` for the localization metrics); any other keyword raises ``TypeError`` as
+    for an ordinary method. Subclasses implement :meth:`_update_batch`.
+    """
+
+    #: the keyword arguments ``update`` takes besides the protocol's five
+    update_extras: tuple[str, ...] = ()
+
+    def update(
+        self,
+        model: Callable[[Tensor], Any] | None,
+        inputs: Tensor,
+        saliency: Tensor,
+        target: Tensor,
+        context: BatchContext | None = None,
+        **extras: Any,
+    ) -> None:
+        """Score one batch: ``model`` (N, C, H, W) -> logits (N, K) (ignored by the metrics of the map
+        or the ground truth alone), ``inputs`` (N, C, H, W), ``saliency`` (N, 1, H, W) or (N, C, H, W),
+        ``target`` (N,) class indices, ``context`` an optional
+        :class:`~pl_saliency.perturbation.BatchContext` shared by the metrics of one batch, and the
+        keyword extras of ``update_extras``."""
+        unknown = sorted(set(extras) - set(self.update_extras))
+        if unknown:
+            takes = ", ".join(f"`{k}`" for k in self.update_extras) or "none"
+            raise TypeError(
+                f"{type(self).__name__}.update() got unexpected keyword arguments {unknown}; its keyword extras: {takes}."
+            )
+        extras = {k: extras.get(k) for k in self.update_extras}
+        self._update_batch(ScoredBatch(model, inputs, saliency, target, context, extras))
+
+    def _update_batch(self, batch: ScoredBatch) -> None:
+        raise NotImplementedError
+
+
+class SampleScoreMetric(ProtocolMetric):
     """Mean of a per-sample score over every sample seen.
 
     States (synced across processes): ``score_sum`` (sum of finite scores, float64), ``total``
@@ -204,29 +263,13 @@ class FunctionalMetric(SampleScoreMetric):
         """Per-sample scores (N,) of one batch."""
         return type(self).function(model=model, inputs=inputs, saliency=saliency, target=target, reduction="none", **options)
 
-    def update(
-        self,
-        model: Callable[[Tensor], Any],
-        inputs: Tensor,
-        saliency: Tensor,
-        target: Tensor,
-        context: BatchContext | None = None,
-    ) -> None:
-        self._accumulate(self._scores(model, inputs, saliency, target, self._options(context)))
+    def _update_batch(self, batch: ScoredBatch) -> None:
+        options = self._options(batch.context, batch.extras.get("explainer"))
+        self._accumulate(self._scores(batch.model, batch.inputs, batch.saliency, batch.target, options))
 
 
 class ReexplainingMetric(FunctionalMetric):
     """A :class:`FunctionalMetric` that re-explains inputs: ``update`` also takes the ``explainer``
     (keyword), handed to :meth:`_options` with the ``context`` (whose ``explainer`` the monitor sets)."""
 
-    def update(
-        self,
-        model: Callable[[Tensor], Any],
-        inputs: Tensor,
-        saliency: Tensor,
-        target: Tensor,
-        context: BatchContext | None = None,
-        *,
-        explainer: Callable[..., Tensor] | None = None,
-    ) -> None:
-        self._accumulate(self._scores(model, inputs, saliency, target, self._options(context, explainer)))
+    update_extras = ("explainer",)

@@ -4,7 +4,6 @@ signature and ignores ``model``, ``target`` and ``context``."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from torch import Tensor
@@ -14,7 +13,7 @@ from pl_saliency.functional.complexity import _check_eps
 from pl_saliency.functional.complexity import _entropy_complexity_update
 from pl_saliency.functional.complexity import _gini_sparseness_update
 from pl_saliency.metrics.base import SampleScoreMetric
-from pl_saliency.perturbation.engine import BatchContext
+from pl_saliency.metrics.base import ScoredBatch
 from pl_saliency.utils import check_inputs
 from pl_saliency.utils import check_saliency
 
@@ -31,15 +30,8 @@ class _MapMetric(SampleScoreMetric):
     def _score(self, saliency: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def update(
-        self,
-        model: Callable[[Tensor], Any] | None,
-        inputs: Tensor,
-        saliency: Tensor,
-        target: Tensor | None = None,
-        context: BatchContext | None = None,
-    ) -> None:
-        self._accumulate(self._score(check_saliency(saliency, check_inputs(inputs))))
+    def _update_batch(self, batch: ScoredBatch) -> None:
+        self._accumulate(self._score(check_saliency(batch.saliency, check_inputs(batch.inputs))))
 
 
 class GiniSparseness(_MapMetric):

@@ -4,13 +4,11 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 from typing import Unpack
 
 import torch
 from torch import Tensor
-from torchmetrics import Metric
 from torchmetrics.utilities.data import dim_zero_cat
 
 from pl_saliency._keywords import declared_options
@@ -21,6 +19,8 @@ from pl_saliency.functional.controls import gain_over_random
 from pl_saliency.functional.controls import normalized_gain
 from pl_saliency.functional.controls import ratio_of_sums
 from pl_saliency.functional.controls import win_rate
+from pl_saliency.metrics.base import ProtocolMetric
+from pl_saliency.metrics.base import ScoredBatch
 from pl_saliency.metrics.deletion import CurveAUCMetric
 from pl_saliency.options import PatchMetricOptions
 from pl_saliency.options import TorchmetricsOptions
@@ -57,7 +57,7 @@ def sample_ids_of(inputs: Tensor, context: BatchContext | None) -> Tensor:
     return ids
 
 
-class ControlledScore(Metric):
+class ControlledScore(ProtocolMetric):
     """A curve metric read against its random-order control (see :mod:`pl_saliency.functional.controls`).
 
     Wraps a curve metric (any :class:`~pl_saliency.metrics.CurveAUCMetric`: deletion, insertion, AOPC,
@@ -146,15 +146,9 @@ class ControlledScore(Metric):
     def base_higher_is_better(self) -> bool:
         return bool(self.metric.higher_is_better)
 
-    def update(
-        self,
-        model: Callable[[Tensor], Any],
-        inputs: Tensor,
-        saliency: Tensor,
-        target: Tensor,
-        context: BatchContext | None = None,
-    ) -> None:
-        context = context if context is not None else BatchContext()
+    def _update_batch(self, batch: ScoredBatch) -> None:
+        model, inputs, saliency, target = batch.model, batch.inputs, batch.saliency, batch.target
+        context = batch.context if batch.context is not None else BatchContext()
         self.metric.keep_per_sample = True
         before = len(self.metric.scores)
         self.metric.update(model, inputs, saliency, target, context=context)
@@ -247,7 +241,7 @@ def controlled_summary(
     }
 
 
-class NormalizedABPC(Metric):
+class NormalizedABPC(ProtocolMetric):
     """Normalised ABPC ``Σ(AUC_LeRF - AUC_MoRF) / Σ(y_0 - y_K)`` over every sample seen; **higher is
     better**; 0 in expectation for a random map; invariant to ``a·f + b`` (``a > 0``) of the score, so
     with ``score="logit"`` (the default here) a model's growing confidence alone does not move it.
@@ -297,15 +291,8 @@ class NormalizedABPC(Metric):
         items.update(metric=type(self).__name__, higher_is_better=True, order="lerf-morf", summary="ratio of sums")
         return items
 
-    def update(
-        self,
-        model: Callable[[Tensor], Any],
-        inputs: Tensor,
-        saliency: Tensor,
-        target: Tensor,
-        context: BatchContext | None = None,
-    ) -> None:
-        num, den = _abpc_parts(model, inputs, saliency, target, self.spec, self.speed, context)
+    def _update_batch(self, batch: ScoredBatch) -> None:
+        num, den = _abpc_parts(batch.model, batch.inputs, batch.saliency, batch.target, self.spec, self.speed, batch.context)
         # in the metric's dtype, as the empty placeholder of a process without samples is
         self.numerators.append(num.detach().to(self.device, self.dtype))
         self.denominators.append(den.detach().to(self.device, self.dtype))

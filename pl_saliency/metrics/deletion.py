@@ -16,6 +16,7 @@ from pl_saliency._keywords import declared_options
 from pl_saliency._keywords import keyword_only
 from pl_saliency.functional.deletion import Model
 from pl_saliency.metrics.base import SampleScoreMetric
+from pl_saliency.metrics.base import ScoredBatch
 from pl_saliency.options import OrderedMetricOptions
 from pl_saliency.options import TorchmetricsOptions
 from pl_saliency.perturbation.engine import BatchContext
@@ -182,16 +183,10 @@ class CurveAUCMetric(SampleScoreMetric):
         n, r, p = curves.shape
         return self.scores_from_curves(curves.reshape(n * r, p), inputs).view(n, r).mean(1)
 
-    def update(
-        self,
-        model: Callable[[Tensor], Any],
-        inputs: Tensor,
-        saliency: Tensor,
-        target: Tensor,
-        context: BatchContext | None = None,
-    ) -> None:
+    def _update_batch(self, batch: ScoredBatch) -> None:
+        inputs = batch.inputs
         self._check_image_size(inputs)
-        curves = self._curves(model, inputs, saliency, target, context)
+        curves = self._curves(batch.model, inputs, batch.saliency, batch.target, batch.context)
         if self.curve_sum.ndim == 1 and self.curve_sum.numel() != curves.shape[1]:
             raise ValueError(
                 f"Argument `inputs` (shape {tuple(inputs.shape)}) gives curves of {curves.shape[1]} points, but this "

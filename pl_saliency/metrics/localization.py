@@ -16,7 +16,6 @@ model is accepted for the monitor protocol and unused.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from typing import Any
 
 from torch import Tensor
@@ -32,6 +31,7 @@ from pl_saliency.functional.localization import boxes_to_masks
 from pl_saliency.functional.localization import check_masks
 from pl_saliency.functional.localization import check_tolerance
 from pl_saliency.metrics.base import SampleScoreMetric
+from pl_saliency.metrics.base import ScoredBatch
 from pl_saliency.perturbation.engine import BatchContext
 from pl_saliency.registry import snake_case
 from pl_saliency.utils import check_choice
@@ -120,21 +120,13 @@ class LocalizationMetric(SampleScoreMetric):
     def _score(self, saliency: Tensor, gt: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def update(
-        self,
-        model: Callable[[Tensor], Any] | None,
-        inputs: Tensor,
-        saliency: Tensor,
-        target: Tensor,
-        context: BatchContext | None = None,
-        *,
-        masks: Tensor | None = None,
-        boxes: Tensor | None = None,
-    ) -> None:
-        inputs = check_inputs(inputs)
-        sal = check_saliency(saliency, inputs)
+    update_extras = ("masks", "boxes")
+
+    def _update_batch(self, batch: ScoredBatch) -> None:
+        inputs = check_inputs(batch.inputs)
+        sal = check_saliency(batch.saliency, inputs)
         n, _, h, w = inputs.shape
-        masks, boxes, name = resolve_ground_truth(masks, boxes, context, self.mask_key)
+        masks, boxes, name = resolve_ground_truth(batch.extras["masks"], batch.extras["boxes"], batch.context, self.mask_key)
         gt = check_masks(masks, n, (h, w), name=name) if masks is not None else boxes_to_masks(boxes, n, (h, w), name=name)
         self._accumulate(self._score(sal, gt.to(sal.device)))
 

@@ -19,7 +19,7 @@ from pl_saliency.functional.saliency_metric import check_thresholds
 from pl_saliency.functional.saliency_metric import saliency_metric
 from pl_saliency.metrics.base import FunctionalMetric
 from pl_saliency.metrics.base import SampleScoreMetric
-from pl_saliency.perturbation.engine import BatchContext
+from pl_saliency.metrics.base import ScoredBatch
 from pl_saliency.utils import check_inputs
 from pl_saliency.utils import check_saliency
 
@@ -137,17 +137,12 @@ class ObjectLocalizationError(SampleScoreMetric):
     def _definition_items(self) -> dict[str, Any]:
         return {"thresholds": list(self.thresholds), "iou_threshold": self.iou_threshold}
 
-    def update(
-        self,
-        model: Any,
-        inputs: Tensor,
-        saliency: Tensor,
-        target: Tensor,
-        context: BatchContext | None = None,
-        boxes: Tensor | None = None,
-    ) -> None:
-        if boxes is None and context is not None:
-            boxes = context.extras.get("boxes")
+    update_extras = ("boxes",)
+
+    def _update_batch(self, batch: ScoredBatch) -> None:
+        boxes, inputs, saliency = batch.extras["boxes"], batch.inputs, batch.saliency
+        if boxes is None and batch.context is not None:
+            boxes = batch.context.extras.get("boxes")
         if inputs is not None:  # maps of another resolution are upsampled to the image, where the boxes live
             saliency = check_saliency(saliency, check_inputs(inputs))
         err = _object_localization_update(saliency, boxes, self.thresholds, self.iou_threshold)  # (N, L)
