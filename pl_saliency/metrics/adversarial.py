@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -19,7 +18,6 @@ from pl_saliency.functional.adversarial_base import check_fractions
 from pl_saliency.functional.flip_budget import adversarial_flip_budget
 from pl_saliency.functional.flip_budget import check_flip_options
 from pl_saliency.metrics.base import FunctionalMetric
-from pl_saliency.perturbation.engine import BatchContext
 
 
 class AdversarialReliability(FunctionalMetric):
@@ -65,6 +63,8 @@ class AdversarialReliability(FunctionalMetric):
     """
 
     function = adversarial_reliability
+    call_options = {"return_curves": True}
+    passes_context = True
     higher_is_better: bool = True
     plot_lower_bound: float = 0.0
     plot_upper_bound: float = 1.0
@@ -110,9 +110,6 @@ class AdversarialReliability(FunctionalMetric):
             "patch_size": self.patch_size,
             "tie_break": self.tie_break,
         }
-
-    def _options(self, context: BatchContext | None, explainer: Callable[..., Tensor] | None = None) -> dict[str, Any]:
-        return {**super()._options(context), "return_curves": True, "context": context}
 
     def _scores(self, model: Any, inputs: Tensor, saliency: Tensor, target: Tensor, options: dict[str, Any]) -> Tensor:
         _, res = super()._scores(model, inputs, saliency, target, options)
@@ -179,6 +176,7 @@ class AdversarialFlipBudget(FunctionalMetric):
     """
 
     function = adversarial_flip_budget
+    call_options = {"return_baselines": True, "return_linf": True}
     higher_is_better: bool = False
     plot_lower_bound: float = 0.0
 
@@ -216,9 +214,6 @@ class AdversarialFlipBudget(FunctionalMetric):
             "search": self.search,
             "shuffle": self.shuffle,
         }
-
-    def _options(self, context: BatchContext | None, explainer: Callable[..., Tensor] | None = None) -> dict[str, Any]:
-        return {**super()._options(context), "return_baselines": True, "return_linf": True}
 
     def _scores(self, model: Any, inputs: Tensor, saliency: Tensor, target: Tensor, options: dict[str, Any]) -> Tensor:
         _, budget, linf = super()._scores(model, inputs, saliency, target, options)

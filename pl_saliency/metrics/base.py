@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from typing import Any
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -247,6 +248,11 @@ class FunctionalMetric(SampleScoreMetric):
 
     function: Callable[..., Any]
     _option_names: tuple[str, ...] = ()
+    #: keywords every call of ``function`` gets besides the stored options (e.g. ``{"return_curves": True}``
+    #: where :meth:`_scores` reads more than the scores)
+    call_options: ClassVar[Mapping[str, Any]] = {}
+    #: whether ``function`` takes the batch's ``context`` (it memoizes in it)
+    passes_context: ClassVar[bool] = False
 
     def _set_options(self, **options: Any) -> None:
         """Keep validated options as attributes; their names are the functional's keywords."""
@@ -257,7 +263,11 @@ class FunctionalMetric(SampleScoreMetric):
     def _options(self, context: BatchContext | None, explainer: Callable[..., Tensor] | None = None) -> dict[str, Any]:
         """The functional's keywords for one ``update``: the stored options; subclasses add per-call ones
         (a fresh generator, the ``context``, the ``explainer`` given to :class:`ReexplainingMetric`'s ``update``)."""
-        return {name: getattr(self, name) for name in self._option_names}
+        options = {name: getattr(self, name) for name in self._option_names}
+        options.update(self.call_options)
+        if self.passes_context:
+            options["context"] = context
+        return options
 
     def _scores(self, model: Any, inputs: Tensor, saliency: Tensor, target: Tensor, options: dict[str, Any]) -> Tensor:
         """Per-sample scores (N,) of one batch."""

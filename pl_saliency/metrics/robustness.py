@@ -90,6 +90,7 @@ class _Sensitivity(ReexplainingMetric):
     plot_lower_bound: float = 0.0
     plot_upper_bound: float | None = None
     function = max_sensitivity
+    passes_context = True
 
     @keyword_only
     @options_of(max_sensitivity, drop=("reduction", "explainer", "perturbations", "context"), n_samples=DEFAULT_SAMPLES)
@@ -106,7 +107,7 @@ class _Sensitivity(ReexplainingMetric):
         return {"n_samples": self.n_samples, "radius": self.radius}
 
     def _options(self, context: BatchContext | None, explainer: Callable[..., Tensor] | None = None) -> dict[str, Any]:
-        return {**super()._options(context), "explainer": explainer, "context": context}
+        return {**super()._options(context), "explainer": explainer}
 
 
 class MaxSensitivity(_Sensitivity):
