@@ -373,3 +373,23 @@ def test_overlay_grid_decides_the_colormap_once_per_explainer():
     assert torch.equal(grid[0:8, 16:24], overlay(x[0], unsigned[0], colormap="sequential"))
     forced = overlay_grid(x, {"gxi": signed}, max_images=2, colormap="sequential", clip_percentile=100.0)
     assert torch.equal(forced[8:16, 8:16], overlay(x[1], signed[1], colormap="sequential", clip_percentile=100.0))
+
+
+def test_scores_table_layouts_and_the_controlled_alias():
+    """One table function: ``layout="auto"`` picks the controlled layout exactly when gains are present
+    (the rule the monitor and the CLI each applied before); ``format_controlled_table`` is its
+    ``layout="controlled"``; an unknown layout raises naming the argument."""
+    from pl_saliency.loggers import format_controlled_table
+    from pl_saliency.loggers import format_scores_table
+
+    raw = {"g/deletion_auc": 0.25, "g/pointing_game": 0.5}
+    gains = {**raw, "g/deletion_auc/gain": 0.05, "g/deletion_auc/win_rate": 0.75}
+    directions = {"deletion_auc": False, "pointing_game": True}
+    assert format_scores_table(raw, ["g"], directions) == format_scores_table(raw, ["g"], directions, layout="raw")
+    controlled = format_scores_table(gains, ["g"], directions)
+    assert controlled == format_scores_table(gains, ["g"], directions, layout="controlled")
+    assert controlled == format_controlled_table(gains, ["g"], directions)
+    assert "deletion_auc gain ↑" in controlled and "pointing_game ↑" in controlled and "+0.050" in controlled
+    assert "gain" not in format_scores_table(gains, ["g"], directions, layout="raw")
+    with pytest.raises(ValueError, match="Argument `layout` must be one of"):
+        format_scores_table(raw, ["g"], directions, layout="wide")

@@ -42,7 +42,6 @@ from pl_saliency.evaluation import evaluate
 from pl_saliency.evaluation import noop_warnings
 from pl_saliency.explainers import Explainer
 from pl_saliency.explainers import named_explainers
-from pl_saliency.loggers.text import format_controlled_table
 from pl_saliency.loggers.text import format_scores_table
 from pl_saliency.registry import metric_name
 from pl_saliency.registry import named_metrics
@@ -575,8 +574,6 @@ class SaliencyMonitor(*callback_bases()):  # type: ignore[misc]
         scores = self.last_scores if scores is None else scores
         title = "saliency scores" + (f" — epoch {epoch}" if epoch is not None else "")
         directions = {m: getattr(t, "higher_is_better", None) for m, t in self.metric_templates.items()}
-        if any(k.endswith("/gain") for k in scores):
-            return format_controlled_table(scores, list(self.explainers), directions, title)
         return format_scores_table(scores, list(self.explainers), directions, title)
 
     def _warn_once(self, key: str, message: str) -> None:

@@ -264,11 +264,8 @@ def settings_of(args: argparse.Namespace) -> dict[str, Any]:
 
 def scores_table(flat: Mapping[str, float | None], explainers: Sequence[str], directions: Mapping[str, bool | None], title: str) -> str:
     """The monitor's table: gains ± CI and win rates where controls ran, raw values elsewhere."""
-    from pl_saliency.loggers.text import format_controlled_table
     from pl_saliency.loggers.text import format_scores_table
 
-    if any(k.endswith("/gain") for k in flat):
-        return format_controlled_table(flat, list(explainers), directions, title)
     return format_scores_table(flat, list(explainers), directions, title)
 
 

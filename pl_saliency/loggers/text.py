@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from collections.abc import Sequence
@@ -26,13 +27,36 @@ def format_scores_table(
     explainers: Sequence[str],
     directions: Mapping[str, bool | None],
     title: str = "saliency scores",
+    *,
+    layout: str = "auto",
 ) -> str:
     """A plain-text table: explainers as rows, metrics as columns, arrows for the better direction.
 
     ``scores`` is keyed ``"<explainer>/<metric>"`` (None or absent: "—"); ``directions`` maps each
-    metric, in column order, to its ``higher_is_better``. The same layout as
-    :meth:`pl_saliency.SaliencyMonitor.format_table` (which calls this).
+    metric, in column order, to its ``higher_is_better``. ``layout``: ``"raw"`` (the raw values),
+    ``"controlled"`` (the monitor's headline: per curve metric ``gain ± h``, ``h`` the larger distance
+    from the gain to its 95 % interval's ends, higher = better than a random order, and the win rate;
+    metrics without a control show their raw value with the direction arrow; below, the controls' raw
+    values ``"<metric>/random"``) or ``"auto"`` (default: controlled where any ``"<e>/<m>/gain"`` is
+    present, else raw). :meth:`pl_saliency.SaliencyMonitor.format_table` and the CLI call this.
+
+    Example:
+        >>> print(format_scores_table(
+        ...     {"g/deletion_auc/gain": 0.05, "g/deletion_auc/gain_ci_low": 0.03, "g/deletion_auc/gain_ci_high": 0.08,
+        ...      "g/deletion_auc/win_rate": 0.75, "deletion_auc/random": 0.2}, ["g"], {"deletion_auc": False}))
+        saliency scores (gain over a random order ± 95% CI; win rate)
+        explainer  deletion_auc gain ↑
+        g          +0.050 ± 0.030  75%
+        random-order control (raw): deletion_auc 0.2000
+        >>> print(format_scores_table({"g/deletion_auc": 0.25}, ["g"], {"deletion_auc": False}))
+        saliency scores
+        explainer  deletion_auc ↓
+        g                  0.2500
     """
+    if layout not in ("auto", "raw", "controlled"):
+        raise ValueError(f"Argument `layout` must be one of 'auto', 'raw', 'controlled', but got {layout!r}.")
+    if layout == "controlled" or (layout == "auto" and any(k.endswith("/gain") for k in scores)):
+        return _controlled_table(scores, explainers, directions, title)
     metrics = list(directions)
     heads = [_head(m, directions[m]) for m in metrics]
     width = _first_column_width(explainers)
@@ -46,25 +70,8 @@ def format_scores_table(
     return "\n".join(lines)
 
 
-def format_controlled_table(
-    scores: Mapping[str, float | None],
-    explainers: Sequence[str],
-    directions: Mapping[str, bool | None],
-    title: str = "saliency scores",
-) -> str:
-    """The monitor's headline table: per curve metric ``gain ± h`` (``h`` the larger distance from the
-    gain to its 95 % interval's ends; higher = better than a random order) and the win rate; metrics
-    without a control show their raw value with the direction arrow. Below: the controls' raw values.
-
-    Example:
-        >>> print(format_controlled_table(
-        ...     {"g/deletion_auc/gain": 0.05, "g/deletion_auc/gain_ci_low": 0.03, "g/deletion_auc/gain_ci_high": 0.08,
-        ...      "g/deletion_auc/win_rate": 0.75, "deletion_auc/random": 0.2}, ["g"], {"deletion_auc": False}))
-        saliency scores (gain over a random order ± 95% CI; win rate)
-        explainer  deletion_auc gain ↑
-        g          +0.050 ± 0.030  75%
-        random-order control (raw): deletion_auc 0.2000
-    """
+def _controlled_table(scores: Mapping[str, float | None], explainers: Sequence[str], directions: Mapping[str, bool | None], title: str) -> str:
+    """:func:`format_scores_table`'s ``layout="controlled"``."""
     metrics = list(directions)
     controlled = {m: any(f"{e}/{m}/gain" in scores for e in explainers) for m in metrics}
     heads = [f"{m} gain ↑" if controlled[m] else _head(m, directions[m]) for m in metrics]
@@ -91,3 +98,7 @@ def format_controlled_table(
     if randoms:
         lines.append("random-order control (raw): " + ", ".join(randoms))
     return "\n".join(lines)
+
+
+#: :func:`format_scores_table` with ``layout="controlled"`` (the name of pl_saliency 0.2's first release)
+format_controlled_table = functools.partial(format_scores_table, layout="controlled")
