@@ -41,13 +41,13 @@ class CleanedMapsReport:
         return out
 
     def media(self, prefix: str, max_images: int, **style: Any) -> dict[str, Any]:
-        from pl_saliency.loggers.wandb import side_by_side_images
+        from pl_saliency.loggers.wandb import overlay_images
 
         return {
-            f"{prefix}/overlays/{e}": side_by_side_images(
-                self.inputs.cpu(), self.original[e].cpu(), res.saliency.cpu(),
+            f"{prefix}/overlays/{e}": overlay_images(
+                self.inputs.cpu(), self.original[e].cpu(),
                 [f"before | after: kept {float(f):.0%} of the features" for f in torch.as_tensor(res.fraction).reshape(-1)],
-                max_images, **style,
+                max_images, after=res.saliency.cpu(), **style,
             )
             for e, res in self.cleaned.items()
         }  # fmt: skip

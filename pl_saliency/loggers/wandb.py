@@ -81,34 +81,23 @@ def overlay_images(
     captions: Sequence[str],
     max_images: int | None = None,
     *,
+    after: Tensor | None = None,
     colormap: str = DEFAULT_COLORMAP,
     clip_percentile: float = DEFAULT_CLIP_PERCENTILE,
 ) -> list[Any]:
-    """A list of ``wandb.Image`` overlays (for an image panel with a step slider); one explainer's maps."""
-    wandb = import_wandb()
-    tiles = overlay_batch(images, maps, colormap=colormap, clip_percentile=clip_percentile, max_images=max_images)
-    return [wandb.Image(t.numpy(), caption=captions[i]) for i, t in enumerate(tiles)]
-
-
-def side_by_side_images(
-    images: Tensor,
-    before: Tensor,
-    after: Tensor,
-    captions: Sequence[str],
-    max_images: int | None = None,
-    *,
-    colormap: str = DEFAULT_COLORMAP,
-    clip_percentile: float = DEFAULT_CLIP_PERCENTILE,
-) -> list[Any]:
-    """``wandb.Image`` per sample: the overlay of ``before`` and of ``after`` side by side (one
-    colormap for both: ``"auto"`` is decided over ``before`` and ``after`` together)."""
+    """A list of ``wandb.Image`` overlays (for an image panel with a step slider) of one explainer's
+    maps. With ``after`` (the same images' maps after a change, e.g. cleaning), each image shows the
+    overlay of ``maps`` and of ``after`` side by side, in one colormap (``"auto"`` is decided over
+    both)."""
     import torch
 
     wandb = import_wandb()
-    kind = resolve_colormap(colormap, torch.cat([before.reshape(-1), after.reshape(-1)]))
-    opts = dict(colormap=kind, clip_percentile=clip_percentile, max_images=max_images)
-    pairs = zip(overlay_batch(images, before, **opts), overlay_batch(images, after, **opts))
-    return [wandb.Image(torch.cat([b, a], dim=1).numpy(), caption=captions[i]) for i, (b, a) in enumerate(pairs)]
+    both = maps if after is None else torch.cat([maps.reshape(-1), after.reshape(-1)])
+    opts = dict(colormap=resolve_colormap(colormap, both), clip_percentile=clip_percentile, max_images=max_images)
+    tiles = overlay_batch(images, maps, **opts)
+    if after is not None:
+        tiles = [torch.cat([b, a], dim=1) for b, a in zip(tiles, overlay_batch(images, after, **opts))]
+    return [wandb.Image(t.numpy(), caption=captions[i]) for i, t in enumerate(tiles)]
 
 
 def curve_chart(x: Tensor, curves: Mapping[str, Tensor], title: str, xname: str) -> Any:
