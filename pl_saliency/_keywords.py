@@ -224,6 +224,46 @@ def options_of(
     return decorate
 
 
+def keywords_of(function: Callable[..., Any], /, *, drop: tuple[str, ...] = ()) -> Callable[[F], F]:
+    """Give ``fn(…, **options)``, a function that passes its options on to ``function``, the keyword-only
+    parameters of ``function`` (names, types, defaults, order), less ``drop``: declared once, there.
+
+    ``fn``'s own parameters come first; ``**options`` is replaced by the borrowed ones. A call is
+    bound against that signature as with :func:`declared_options` (an unknown keyword raises
+    ``TypeError``; a missing one gets ``function``'s default), so ``fn`` receives every borrowed option.
+    Type checkers read ``**options: Any``; ``help()``, ``inspect.signature`` and Sphinx read the
+    explicit signature.
+
+    Example:
+        >>> def compare(x, values, *, fixed=None, keep=False):
+        ...     return x, values, fixed, keep
+        >>> @keywords_of(compare)
+        ... def compare_two(x, a, b, **options):
+        ...     return compare(x, (a, b), **options)
+        >>> import inspect
+        >>> str(inspect.signature(compare_two))
+        '(x, a, b, *, fixed=None, keep=False)'
+        >>> compare_two(1, "p", "q", keep=True)
+        (1, ('p', 'q'), None, True)
+    """
+    borrowed, _ = _resolved(function)
+    options = [p for p in borrowed if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in drop]
+    unknown = sorted(set(drop) - {p.name for p in borrowed})
+    if unknown:
+        raise TypeError(f"keywords_of({function.__name__}): drops names it does not take: {unknown}")
+
+    def decorate(fn: F) -> F:
+        own, returns = _resolved(fn)
+        if not own or own[-1].kind is not inspect.Parameter.VAR_KEYWORD:
+            raise TypeError(f"keywords_of: {fn.__qualname__} must end with **options")
+        clash = {p.name for p in own} & {p.name for p in options}
+        if clash:
+            raise TypeError(f"keywords_of: {fn.__qualname__} declares {sorted(clash)} itself")
+        return _bound_to(fn, inspect.Signature([*own[:-1], *options], return_annotation=returns))
+
+    return decorate
+
+
 def _resolved(fn: Callable[..., Any]) -> tuple[list[inspect.Parameter], Any]:
     """``fn``'s parameters and return annotation, with the annotations evaluated where they can be."""
     try:

@@ -176,3 +176,42 @@ def test_options_of_takes_the_twins_options_and_refuses_its_per_call_keywords():
         with pytest.raises(ValueError, match="Unexpected keyword arguments"):
             make()
     assert FaithfulnessCorrelation(n_runs=5, sync_on_compute=False).sync_on_compute is False
+
+
+def test_keywords_of_borrows_the_keyword_options_of_the_function_it_calls():
+    """``keywords_of``: the borrowed options keep their names, types, defaults and order; a call binds
+    them (defaults filled, an unknown keyword refused); the package's users show the callee's options."""
+    from pl_saliency._keywords import keywords_of
+    from pl_saliency.analysis import hyperparameter_robustness
+    from pl_saliency.analysis import map_divergence
+    from pl_saliency.perturbation.engine import random_order_curves
+
+    def callee(x, values, *, fixed: dict | None = None, keep: bool = False, tag: str = "a"):
+        return x, values, fixed, keep, tag
+
+    @keywords_of(callee, drop=("tag",))
+    def caller(x, a, b, **options):
+        return callee(x, (a, b), **options)
+
+    params = inspect.signature(caller).parameters
+    assert list(params) == ["x", "a", "b", "fixed", "keep"]
+    assert params["keep"].default is False and params["keep"].kind is inspect.Parameter.KEYWORD_ONLY
+    assert caller(1, 2, 3, keep=True) == (1, (2, 3), None, True, "a")
+    with pytest.raises(TypeError, match="tag"):
+        caller(1, 2, 3, tag="b")
+    with pytest.raises(TypeError, match="drops names it does not take"):
+        keywords_of(callee, drop=("nope",))
+    with pytest.raises(TypeError, match="must end with"):
+        keywords_of(callee)(lambda x: x)
+    with pytest.raises(TypeError, match=r"declares \['keep'\] itself"):
+        keywords_of(callee)(lambda x, keep=1, **o: x)
+
+    hp = inspect.signature(hyperparameter_robustness).parameters
+    md = inspect.signature(map_divergence).parameters
+    assert [(p.name, p.default) for p in md.values() if p.kind is p.KEYWORD_ONLY] == [
+        (p.name, p.default) for p in hp.values() if p.kind is p.KEYWORD_ONLY and p.name != "fillers"
+    ]
+    control = inspect.signature(DeletionAUC.control_scores).parameters
+    engine = inspect.signature(random_order_curves).parameters
+    assert {n: control[n].default for n in ("repeats", "seed", "context")} == {n: engine[n].default for n in ("repeats", "seed", "context")}
+    assert "speed" not in control

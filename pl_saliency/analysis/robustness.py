@@ -35,6 +35,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from pl_saliency._keywords import keywords_of
 from pl_saliency.functional.randomization import map_similarity
 from pl_saliency.functional.randomization import similarity_name
 from pl_saliency.perturbation.fillers import get_filler
@@ -236,19 +237,14 @@ def hyperparameter_robustness(
     return report
 
 
+@keywords_of(hyperparameter_robustness, drop=("fillers",))
 def map_divergence(
     model: Callable[[Tensor], Any],
     inputs: Tensor,
     target: Tensor,
     explainer: Callable[..., Callable[..., Tensor]],
     fillers: Any,
-    *,
-    fixed: Mapping[str, Any] | None = None,
-    similarities: Any = ("spearman", "ssim"),
-    abs: bool = False,  # noqa: A002
-    ssim_kernel_size: int = 11,
-    ssim_sigma: float = 1.5,
-    keep_maps: bool = False,
+    **options: Any,
 ) -> RobustnessReport:
     """How much a removal explainer's maps diverge across removal baselines (Brunke, Agrawal & George
     2021, the generation-side finding: occlusion, RISE, meaningful perturbation or LIME with a black, a
@@ -262,7 +258,8 @@ def map_divergence(
 
     Args:
         fillers: a sequence of filler specs (named by their keys) or a dict name -> spec, at least two.
-        Others: as :func:`hyperparameter_robustness`.
+        Others: the keyword options of :func:`hyperparameter_robustness` (``fixed``, ``similarities``,
+            ``abs``, ``ssim_kernel_size``, ``ssim_sigma``, ``keep_maps``), declared there once.
 
     Example:
         >>> import torch
@@ -278,10 +275,7 @@ def map_divergence(
     specs = [v for _, v in _filler_names(fillers)]
     if len(specs) < 2:
         raise ValueError(f"Argument `fillers` must hold at least two fillers to compare, but got {len(specs)}.")
-    report = hyperparameter_robustness(
-        model, inputs, target, explainer, "filler", specs, fixed=fixed, similarities=similarities, abs=abs,
-        ssim_kernel_size=ssim_kernel_size, ssim_sigma=ssim_sigma, keep_maps=keep_maps,
-    )  # fmt: skip
+    report = hyperparameter_robustness(model, inputs, target, explainer, "filler", specs, **options)
     report.values = names
     return report
 

@@ -14,6 +14,7 @@ from torch import Tensor
 
 from pl_saliency._keywords import declared_options
 from pl_saliency._keywords import keyword_only
+from pl_saliency._keywords import keywords_of
 from pl_saliency.functional.deletion import Model
 from pl_saliency.metrics.base import SampleScoreMetric
 from pl_saliency.metrics.base import ScoredBatch
@@ -154,25 +155,17 @@ class CurveAUCMetric(SampleScoreMetric):
             return curves[:, 0]
         return None
 
+    @keywords_of(random_order_curves, drop=("speed",))
     def control_scores(
-        self,
-        model: Callable[[Tensor], Any],
-        inputs: Tensor,
-        target: Tensor,
-        sample_ids: Tensor,
-        *,
-        repeats: int = 4,
-        seed: int = 0,
-        context: BatchContext | None = None,
+        self, model: Callable[[Tensor], Any], inputs: Tensor, target: Tensor, sample_ids: Tensor, **options: Any
     ) -> tuple[Tensor, Tensor]:
         """Per-sample random-order control ``(scores (N,), anchors (N,))``: the mean score over
         ``repeats`` random feature orders per sample (keyed by ``sample_ids``; shared through
         ``context`` by every explainer's copy of this metric), and the anchors of those curves
-        (NaN where the metric has none)."""
-        curves = random_order_curves(
-            model, inputs, target, self.curve_spec(inputs), sample_ids, repeats=repeats, seed=seed,
-            speed=self.speed, context=context,
-        )  # fmt: skip
+        (NaN where the metric has none). The options (``repeats``, ``seed``, ``context``) are those of
+        :func:`~pl_saliency.perturbation.engine.random_order_curves`, declared there."""
+        spec = self.curve_spec(inputs)
+        curves = random_order_curves(model, inputs, target, spec, sample_ids, speed=self.speed, **options)
         n, r, p = curves.shape
         scores = self._random_scores(curves, inputs)
         anchors = self.anchor_scores(curves.reshape(n * r, p))
