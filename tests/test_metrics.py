@@ -236,9 +236,9 @@ def test_every_metric_plots_and_declares_its_definition(cls):
 def test_update_protocol_is_declared_once_and_refuses_other_keywords(tiny_cnn):
     """Every metric class takes the monitor protocol's ``update`` from ``ProtocolMetric`` (not a copy of
     its own); a keyword the class does not take raises ``TypeError`` naming it, before any state changes."""
-    import pl_saliency.metrics as M
     from torchmetrics import Metric
 
+    import pl_saliency.metrics as M
     from pl_saliency.metrics.base import ProtocolMetric
 
     classes = [getattr(M, n) for n in M.__all__ if isinstance(getattr(M, n), type) and issubclass(getattr(M, n), Metric)]
