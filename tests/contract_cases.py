@@ -359,6 +359,7 @@ def _cases() -> list[Case]:
 
 #: exported Metric classes that are not run, and why
 NOT_COVERED: dict[str, str] = {
+    "ProtocolMetric": "base class: declares the protocol's `update`; `_update_batch` is abstract",
     "SampleScoreMetric": "base class: no `update` (subclasses define the per-sample score)",
     "CurveAUCMetric": "base class of the curve metrics: no `higher_is_better`; DeletionAUC / InsertionAUC are its "
                       "concrete forms and are covered",

@@ -10,7 +10,9 @@ from pl_saliency.metrics.aopc import CurveMetric
 from pl_saliency.metrics.aopc import PixelFlipping
 from pl_saliency.metrics.aopc import RegionPerturbation
 from pl_saliency.metrics.aopc import Selectivity
+from pl_saliency.metrics.base import ProtocolMetric
 from pl_saliency.metrics.base import SampleScoreMetric
+from pl_saliency.metrics.base import ScoredBatch
 from pl_saliency.metrics.complexity import EntropyComplexity
 from pl_saliency.metrics.complexity import GiniSparseness
 from pl_saliency.metrics.confidence import AverageDrop
@@ -77,6 +79,8 @@ __all__ = [
     "ROADLerf",
     "ROADMorf",
     "SaliencyMetric",
+    "ProtocolMetric",
     "SampleScoreMetric",
+    "ScoredBatch",
     "Selectivity",
 ]
