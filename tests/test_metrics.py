@@ -255,3 +255,10 @@ def test_update_protocol_is_declared_once_and_refuses_other_keywords(tiny_cnn):
     game = M.PointingGame()
     game.update(None, x, torch.rand(2, 1, 8, 8), y, masks=torch.ones(2, 1, 8, 8))
     assert game.compute() == 1.0
+    # the metrics of the map alone take the call without a target, the others name it
+    gini = M.GiniSparseness()
+    gini.update(None, x, torch.rand(2, 1, 8, 8))
+    assert gini.total == 2
+    with pytest.raises(TypeError, match="Argument `target` must be an int64 tensor"):
+        metric.update(tiny_cnn, x, torch.rand(2, 1, 8, 8))
+    assert metric.total == 0

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from typing import Any
 from typing import ClassVar
+from typing import cast
 
 import torch
 from torch import Tensor
@@ -66,13 +67,14 @@ class ProtocolMetric(Metric):
         model: Callable[[Tensor], Any] | None,
         inputs: Tensor,
         saliency: Tensor,
-        target: Tensor,
+        target: Tensor | None = None,
         context: BatchContext | None = None,
         **extras: Any,
     ) -> None:
         """Score one batch: ``model`` (N, C, H, W) -> logits (N, K) (ignored by the metrics of the map
         or the ground truth alone), ``inputs`` (N, C, H, W), ``saliency`` (N, 1, H, W) or (N, C, H, W),
-        ``target`` (N,) class indices, ``context`` an optional
+        ``target`` (N,) class indices (may be left out by the metrics that ignore it: those of the map
+        or the ground truth alone; the others raise naming it), ``context`` an optional
         :class:`~pl_saliency.perturbation.BatchContext` shared by the metrics of one batch, and the
         keyword extras of ``update_extras``."""
         unknown = sorted(set(extras) - set(self.update_extras))
@@ -82,7 +84,8 @@ class ProtocolMetric(Metric):
                 f"{type(self).__name__}.update() got unexpected keyword arguments {unknown}; its keyword extras: {takes}."
             )
         extras = {k: extras.get(k) for k in self.update_extras}
-        self._update_batch(ScoredBatch(model, inputs, saliency, target, context, extras))
+        # a None target reaches only the metrics that ignore it, or `check_target`, which raises naming it
+        self._update_batch(ScoredBatch(model, inputs, saliency, cast(Tensor, target), context, extras))
 
     def _update_batch(self, batch: ScoredBatch) -> None:
         raise NotImplementedError
