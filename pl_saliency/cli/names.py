@@ -133,6 +133,7 @@ class MetricSpec:
 
 
 NOT_SCORABLE: dict[str, str] = {
+    "ProtocolMetric": "base class",
     "SampleScoreMetric": "base class",
     "ControlledScore": "a wrapper of a curve metric (random-order controls), not a metric of its own",
     "CurveAUCMetric": "base class",
