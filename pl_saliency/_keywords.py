@@ -142,14 +142,9 @@ def declared_options(
         return (1, table.index(p.name)) if p.name in table else (1, -1)
 
     def decorate(fn: F) -> F:
-        own, returns = _resolved(fn)
-        if not own or own[-1].kind is not inspect.Parameter.VAR_KEYWORD:
-            raise TypeError(f"declared_options: {fn.__qualname__} must end with **settings")
-        clash = {p.name for p in own} & set(names)
-        if clash:
-            raise TypeError(f"declared_options: {fn.__qualname__} declares {sorted(clash)} itself")
+        own, returns = _open_signature(fn, names, "declared_options", "**settings")
         keyword = sorted([p for p in own if p.kind is inspect.Parameter.KEYWORD_ONLY] + options, key=place)
-        params = [p for p in own[:-1] if p.kind is not inspect.Parameter.KEYWORD_ONLY] + keyword
+        params = [p for p in own if p.kind is not inspect.Parameter.KEYWORD_ONLY] + keyword
         if var_keyword is not None:
             params.append(inspect.Parameter(var_keyword, inspect.Parameter.VAR_KEYWORD))
         signature = inspect.Signature(params, return_annotation=returns)
@@ -253,15 +248,23 @@ def keywords_of(function: Callable[..., Any], /, *, drop: tuple[str, ...] = ()) 
         raise TypeError(f"keywords_of({function.__name__}): drops names it does not take: {unknown}")
 
     def decorate(fn: F) -> F:
-        own, returns = _resolved(fn)
-        if not own or own[-1].kind is not inspect.Parameter.VAR_KEYWORD:
-            raise TypeError(f"keywords_of: {fn.__qualname__} must end with **options")
-        clash = {p.name for p in own} & {p.name for p in options}
-        if clash:
-            raise TypeError(f"keywords_of: {fn.__qualname__} declares {sorted(clash)} itself")
-        return _bound_to(fn, inspect.Signature([*own[:-1], *options], return_annotation=returns))
+        own, returns = _open_signature(fn, [p.name for p in options], "keywords_of", "**options")
+        return _bound_to(fn, inspect.Signature([*own, *options], return_annotation=returns))
 
     return decorate
+
+
+def _open_signature(fn: Callable[..., Any], names: list[str], owner: str, var: str) -> tuple[list[inspect.Parameter], Any]:
+    """``fn``'s parameters before its final ``**`` parameter, where the options ``names`` will go, and its
+    return annotation; ``TypeError`` (naming ``owner``) if ``fn`` has no final ``var`` or declares one of
+    ``names`` itself."""
+    own, returns = _resolved(fn)
+    if not own or own[-1].kind is not inspect.Parameter.VAR_KEYWORD:
+        raise TypeError(f"{owner}: {fn.__qualname__} must end with {var}")
+    clash = {p.name for p in own} & set(names)
+    if clash:
+        raise TypeError(f"{owner}: {fn.__qualname__} declares {sorted(clash)} itself")
+    return own[:-1], returns
 
 
 def _resolved(fn: Callable[..., Any]) -> tuple[list[inspect.Parameter], Any]:
