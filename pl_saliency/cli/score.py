@@ -38,6 +38,7 @@ from pl_saliency.cli.report import overlays_png
 from pl_saliency.cli.report import save_png
 from pl_saliency.cli.report import write_csv
 from pl_saliency.cli.report import write_json
+from pl_saliency.loggers.text import format_scores_table
 
 
 @dataclass
@@ -262,13 +263,6 @@ def settings_of(args: argparse.Namespace) -> dict[str, Any]:
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("debug", "no_progress", "func")}
 
 
-def scores_table(flat: Mapping[str, float | None], explainers: Sequence[str], directions: Mapping[str, bool | None], title: str) -> str:
-    """The monitor's table: gains ± CI and win rates where controls ran, raw values elsewhere."""
-    from pl_saliency.loggers.text import format_scores_table
-
-    return format_scores_table(flat, list(explainers), directions, title)
-
-
 def run_score(args: argparse.Namespace) -> ScoreResult:
     """The ``score`` subcommand on parsed arguments; returns the result after writing the report."""
     size, out = check_common(args)
@@ -283,7 +277,7 @@ def run_score(args: argparse.Namespace) -> ScoreResult:
         num_resamples=args.num_resamples,
     )  # fmt: skip
     title = f"saliency scores — {len(result.targets)} images, target: {result.target_mode}"
-    table = scores_table(result.flat(), list(explainers), result.directions(), title)
+    table = format_scores_table(result.flat(), list(explainers), result.directions(), title)
     data = report_data(result, settings_of(args))
     try:
         written = write_report(result, out, settings_of(args), html=args.html, data=data)
@@ -297,4 +291,4 @@ def run_score(args: argparse.Namespace) -> ScoreResult:
     return result
 
 
-__all__ = ["ScoreResult", "check_common", "finite", "report_data", "run_score", "score_images", "scores_table", "write_report"]
+__all__ = ["ScoreResult", "check_common", "finite", "report_data", "run_score", "score_images", "write_report"]

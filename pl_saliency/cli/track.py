@@ -46,8 +46,8 @@ from pl_saliency.cli.report import series_png
 from pl_saliency.cli.report import write_csv
 from pl_saliency.cli.report import write_json
 from pl_saliency.cli.score import check_common
-from pl_saliency.cli.score import scores_table
 from pl_saliency.cli.score import settings_of
+from pl_saliency.loggers.text import format_scores_table
 from pl_saliency.series import stability_scores
 from pl_saliency.series import summary_directions
 
@@ -183,7 +183,7 @@ def run_track(args: argparse.Namespace) -> dict[str, Any]:
         if args.overlays and (i == 0 or i == len(checkpoints) - 1):
             shown.append((f"epoch {epoch} ({ck.path.name})", {e: m[: args.overlays] for e, m in grid.maps.items()}))
         title = f"saliency scores — epoch {epoch} ({ck.path.name})"
-        print(scores_table(scores, names, directions, title) + "\n")
+        print(format_scores_table(scores, names, directions, title) + "\n")
         del grid  # free the maps of every probe sample before the next checkpoint
     data = {
         "log_prefix": args.log_prefix.rstrip("/"),

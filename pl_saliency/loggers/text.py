@@ -7,6 +7,11 @@ import math
 from collections.abc import Mapping
 from collections.abc import Sequence
 
+from pl_saliency.utils import check_choice
+
+#: the layouts of :func:`format_scores_table`
+LAYOUTS: tuple[str, ...] = ("auto", "raw", "controlled")
+
 
 def _head(metric: str, higher: bool | None) -> str:
     """A column heading: the metric and the arrow of its better direction (none when unknown)."""
@@ -53,8 +58,7 @@ def format_scores_table(
         explainer  deletion_auc ↓
         g                  0.2500
     """
-    if layout not in ("auto", "raw", "controlled"):
-        raise ValueError(f"Argument `layout` must be one of 'auto', 'raw', 'controlled', but got {layout!r}.")
+    check_choice("layout", layout, LAYOUTS)
     if layout == "controlled" or (layout == "auto" and any(k.endswith("/gain") for k in scores)):
         return _controlled_table(scores, explainers, directions, title)
     metrics = list(directions)
