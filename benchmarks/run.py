@@ -26,7 +26,7 @@ machine is noted in the output. Sections:
    controls per explainer (before), controls once per metric setting (after);
 10. ``road``: ROAD's noisy-linear imputation, ``solver="direct"`` (SuperLU, the old default) and
    ``"banded"`` (the new CPU default) ÷ the raw forward, with the equality of their numbers and with
-   pytorch-grad-cam's imputer at noise 0 (target ≥ 0.5);
+   pytorch-grad-cam's imputer at noise 0 (target ≥ 0.5), on one torch thread and on torch's own choice;
 11. ``imports``: ``import pl_saliency`` and ``pl-saliency --help`` in fresh processes ÷ ``import
    torch`` (target for ``--help`` ≤ 1.5), and which heavy modules ``import pl_saliency`` loads;
 12. ``gpu``: the card's name, or why there is no GPU table;
@@ -62,6 +62,8 @@ import torch
 from torch import nn
 
 ROOT = Path(__file__).resolve().parent.parent
+#: torch's own choice of CPU threads, before ``--threads`` changes it (section 10 measures both)
+DEFAULT_THREADS = torch.get_num_threads()
 sys.path.insert(0, str(ROOT))
 warnings.filterwarnings("ignore")
 
@@ -961,12 +963,29 @@ def bench_forwards(args: argparse.Namespace, device: torch.device) -> list[dict[
 
 # --------------------------------------------------------------------------- 10. ROAD imputation
 def bench_road(args: argparse.Namespace, device: torch.device) -> list[dict[str, Any]]:
+    rows = []
+    chunk = args.chunk_size
+    pct = (20, 40, 60, 80)
+    threads_now = torch.get_num_threads()
+    # one thread (the forward and the solver alike) and torch's own choice (the forward parallel, the
+    # LAPACK solver on one thread: see docs/performance.md); on the GPU the thread count does not matter
+    thread_counts = sorted({1, DEFAULT_THREADS}) if device.type == "cpu" else [threads_now]
+    try:
+        for threads in thread_counts:
+            torch.set_num_threads(threads)
+            rows += _road_rows(args, device, chunk, pct, threads, equality=threads == thread_counts[0])
+    finally:
+        torch.set_num_threads(threads_now)
+    return rows
+
+
+def _road_rows(
+    args: argparse.Namespace, device: torch.device, chunk: int, pct: tuple[int, ...], threads: int, equality: bool
+) -> list[dict[str, Any]]:
     from pl_saliency.functional import road
     from pl_saliency.perturbation import NoisyLinear
 
     rows = []
-    chunk = args.chunk_size
-    pct = (20, 40, 60, 80)
     for name, factory, shape, n, _ in model_cases(args):
         model = factory().to(device)
         for kind in ("random", "smooth"):
@@ -983,7 +1002,7 @@ def bench_road(args: argparse.Namespace, device: torch.device) -> list[dict[str,
                         model(raw_batch[: min(chunk, images - start)])
 
             outs = {}
-            for solver in ("direct", "banded"):
+            for solver in ("direct", "banded") if equality else ("banded",):  # the old default once
                 fill = NoisyLinear(noise=0.0, solver=solver)
 
                 def fn(fill: Any = fill) -> torch.Tensor:
@@ -993,11 +1012,14 @@ def bench_road(args: argparse.Namespace, device: torch.device) -> list[dict[str,
                 outs[solver] = res["out_a"]
                 ratio = 1.0 / res["ratio"]
                 rows.append({
-                    "model": f"{name} {'×'.join(map(str, shape))}", "saliency": kind, "solver": solver, "images": images,
+                    "model": f"{name} {'×'.join(map(str, shape))}", "saliency": kind, "torch threads": threads,
+                    "solver": solver, "images": images,
                     "road img/s": round(images / res["a"], 1), "raw img/s": round(images / res["b"], 1), "ratio": round(ratio, 3),
                     "target": "≥ 0.5", "verdict": verdict(ratio, 0.5, True),
                 })  # fmt: skip
-                print(f"  {name} {kind} {solver}: ratio {ratio:.3f}", flush=True)
+                print(f"  {name} {kind} {threads} thread(s) {solver}: ratio {ratio:.3f}", flush=True)
+            if not equality:
+                continue
             # the filled images themselves, banded vs direct and vs pytorch-grad-cam's imputer (noise 0)
             rank = s.flatten(1).argsort(dim=1, descending=True).argsort(dim=1).view_as(s)
             rows_x = torch.stack([x[i] for i in range(n) for _ in pct])
@@ -1177,8 +1199,10 @@ NOTES: dict[str, str] = {
         "over the same count (n × 5 images, the unperturbed one included), as in section 1. *random*: uniform "
         "random maps (scattered holes, section 1's maps); *smooth*: the same maps blurred (blob-shaped holes, as "
         "Grad-CAM makes). `direct` = scipy SuperLU (the old default), `banded` = LAPACK band Cholesky (the new CPU "
-        "default). Equality: the filled images of one ROAD chunk, banded vs direct and vs pytorch-grad-cam's "
-        "`NoisyLinearImputer(noise=0)` (float32), and the curves of both solvers."
+        "default). *torch threads*: the forward (raw and ROAD alike) runs on this many threads; the LAPACK "
+        "solver on one, so at torch's own choice of threads the ratio falls (docs/performance.md says why the "
+        "solver is not parallel). Equality (first thread count): the filled images of one ROAD chunk, banded vs "
+        "direct and vs pytorch-grad-cam's `NoisyLinearImputer(noise=0)` (float32), and the curves of both solvers."
     ),
 }
 
