@@ -964,8 +964,6 @@ def bench_forwards(args: argparse.Namespace, device: torch.device) -> list[dict[
 # --------------------------------------------------------------------------- 10. ROAD imputation
 def bench_road(args: argparse.Namespace, device: torch.device) -> list[dict[str, Any]]:
     rows = []
-    chunk = args.chunk_size
-    pct = (20, 40, 60, 80)
     threads_now = torch.get_num_threads()
     # one thread (the forward and the solver alike) and torch's own choice (the forward parallel, the
     # LAPACK solver on one thread: see docs/performance.md); on the GPU the thread count does not matter
@@ -973,19 +971,21 @@ def bench_road(args: argparse.Namespace, device: torch.device) -> list[dict[str,
     try:
         for threads in thread_counts:
             torch.set_num_threads(threads)
-            rows += _road_rows(args, device, chunk, pct, threads, equality=threads == thread_counts[0])
+            rows += _road_rows(args, device, threads, equality=threads == thread_counts[0])
     finally:
         torch.set_num_threads(threads_now)
     return rows
 
 
-def _road_rows(
-    args: argparse.Namespace, device: torch.device, chunk: int, pct: tuple[int, ...], threads: int, equality: bool
-) -> list[dict[str, Any]]:
+def _road_rows(args: argparse.Namespace, device: torch.device, threads: int, equality: bool) -> list[dict[str, Any]]:
+    """Section 10's rows at the current torch thread count (``threads``, as recorded); ``equality``:
+    also the old SuperLU solver and the equality of the filled images and curves."""
     from pl_saliency.functional import road
     from pl_saliency.perturbation import NoisyLinear
 
     rows = []
+    chunk = args.chunk_size
+    pct = (20, 40, 60, 80)
     for name, factory, shape, n, _ in model_cases(args):
         model = factory().to(device)
         for kind in ("random", "smooth"):
